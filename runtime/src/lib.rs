@@ -1,1 +1,46 @@
-//! placeholder
+//! gridpipe-runtime: samples, the object-safe estimator trait, the task graph and the
+//! actix runtime that computes scikit-learn-style sample pipelines as partitioned task
+//! graphs.
+//!
+//! - Data: [`Sample`], [`DelayedSample`], [`SampleSet`], cut into a [`Bag`] of
+//!   partitions; each partition is one contiguous [`Batch`].
+//! - Estimators: the [`Estimator`] trait (`fit`, `transform`, `predict`, `score`,
+//!   partial fits for reductions), wired into a pipeline by [`Step`]s that carry
+//!   their own resource tags ([`Resources`]).
+//! - Runtime: [`Runtime`] starts a scheduler actor, estimator actors and worker
+//!   actors; [`Runtime::run`] / [`Runtime::run_async`] compute a [`RunRequest`].
+
+#![warn(missing_docs)]
+
+pub mod actors;
+pub mod bag;
+pub mod batch;
+pub mod config;
+pub mod error;
+pub mod estimator;
+pub mod exec;
+pub mod plan;
+pub mod report;
+pub mod resources;
+pub mod run;
+pub mod runtime;
+pub mod sample;
+pub mod step;
+pub mod value;
+
+pub use bag::{Bag, FailedSample, Partitioning};
+pub use batch::{Batch, Column, Failure, DATA};
+pub use config::{RuntimeConfig, WorkerSpec};
+pub use error::{DataError, EstimatorError, LoadError, RunError};
+pub use estimator::{accuracy, Estimator, Extra, PartialFit, Transformed};
+pub use plan::OpKind;
+pub use report::{RunReport, TaskLabel, TaskOp, TaskRecord, WorkerInfo};
+pub use resources::Resources;
+pub use run::{RunOutput, RunRequest, StepRun};
+pub use runtime::Runtime;
+pub use sample::{Attributes, DelayedSample, Loader, Sample, SampleSet};
+pub use step::Step;
+pub use value::Value;
+
+/// Re-exported so user crates can mark estimator impls without naming the dependency.
+pub use typetag;

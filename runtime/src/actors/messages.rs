@@ -1,0 +1,163 @@
+//! Messages between the scheduler, workers and estimator actors.
+
+use crate::batch::Batch;
+use crate::error::RunError;
+use crate::estimator::Estimator;
+use crate::exec::{ChainOutput, Contribution, StageExec};
+use crate::resources::Resources;
+use crate::run::{RunOutput, RunRequest};
+use actix::prelude::*;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Which task of a run: a partition's stage, or a fit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskKind {
+    /// Stage `stage` of partition `partition`.
+    Chain {
+        /// The stage.
+        stage: u16,
+        /// The partition.
+        partition: u32,
+    },
+    /// Fit number `fit` of the plan.
+    Fit {
+        /// The fit.
+        fit: u16,
+    },
+}
+
+/// What a worker needs to run one task.
+#[derive(Debug)]
+pub enum TaskPayload {
+    /// Run a stage's chain on one partition.
+    Chain {
+        /// The partition's data.
+        input: Arc<Batch>,
+        /// The stage's steps and models.
+        stage: Arc<StageExec>,
+    },
+    /// Fit a step from every partition's contribution.
+    Fit {
+        /// The unfitted estimator.
+        template: Arc<dyn Estimator>,
+        /// Reduce or gather.
+        reduce: bool,
+        /// Contributions in partition order.
+        parts: Vec<Contribution>,
+    },
+}
+
+/// One task handed to a worker.
+#[derive(Debug)]
+pub struct TaskEnvelope {
+    /// Seconds from the run's start to the task becoming ready.
+    pub ready_s: f64,
+    /// The run (scheduler-local id).
+    pub run: u32,
+    /// The task.
+    pub task: TaskKind,
+    /// The resources it holds on the worker while queued or running.
+    pub resources: Resources,
+    /// What to run.
+    pub payload: TaskPayload,
+}
+
+/// What a task produced.
+#[derive(Debug)]
+pub enum TaskResult {
+    /// A chain's output.
+    Chain(ChainOutput),
+    /// A fitted model, or why the fit failed.
+    Fit(Result<Arc<dyn Estimator>, String>),
+}
+
+/// One finished task.
+#[derive(Debug)]
+pub struct TaskOutcome {
+    /// Seconds from the run's start to the task becoming ready.
+    pub ready_s: f64,
+    /// The run.
+    pub run: u32,
+    /// The task.
+    pub task: TaskKind,
+    /// The resources it held.
+    pub resources: Resources,
+    /// When the worker started it.
+    pub started: Instant,
+    /// When it finished.
+    pub finished: Instant,
+    /// What it produced.
+    pub result: TaskResult,
+}
+
+/// Scheduler -> worker: a batch of tasks, one way.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct RunTasks(pub Vec<TaskEnvelope>);
+
+/// Worker -> scheduler: finished tasks, one way.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct TasksDone {
+    /// The worker's index.
+    pub worker: u32,
+    /// The outcomes, in completion order.
+    pub outcomes: Vec<TaskOutcome>,
+}
+
+/// Client -> scheduler: run a graph; the answer comes on `reply`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Submit {
+    /// What to run.
+    pub request: RunRequest,
+    /// Where the result goes.
+    pub reply: tokio::sync::oneshot::Sender<Result<RunOutput, RunError>>,
+}
+
+/// Scheduler -> estimator actor: partitions' contributions to its fit.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Contribute {
+    /// `(partition, contribution)` pairs.
+    pub parts: Vec<(u32, Contribution)>,
+}
+
+/// Estimator actor -> scheduler: every partition contributed; the fit can run.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct FitReady {
+    /// The run.
+    pub run: u32,
+    /// The fit.
+    pub fit: u16,
+    /// Contributions in partition order.
+    pub parts: Vec<Contribution>,
+}
+
+/// Scheduler -> estimator actor: the fit finished.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Fitted(pub Arc<dyn Estimator>);
+
+/// Anyone -> estimator actor: the fitted model, if the fit finished.
+#[derive(Message, Debug)]
+#[rtype(result = "Option<Arc<dyn Estimator>>")]
+pub struct GetModel;
+
+/// Backlog of one resource shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShapeBacklog {
+    /// The shape (what the tasks need).
+    pub resources: Resources,
+    /// Tasks ready to run and not yet handed to a worker.
+    pub ready: usize,
+    /// Tasks handed to a worker (queued there or running).
+    pub in_flight: usize,
+}
+
+/// Anyone -> scheduler: the exact backlog per resource shape.
+#[derive(Message, Debug)]
+#[rtype(result = "Vec<ShapeBacklog>")]
+pub struct GetBacklog;

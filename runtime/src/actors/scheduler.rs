@@ -1,0 +1,730 @@
+//! [`Scheduler`]: owns the task graphs of running runs, the ready queues per resource
+//! shape, and the window of tasks handed to each worker.
+//!
+//! Dispatch follows the measured costs of actix on this machine kind: tasks go to
+//! workers in one-way batched messages, results come back the same way, and nothing
+//! awaits a reply per task. The scheduler counts its backlog exactly (ready queues
+//! plus in-flight windows, per resource shape), since actix exposes no mailbox length.
+
+use super::estimator_actor::EstimatorActor;
+use super::messages::*;
+use super::partition::{Next, PartitionSlot};
+use crate::bag::Bag;
+use crate::batch::Batch;
+use crate::config::RuntimeConfig;
+use crate::error::RunError;
+use crate::estimator::Estimator;
+use crate::exec::{Contribution, FeedSpec, StageExec};
+use crate::plan::{Plan, StepWork};
+use crate::report::{RunReport, TaskLabel, TaskOp, TaskRecord, WorkerInfo};
+use crate::resources::Resources;
+use crate::run::{RunOutput, RunRequest};
+use crate::step::Step;
+use crate::bag::FailedSample;
+use actix::prelude::*;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A task waiting in a ready queue.
+#[derive(Clone, Copy, Debug)]
+struct TaskRef {
+    run: u32,
+    task: TaskKind,
+    ready_s: f64,
+}
+
+struct WorkerSlot {
+    info: WorkerInfo,
+    addr: Recipient<RunTasks>,
+    free: Resources,
+    in_flight: usize,
+}
+
+struct RunState {
+    id: String,
+    plan: Plan,
+    steps: Vec<Arc<Step>>,
+    models: Vec<Option<Arc<dyn Estimator>>>,
+    stage_exec: Vec<Option<Arc<StageExec>>>,
+    labels: Vec<TaskLabel>,
+    parts: Vec<PartitionSlot>,
+    estimators: Vec<Addr<EstimatorActor>>,
+    fit_inputs: Vec<Option<Vec<Contribution>>>,
+    fit_done: Vec<bool>,
+    waiting: Vec<Vec<u32>>,
+    partitions_left: usize,
+    fits_left: usize,
+    tasks: Vec<TaskRecord>,
+    samples: usize,
+    started: Instant,
+    reply: Option<tokio::sync::oneshot::Sender<Result<RunOutput, RunError>>>,
+    span: tracing::Span,
+}
+
+impl RunState {
+    fn now(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    fn since(&self, t: Instant) -> f64 {
+        t.saturating_duration_since(self.started).as_secs_f64()
+    }
+
+    /// Builds the shared part of a stage's tasks once its models exist.
+    fn build_stage(&mut self, s: usize) -> Result<(), RunError> {
+        let stage = &self.plan.stages[s];
+        let mut ops = Vec::with_capacity(stage.ops.len());
+        for op in &stage.ops {
+            let model = self.models[op.step].clone().ok_or_else(|| RunError::NotFitted {
+                step: self.steps[op.step].name.clone(),
+            })?;
+            ops.push(crate::exec::ChainOp {
+                step: self.steps[op.step].clone(),
+                model,
+                kind: op.kind,
+            });
+        }
+        let feeds = stage.feeds_fit.map(|f| {
+            let node = &self.plan.fits[f];
+            let step = self.steps[node.step].clone();
+            FeedSpec {
+                template: step.estimator.clone(),
+                step,
+                reduce: node.reduce,
+            }
+        });
+        self.stage_exec[s] = Some(Arc::new(StageExec { ops, feeds }));
+        Ok(())
+    }
+
+    fn fit_label(&self, fit: usize) -> u32 {
+        (self.plan.stages.len() + fit) as u32
+    }
+}
+
+/// The scheduler actor.
+pub struct Scheduler {
+    config: RuntimeConfig,
+    workers: Vec<WorkerSlot>,
+    /// Resources that attached cluster queues can offer (set by cluster back-ends).
+    cluster_offers: Vec<Resources>,
+    runs: HashMap<u32, RunState>,
+    next_run: u32,
+    ready: BTreeMap<Resources, VecDeque<TaskRef>>,
+    in_flight: BTreeMap<Resources, usize>,
+    avg_task_s: f64,
+}
+
+impl Scheduler {
+    /// A scheduler with no worker yet.
+    pub fn new(config: RuntimeConfig) -> Self {
+        let avg = config.initial_task_estimate.as_secs_f64();
+        Self {
+            config,
+            workers: Vec::new(),
+            cluster_offers: Vec::new(),
+            runs: HashMap::new(),
+            next_run: 0,
+            ready: BTreeMap::new(),
+            in_flight: BTreeMap::new(),
+            avg_task_s: avg,
+        }
+    }
+
+    fn window(&self) -> usize {
+        let w = self.config.window_target.as_secs_f64() / self.avg_task_s.max(1e-9);
+        (w as usize).clamp(self.config.min_window, self.config.max_window)
+    }
+
+    fn offered(&self) -> String {
+        let mut v: Vec<String> = self.workers.iter().map(|w| w.info.resources.to_string()).collect();
+        v.extend(self.cluster_offers.iter().map(|r| format!("queue {r}")));
+        v.dedup();
+        v.join(", ")
+    }
+
+    fn servable(&self, need: &Resources) -> Result<(), (String, u32)> {
+        if self.workers.iter().any(|w| w.info.resources.covers(need))
+            || self.cluster_offers.iter().any(|r| r.covers(need))
+        {
+            return Ok(());
+        }
+        // Name the resource that nobody covers (or the first one, when only the
+        // combination is missing).
+        let (name, amount) = need
+            .iter()
+            .find(|(k, v)| {
+                !self.workers.iter().any(|w| w.info.resources.get(k) >= *v)
+                    && !self.cluster_offers.iter().any(|r| r.get(k) >= *v)
+            })
+            .or_else(|| need.iter().next())
+            .map(|(k, v)| (k.to_string(), v))
+            .unwrap_or_default();
+        Err((name, amount))
+    }
+
+    fn submit(&mut self, request: RunRequest, ctx: &mut Context<Self>) -> Result<u32, RunError> {
+        let RunRequest { steps, bag } = request;
+        let mut names = std::collections::HashSet::new();
+        for s in &steps {
+            if s.step.name.is_empty() || !names.insert(s.step.name.clone()) {
+                return Err(RunError::InvalidPipeline(format!(
+                    "step names must be unique and not empty: {:?}",
+                    s.step.name
+                )));
+            }
+        }
+        let mut models = Vec::with_capacity(steps.len());
+        let mut work = Vec::with_capacity(steps.len());
+        for s in &steps {
+            let stateless = !s.step.requires_fit();
+            let fit = s.fit && !stateless;
+            let model = if stateless {
+                Some(s.step.estimator.clone())
+            } else {
+                s.fitted.clone()
+            };
+            if s.apply.is_some() && !fit && model.is_none() {
+                return Err(RunError::NotFitted {
+                    step: s.step.name.clone(),
+                });
+            }
+            models.push(if fit { None } else { model });
+            work.push(StepWork {
+                name: s.step.name.clone(),
+                fit,
+                apply: s.apply,
+                reduce: s.step.estimator.supports_partial_fit(),
+                fit_resources: s.step.fit_resources.clone(),
+                transform_resources: s.step.transform_resources.clone(),
+            });
+        }
+        let plan = Plan::build(&work);
+        let steps: Vec<Arc<Step>> = steps.into_iter().map(|s| s.step).collect();
+        // Every tag must be servable by some worker or attached queue.
+        for stage in &plan.stages {
+            if let Err((resource, amount)) = self.servable(&stage.resources) {
+                return Err(RunError::UnservableResource {
+                    step: stage.ops.first().map(|o| steps[o.step].name.clone()).unwrap_or_default(),
+                    op: "transform",
+                    resource,
+                    amount,
+                    offered: self.offered(),
+                });
+            }
+        }
+        for fit in &plan.fits {
+            if let Err((resource, amount)) = self.servable(&fit.resources) {
+                return Err(RunError::UnservableResource {
+                    step: steps[fit.step].name.clone(),
+                    op: "fit",
+                    resource,
+                    amount,
+                    offered: self.offered(),
+                });
+            }
+        }
+        let mut labels: Vec<TaskLabel> = plan
+            .stages
+            .iter()
+            .map(|s| TaskLabel {
+                op: TaskOp::Transform,
+                steps: s.ops.iter().map(|o| steps[o.step].name.clone()).collect(),
+                resources: s.resources.clone(),
+            })
+            .collect();
+        labels.extend(plan.fits.iter().map(|f| TaskLabel {
+            op: TaskOp::Fit,
+            steps: vec![steps[f.step].name.clone()],
+            resources: f.resources.clone(),
+        }));
+        let run = self.next_run;
+        self.next_run = self.next_run.wrapping_add(1);
+        let id = uuid::Uuid::new_v4().to_string();
+        let span = tracing::info_span!("run", id = %id, partitions = bag.npartitions());
+        let npart = bag.npartitions();
+        let samples = bag.len();
+        let parts: Vec<PartitionSlot> = bag
+            .into_arcs()
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| PartitionSlot::new(i as u32, b))
+            .collect();
+        let estimators = plan
+            .fits
+            .iter()
+            .enumerate()
+            .map(|(f, node)| {
+                EstimatorActor::new(
+                    run,
+                    f as u16,
+                    steps[node.step].name.clone(),
+                    npart,
+                    ctx.address().recipient(),
+                )
+                .start()
+            })
+            .collect();
+        let nstages = plan.stages.len();
+        let nfits = plan.fits.len();
+        let mut state = RunState {
+            id,
+            steps,
+            models,
+            stage_exec: vec![None; nstages],
+            labels,
+            parts,
+            estimators,
+            fit_inputs: vec![None; nfits],
+            fit_done: vec![false; nfits],
+            waiting: vec![Vec::new(); nstages],
+            partitions_left: npart,
+            fits_left: nfits,
+            tasks: Vec::with_capacity(plan.task_count(npart)),
+            samples,
+            started: Instant::now(),
+            reply: None,
+            span,
+            plan,
+        };
+        state.build_stage(0)?;
+        {
+            let _e = state.span.enter();
+            tracing::info!(tasks = state.plan.task_count(npart), stages = nstages, fits = nfits, "run submitted");
+        }
+        let shape = state.plan.stages[0].resources.clone();
+        let q = self.ready.entry(shape).or_default();
+        for p in 0..npart as u32 {
+            q.push_back(TaskRef {
+                run,
+                task: TaskKind::Chain { stage: 0, partition: p },
+                ready_s: 0.0,
+            });
+        }
+        self.runs.insert(run, state);
+        Ok(run)
+    }
+
+    /// Hands ready tasks to workers with room, in batches.
+    fn dispatch(&mut self) {
+        let total_ready: usize = self.ready.values().map(|q| q.len()).sum();
+        if total_ready == 0 || self.workers.is_empty() {
+            return;
+        }
+        let window = self.window();
+        let share = total_ready.div_ceil(self.workers.len()).max(1);
+        for w in 0..self.workers.len() {
+            let worker = &mut self.workers[w];
+            let room = window.saturating_sub(worker.in_flight);
+            if room == 0 {
+                continue;
+            }
+            let take = room.min(share);
+            let mut batch = Vec::with_capacity(take);
+            // Shapes that need special resources first, so scarce workers serve them.
+            for (shape, q) in self.ready.iter_mut().rev() {
+                while batch.len() < take && !q.is_empty() && worker.free.covers(shape) {
+                    let t = q.pop_front().expect("non-empty");
+                    let Some(run) = self.runs.get_mut(&t.run) else {
+                        continue;
+                    };
+                    let Some(payload) = Self::payload(run, t.task, worker.info.id) else {
+                        continue;
+                    };
+                    worker.free.take(shape);
+                    worker.in_flight += 1;
+                    *self.in_flight.entry(shape.clone()).or_insert(0) += 1;
+                    batch.push(TaskEnvelope {
+                        ready_s: t.ready_s,
+                        run: t.run,
+                        task: t.task,
+                        resources: shape.clone(),
+                        payload,
+                    });
+                }
+            }
+            if !batch.is_empty() {
+                tracing::debug!(worker = w, tasks = batch.len(), "dispatch");
+                worker.addr.do_send(RunTasks(batch));
+            }
+        }
+    }
+
+    fn payload(run: &mut RunState, task: TaskKind, worker: u32) -> Option<TaskPayload> {
+        match task {
+            TaskKind::Chain { partition, .. } => {
+                let (stage, input) = run.parts[partition as usize].dispatch(worker).ok()?;
+                Some(TaskPayload::Chain {
+                    input,
+                    stage: run.stage_exec[stage as usize].clone()?,
+                })
+            }
+            TaskKind::Fit { fit } => {
+                let parts = run.fit_inputs[fit as usize].take()?;
+                let node = &run.plan.fits[fit as usize];
+                Some(TaskPayload::Fit {
+                    template: run.steps[node.step].estimator.clone(),
+                    reduce: node.reduce,
+                    parts,
+                })
+            }
+        }
+    }
+
+    fn push_ready(&mut self, shape: &Resources, t: TaskRef) {
+        match self.ready.get_mut(shape) {
+            Some(q) => q.push_back(t),
+            None => {
+                self.ready.insert(shape.clone(), VecDeque::from([t]));
+            }
+        }
+    }
+
+    fn on_done(&mut self, worker: u32, outcomes: Vec<TaskOutcome>) {
+        let mut busy = 0.0;
+        let n = outcomes.len();
+        let mut contributions: Vec<(u32, usize, u32, Contribution)> = Vec::new();
+        let mut finished_runs = Vec::new();
+        for o in outcomes {
+            busy += o.finished.duration_since(o.started).as_secs_f64();
+            {
+                let w = &mut self.workers[worker as usize];
+                w.in_flight -= 1;
+                let total = w.info.resources.clone();
+                w.free.give_back(&o.resources, &total);
+            }
+            if let Some(c) = self.in_flight.get_mut(&o.resources) {
+                *c -= 1;
+            }
+            let Some(run) = self.runs.get_mut(&o.run) else {
+                continue;
+            };
+            let (started_s, finished_s) = (run.since(o.started), run.since(o.finished));
+            match (o.task, o.result) {
+                (TaskKind::Chain { stage, partition }, TaskResult::Chain(out)) => {
+                    let s = stage as usize;
+                    let next_stage = s + 1;
+                    let next = if next_stage >= run.plan.stages.len() {
+                        Next::Done
+                    } else {
+                        match run.plan.stages[next_stage].after_fit {
+                            Some(f) if !run.fit_done[f] => Next::WaitForFit,
+                            _ => Next::Ready,
+                        }
+                    };
+                    let input_failed = run.parts[partition as usize]
+                        .data()
+                        .map_or(0, |b| b.failures().len());
+                    let new_failed = out.batch.failures().len().saturating_sub(input_failed);
+                    if let Some(c) = out.contribution {
+                        let fit = run.plan.stages[s].feeds_fit.expect("stage feeds a fit");
+                        contributions.push((o.run, fit, partition, c));
+                    }
+                    let keep = next != Next::Done || run.plan.collect;
+                    let output = keep.then(|| Arc::new(out.batch));
+                    if let Err(e) = run.parts[partition as usize].complete(worker, output, next) {
+                        tracing::error!(%e, "partition protocol violation");
+                        continue;
+                    }
+                    run.tasks.push(TaskRecord {
+                        label: stage as u32,
+                        partition: Some(partition),
+                        worker,
+                        ready_s: o.ready_s,
+                        started_s,
+                        finished_s,
+                        failed_samples: new_failed as u32,
+                        error: None,
+                    });
+                    match next {
+                        Next::Done => run.partitions_left -= 1,
+                        Next::WaitForFit => run.waiting[next_stage].push(partition),
+                        Next::Ready => {
+                            let shape = run.plan.stages[next_stage].resources.clone();
+                            let t = TaskRef {
+                                run: o.run,
+                                task: TaskKind::Chain {
+                                    stage: next_stage as u16,
+                                    partition,
+                                },
+                                ready_s: finished_s,
+                            };
+                            self.push_ready(&shape, t);
+                        }
+                    }
+                }
+                (TaskKind::Fit { fit }, TaskResult::Fit(result)) => {
+                    let f = fit as usize;
+                    let label = run.fit_label(f);
+                    let step = run.plan.fits[f].step;
+                    let error = result.as_ref().err().cloned();
+                    run.tasks.push(TaskRecord {
+                        label,
+                        partition: None,
+                        worker,
+                        ready_s: o.ready_s,
+                        started_s,
+                        finished_s,
+                        failed_samples: 0,
+                        error: error.clone(),
+                    });
+                    match result {
+                        Ok(model) => {
+                            run.models[step] = Some(model.clone());
+                            run.estimators[f].do_send(Fitted(model));
+                            run.fit_done[f] = true;
+                            run.fits_left -= 1;
+                            if let Some(s) = run.plan.stages.iter().position(|s| s.after_fit == Some(f)) {
+                                if let Err(e) = run.build_stage(s) {
+                                    self.fail_run(o.run, e);
+                                    continue;
+                                }
+                                let run = self.runs.get_mut(&o.run).expect("run present");
+                                let shape = run.plan.stages[s].resources.clone();
+                                let waiting = std::mem::take(&mut run.waiting[s]);
+                                let mut refs = Vec::with_capacity(waiting.len());
+                                for p in waiting {
+                                    if run.parts[p as usize].release().is_ok() {
+                                        refs.push(TaskRef {
+                                            run: o.run,
+                                            task: TaskKind::Chain { stage: s as u16, partition: p },
+                                            ready_s: finished_s,
+                                        });
+                                    }
+                                }
+                                for t in refs {
+                                    self.push_ready(&shape, t);
+                                }
+                            }
+                        }
+                        Err(reason) => {
+                            let step_name = run.steps[step].name.clone();
+                            self.fail_run(
+                                o.run,
+                                RunError::FitFailed {
+                                    step: step_name,
+                                    reason,
+                                },
+                            );
+                            continue;
+                        }
+                    }
+                }
+                _ => tracing::error!("task result does not match its task"),
+            }
+            finished_runs.push(o.run);
+        }
+        if n > 0 {
+            let per_task = busy / n as f64;
+            self.avg_task_s = 0.7 * self.avg_task_s + 0.3 * per_task;
+        }
+        // Hand contributions to the estimator actors, grouped per fit.
+        contributions.sort_by_key(|(r, f, _, _)| (*r, *f));
+        let mut group: Vec<(u32, Contribution)> = Vec::new();
+        let mut key: Option<(u32, usize)> = None;
+        for (r, f, p, c) in contributions {
+            if key.is_some() && key != Some((r, f)) {
+                self.send_contributions(key.expect("key"), std::mem::take(&mut group));
+            }
+            key = Some((r, f));
+            group.push((p, c));
+        }
+        if let Some(k) = key {
+            self.send_contributions(k, group);
+        }
+        finished_runs.sort_unstable();
+        finished_runs.dedup();
+        for r in finished_runs {
+            self.finish_if_done(r);
+        }
+    }
+
+    fn send_contributions(&self, (run, fit): (u32, usize), parts: Vec<(u32, Contribution)>) {
+        if let Some(r) = self.runs.get(&run) {
+            r.estimators[fit].do_send(Contribute { parts });
+        }
+    }
+
+    fn finish_if_done(&mut self, run: u32) {
+        let done = self
+            .runs
+            .get(&run)
+            .is_some_and(|r| r.partitions_left == 0 && r.fits_left == 0);
+        if !done {
+            return;
+        }
+        let mut state = self.runs.remove(&run).expect("run present");
+        let outputs: Vec<Arc<Batch>> = if state.plan.collect {
+            state.parts.iter_mut().filter_map(|p| p.take_data()).collect()
+        } else {
+            Vec::new()
+        };
+        let bag = Bag::from_arcs(outputs);
+        let failed: Vec<FailedSample> = bag.failed();
+        let report = RunReport {
+            run_id: state.id.clone(),
+            labels: std::mem::take(&mut state.labels),
+            tasks: std::mem::take(&mut state.tasks),
+            workers: self.workers.iter().map(|w| w.info.clone()).collect(),
+            partitions: state.parts.len(),
+            samples: state.samples,
+            failed,
+            wall_s: state.now(),
+        };
+        {
+            let _e = state.span.enter();
+            tracing::info!(summary = %report.summary(), "run finished");
+        }
+        if let Some(reply) = state.reply.take() {
+            let _ = reply.send(Ok(RunOutput {
+                bag,
+                models: std::mem::take(&mut state.models),
+                report,
+            }));
+        }
+    }
+
+    fn fail_run(&mut self, run: u32, error: RunError) {
+        if let Some(mut state) = self.runs.remove(&run) {
+            {
+                let _e = state.span.enter();
+                tracing::warn!(%error, "run failed");
+            }
+            for q in self.ready.values_mut() {
+                q.retain(|t| t.run != run);
+            }
+            if let Some(reply) = state.reply.take() {
+                let _ = reply.send(Err(error));
+            }
+        }
+    }
+}
+
+impl Actor for Scheduler {
+    type Context = Context<Self>;
+}
+
+/// Adds an in-process worker (its address and what it offers).
+#[derive(Message)]
+#[rtype(result = "u32")]
+pub struct AddWorker {
+    /// The worker's name in reports.
+    pub name: String,
+    /// What it offers.
+    pub resources: Resources,
+    /// Where its tasks go.
+    pub addr: Recipient<RunTasks>,
+    /// Its cluster queue, if any.
+    pub queue: Option<String>,
+    /// Its batch-system job id, if any.
+    pub job: Option<String>,
+}
+
+impl Handler<AddWorker> for Scheduler {
+    type Result = u32;
+
+    fn handle(&mut self, msg: AddWorker, _ctx: &mut Context<Self>) -> u32 {
+        let id = self.workers.len() as u32;
+        tracing::info!(worker = %msg.name, resources = %msg.resources, "worker added");
+        self.workers.push(WorkerSlot {
+            info: WorkerInfo {
+                id,
+                name: msg.name,
+                resources: msg.resources.clone(),
+                queue: msg.queue,
+                job: msg.job,
+            },
+            addr: msg.addr,
+            free: msg.resources,
+            in_flight: 0,
+        });
+        self.dispatch();
+        id
+    }
+}
+
+impl Handler<Submit> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, msg: Submit, ctx: &mut Context<Self>) {
+        match self.submit(msg.request, ctx) {
+            Ok(run) => {
+                if let Some(r) = self.runs.get_mut(&run) {
+                    r.reply = Some(msg.reply);
+                }
+                self.finish_if_done(run);
+                self.dispatch();
+            }
+            Err(e) => {
+                let _ = msg.reply.send(Err(e));
+            }
+        }
+    }
+}
+
+impl Handler<TasksDone> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, msg: TasksDone, _ctx: &mut Context<Self>) {
+        self.on_done(msg.worker, msg.outcomes);
+        self.dispatch();
+    }
+}
+
+impl Handler<FitReady> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, msg: FitReady, _ctx: &mut Context<Self>) {
+        let Some(run) = self.runs.get_mut(&msg.run) else {
+            return;
+        };
+        let f = msg.fit as usize;
+        run.fit_inputs[f] = Some(msg.parts);
+        let shape = run.plan.fits[f].resources.clone();
+        let ready_s = run.now();
+        self.push_ready(
+            &shape,
+            TaskRef {
+                run: msg.run,
+                task: TaskKind::Fit { fit: msg.fit },
+                ready_s,
+            },
+        );
+        self.dispatch();
+    }
+}
+
+impl Handler<GetBacklog> for Scheduler {
+    type Result = MessageResult<GetBacklog>;
+
+    fn handle(&mut self, _msg: GetBacklog, _ctx: &mut Context<Self>) -> Self::Result {
+        let mut shapes: BTreeMap<Resources, ShapeBacklog> = BTreeMap::new();
+        for (shape, q) in &self.ready {
+            shapes
+                .entry(shape.clone())
+                .or_insert_with(|| ShapeBacklog {
+                    resources: shape.clone(),
+                    ready: 0,
+                    in_flight: 0,
+                })
+                .ready += q.len();
+        }
+        for (shape, n) in &self.in_flight {
+            shapes
+                .entry(shape.clone())
+                .or_insert_with(|| ShapeBacklog {
+                    resources: shape.clone(),
+                    ready: 0,
+                    in_flight: 0,
+                })
+                .in_flight += n;
+        }
+        MessageResult(
+            shapes
+                .into_values()
+                .filter(|s| s.ready + s.in_flight > 0)
+                .collect(),
+        )
+    }
+}

@@ -1,0 +1,84 @@
+//! [`WorkerActor`]: an in-process worker on its own OS thread.
+//!
+//! It is a `SyncActor`: its handler runs on a dedicated thread, not on an event loop,
+//! so CPU-heavy estimator work never blocks an actor system. It receives batches of
+//! tasks one way and reports finished tasks one way, grouped by time and count.
+
+use super::messages::{RunTasks, TaskEnvelope, TaskOutcome, TaskPayload, TaskResult, TasksDone};
+use crate::exec::{run_chain, run_fit};
+use actix::prelude::*;
+use std::time::{Duration, Instant};
+
+/// An in-process worker.
+pub struct WorkerActor {
+    index: u32,
+    results: Recipient<TasksDone>,
+    flush_interval: Duration,
+    flush_max: usize,
+}
+
+impl WorkerActor {
+    /// A worker with index `index` reporting to `results`.
+    pub fn new(
+        index: u32,
+        results: Recipient<TasksDone>,
+        flush_interval: Duration,
+        flush_max: usize,
+    ) -> Self {
+        Self {
+            index,
+            results,
+            flush_interval,
+            flush_max,
+        }
+    }
+}
+
+impl Actor for WorkerActor {
+    type Context = SyncContext<Self>;
+}
+
+/// Runs one task to its outcome.
+pub fn execute(env: TaskEnvelope) -> TaskOutcome {
+    let started = Instant::now();
+    let result = match env.payload {
+        TaskPayload::Chain { input, stage } => TaskResult::Chain(run_chain(&input, &stage)),
+        TaskPayload::Fit {
+            template,
+            reduce,
+            parts,
+        } => TaskResult::Fit(run_fit(template.as_ref(), reduce, parts)),
+    };
+    TaskOutcome {
+        ready_s: env.ready_s,
+        run: env.run,
+        task: env.task,
+        resources: env.resources,
+        started,
+        finished: Instant::now(),
+        result,
+    }
+}
+
+impl Handler<RunTasks> for WorkerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RunTasks, _ctx: &mut SyncContext<Self>) {
+        let _span = tracing::debug_span!("worker", index = self.index, tasks = msg.0.len()).entered();
+        let total = msg.0.len();
+        let mut done = Vec::with_capacity(total.min(self.flush_max));
+        let mut last_flush = Instant::now();
+        for (i, env) in msg.0.into_iter().enumerate() {
+            done.push(execute(env));
+            let last = i + 1 == total;
+            if last || done.len() >= self.flush_max || last_flush.elapsed() >= self.flush_interval {
+                let outcomes = std::mem::take(&mut done);
+                self.results.do_send(TasksDone {
+                    worker: self.index,
+                    outcomes,
+                });
+                last_flush = Instant::now();
+            }
+        }
+    }
+}

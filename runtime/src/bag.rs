@@ -1,0 +1,301 @@
+//! [`Bag`]: a list of partitions, the unit a runtime computes on.
+
+use crate::batch::{Batch, Failure, DATA};
+use crate::error::DataError;
+use crate::sample::{DelayedSample, Sample, SampleSet};
+use ndarray::{ArrayD, Axis, IxDyn};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// How items are cut into partitions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Partitioning {
+    /// Several partitions per worker: `4 x workers` (the machine's cores when the
+    /// worker count is unknown), never more than there are items.
+    Auto {
+        /// The number of workers the bag will run on.
+        workers: usize,
+    },
+    /// Exactly this many partitions (fewer when there are fewer items).
+    NPartitions(usize),
+    /// Partitions of this many items (the last one may be smaller).
+    PartitionSize(usize),
+}
+
+impl Partitioning {
+    /// `Auto` for this machine's number of cores.
+    pub fn auto() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Partitioning::Auto { workers: cores }
+    }
+
+    /// The contiguous item ranges for `items` items, all non-empty.
+    pub fn ranges(&self, items: usize) -> Vec<std::ops::Range<usize>> {
+        if items == 0 {
+            return Vec::new();
+        }
+        let parts = match *self {
+            Partitioning::Auto { workers } => (4 * workers.max(1)).min(items),
+            Partitioning::NPartitions(n) => n.clamp(1, items),
+            Partitioning::PartitionSize(s) => items.div_ceil(s.max(1)),
+        };
+        // Even split: the first `items % parts` partitions get one more item.
+        let (base, extra) = (items / parts, items % parts);
+        let mut out = Vec::with_capacity(parts);
+        let mut start = 0;
+        for i in 0..parts {
+            let len = base + usize::from(i < extra);
+            out.push(start..start + len);
+            start += len;
+        }
+        out
+    }
+}
+
+impl Default for Partitioning {
+    fn default() -> Self {
+        Self::auto()
+    }
+}
+
+/// A sample that failed, with the step and the reason.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FailedSample {
+    /// The sample's key.
+    pub key: String,
+    /// The step that failed on it.
+    pub step: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// A list of partitions of samples (or of sample sets).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Bag {
+    partitions: Vec<Arc<Batch>>,
+}
+
+impl Bag {
+    /// A bag from ready-made partitions.
+    pub fn from_batches(partitions: Vec<Batch>) -> Self {
+        Self {
+            partitions: partitions.into_iter().map(Arc::new).collect(),
+        }
+    }
+
+    pub(crate) fn from_arcs(partitions: Vec<Arc<Batch>>) -> Self {
+        Self { partitions }
+    }
+
+    /// Cuts eager samples into partitions.
+    pub fn from_samples(samples: Vec<Sample>, p: Partitioning) -> Result<Self, DataError> {
+        Self::cut(samples, p, Batch::from_samples)
+    }
+
+    /// Cuts delayed samples into partitions; nothing is loaded here.
+    pub fn from_delayed(samples: Vec<DelayedSample>, p: Partitioning) -> Result<Self, DataError> {
+        Self::cut(samples, p, Batch::from_delayed)
+    }
+
+    /// Cuts sample sets into partitions (a set is never split).
+    pub fn from_sample_sets(sets: Vec<SampleSet>, p: Partitioning) -> Result<Self, DataError> {
+        Self::cut(sets, p, Batch::from_sample_sets)
+    }
+
+    /// The fast path for array-shaped input: row `i` of `data` is the sample `keys[i]`.
+    pub fn from_rows(keys: Vec<String>, data: ArrayD<f64>, p: Partitioning) -> Result<Self, DataError> {
+        let n = data.shape().first().copied().unwrap_or(0);
+        if keys.len() != n {
+            return Err(DataError::BadAttribute {
+                attribute: DATA.into(),
+                message: format!("{} keys for {} rows", keys.len(), n),
+            });
+        }
+        let mut keys = keys.into_iter();
+        let mut parts = Vec::new();
+        for r in p.ranges(n) {
+            let rows = data
+                .slice_axis(Axis(0), ndarray::Slice::from(r.clone()))
+                .as_standard_layout()
+                .into_owned();
+            let k: Vec<String> = keys.by_ref().take(r.len()).collect();
+            let samples_shape = rows.shape().to_vec();
+            parts.push(Arc::new(Batch::from_parts(k, rows, samples_shape)));
+        }
+        Ok(Self { partitions: parts })
+    }
+
+    fn cut<T>(
+        items: Vec<T>,
+        p: Partitioning,
+        make: impl Fn(Vec<T>) -> Result<Batch, DataError>,
+    ) -> Result<Self, DataError> {
+        let ranges = p.ranges(items.len());
+        let mut it = items.into_iter();
+        let mut parts = Vec::with_capacity(ranges.len());
+        for r in ranges {
+            let chunk: Vec<T> = it.by_ref().take(r.len()).collect();
+            parts.push(Arc::new(make(chunk)?));
+        }
+        Ok(Self { partitions: parts })
+    }
+
+    /// Number of partitions.
+    pub fn npartitions(&self) -> usize {
+        self.partitions.len()
+    }
+
+    /// Number of samples over all partitions.
+    pub fn len(&self) -> usize {
+        self.partitions.iter().map(|p| p.len()).sum()
+    }
+
+    /// Whether the bag holds no sample.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The partitions, in order.
+    pub fn partitions(&self) -> &[Arc<Batch>] {
+        &self.partitions
+    }
+
+    pub(crate) fn into_arcs(self) -> Vec<Arc<Batch>> {
+        self.partitions
+    }
+
+    /// Every sample in order: `Ok` when it went through, `Err` when a step failed on it.
+    pub fn outcomes(&self) -> Vec<Result<Sample, FailedSample>> {
+        let mut out = Vec::with_capacity(self.len());
+        for p in &self.partitions {
+            for r in (**p).clone().into_outcomes() {
+                out.push(r.map_err(|(s, f)| failed(s.key, f)));
+            }
+        }
+        out
+    }
+
+    /// The samples that went through, in order.
+    pub fn samples(&self) -> Vec<Sample> {
+        self.outcomes().into_iter().filter_map(Result::ok).collect()
+    }
+
+    /// The samples that failed, in order, with the step and the reason.
+    pub fn failed(&self) -> Vec<FailedSample> {
+        let mut out = Vec::new();
+        for p in &self.partitions {
+            for (row, f) in p.failures() {
+                out.push(failed(p.keys()[*row].clone(), f.clone()));
+            }
+        }
+        out
+    }
+
+    /// The sample sets, rebuilt with their own attributes (failed samples left out and
+    /// listed by [`Bag::failed`]); `None` when the bag was not made of sets.
+    pub fn sample_sets(&self) -> Option<Vec<SampleSet>> {
+        let mut out = Vec::new();
+        for p in &self.partitions {
+            out.extend((**p).clone().into_sample_sets()?.into_iter().map(|(s, _)| s));
+        }
+        Some(out)
+    }
+
+    /// Stacks one array column of every valid sample, in order, into one array whose
+    /// first axis is the sample (e.g. the N x D result of a pipeline).
+    pub fn stack(&self, column: &str) -> Result<ArrayD<f64>, DataError> {
+        if self.partitions.iter().any(|p| p.is_lazy(column)) {
+            let loaded = self
+                .partitions
+                .iter()
+                .map(|b| {
+                    let mut b = (**b).clone();
+                    b.load_columns(&[column], "stack");
+                    Arc::new(b)
+                })
+                .collect();
+            return Self::from_arcs(loaded).stack(column);
+        }
+        let mut row_shape: Option<Vec<usize>> = None;
+        let mut rows = 0;
+        for p in &self.partitions {
+            if p.is_empty() {
+                continue;
+            }
+            let a = p.array(column).ok_or_else(|| DataError::UnknownAttribute {
+                step: "stack".into(),
+                attribute: column.into(),
+                known: p.column_names().join(", "),
+            })?;
+            let shape = a.shape()[1..].to_vec();
+            match &row_shape {
+                None => row_shape = Some(shape),
+                Some(s) if *s != shape => {
+                    return Err(DataError::ShapeMismatch {
+                        key: p.keys()[0].clone(),
+                        what: column.into(),
+                        expected: s.clone(),
+                        found: shape,
+                    })
+                }
+                _ => {}
+            }
+            rows += p.len() - p.failures().len();
+        }
+        let row_shape = row_shape.unwrap_or_default();
+        let width: usize = row_shape.iter().product();
+        let mut buf = Vec::with_capacity(rows * width);
+        for p in &self.partitions {
+            let Some(a) = p.array(column) else { continue };
+            if p.failures().is_empty() {
+                match a.as_slice() {
+                    Some(s) => buf.extend_from_slice(s),
+                    None => buf.extend(a.iter().copied()),
+                }
+            } else {
+                for (i, row) in a.axis_iter(Axis(0)).enumerate() {
+                    if !p.failures().contains_key(&i) {
+                        buf.extend(row.iter().copied());
+                    }
+                }
+            }
+        }
+        let mut shape = vec![rows];
+        shape.extend(row_shape);
+        Ok(ArrayD::from_shape_vec(IxDyn(&shape), buf).expect("stacked rows match shape"))
+    }
+}
+
+fn failed(key: String, f: Failure) -> FailedSample {
+    FailedSample {
+        key,
+        step: f.step,
+        reason: f.reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    #[test]
+    fn ranges_are_even_and_cover_everything() {
+        let r = Partitioning::NPartitions(3).ranges(10);
+        assert_eq!(r, vec![0..4, 4..7, 7..10]);
+        assert_eq!(Partitioning::PartitionSize(4).ranges(10), vec![0..4, 4..7, 7..10]);
+        assert_eq!(Partitioning::NPartitions(50).ranges(3).len(), 3);
+        assert_eq!(Partitioning::Auto { workers: 2 }.ranges(100).len(), 8);
+        assert!(Partitioning::NPartitions(5).ranges(0).is_empty());
+    }
+
+    #[test]
+    fn from_rows_and_stack_round_trip() {
+        let data = Array2::from_shape_fn((10, 3), |(i, j)| (i * 3 + j) as f64).into_dyn();
+        let keys = (0..10).map(|i| i.to_string()).collect();
+        let bag = Bag::from_rows(keys, data.clone(), Partitioning::NPartitions(3)).unwrap();
+        assert_eq!(bag.npartitions(), 3);
+        assert_eq!(bag.stack(DATA).unwrap(), data);
+        assert_eq!(bag.samples()[4].key, "4");
+    }
+}

@@ -1,0 +1,67 @@
+//! [`RuntimeConfig`]: every tunable of a runtime in one place.
+
+use crate::resources::Resources;
+use std::time::Duration;
+
+/// One worker of a runtime's pool.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkerSpec {
+    /// The worker's name in reports.
+    pub name: String,
+    /// What it offers (e.g. `{gpu: 1}`).
+    pub resources: Resources,
+}
+
+/// The tunables of a runtime.
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// The in-process worker pool (each worker is one OS thread).
+    pub workers: Vec<WorkerSpec>,
+    /// How much work (in estimated seconds) the scheduler keeps queued per worker:
+    /// enough that a worker never waits for the scheduler, little enough that a
+    /// slow task does not hold back work another worker could do. Default 4 ms.
+    pub window_target: Duration,
+    /// Fewest tasks handed to a worker ahead (default 2: one running, one queued).
+    pub min_window: usize,
+    /// Most tasks handed to a worker ahead (default 1024).
+    pub max_window: usize,
+    /// A worker reports finished tasks at least this often (default 1 ms).
+    pub flush_interval: Duration,
+    /// ... or whenever this many results are waiting (default 512).
+    pub flush_max: usize,
+    /// The first guess of a task's duration, before any was measured (default 50 us).
+    pub initial_task_estimate: Duration,
+}
+
+impl RuntimeConfig {
+    /// `n` in-process workers offering no special resource.
+    pub fn in_process(n: usize) -> Self {
+        let mut c = Self {
+            workers: Vec::new(),
+            window_target: Duration::from_millis(4),
+            min_window: 2,
+            max_window: 1024,
+            flush_interval: Duration::from_millis(1),
+            flush_max: 512,
+            initial_task_estimate: Duration::from_micros(50),
+        };
+        for _ in 0..n {
+            c = c.with_worker(Resources::none());
+        }
+        c
+    }
+
+    /// Adds one worker offering `resources`.
+    pub fn with_worker(mut self, resources: Resources) -> Self {
+        let name = format!("local-{}", self.workers.len());
+        self.workers.push(WorkerSpec { name, resources });
+        self
+    }
+}
+
+impl Default for RuntimeConfig {
+    /// One worker per core.
+    fn default() -> Self {
+        Self::in_process(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    }
+}

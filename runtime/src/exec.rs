@@ -1,0 +1,309 @@
+//! Executing tasks: a stage's fused chain of steps on one partition, and a fit.
+//!
+//! Plain functions, called on worker threads (never on an actor's event loop). A
+//! panicking or failing estimator fails the rows it was given, with the step's name,
+//! and the run goes on.
+
+use crate::batch::{Batch, Failure};
+use crate::error::{DataError, EstimatorError};
+use crate::estimator::{Estimator, Extra, PartialFit, Transformed};
+use crate::plan::OpKind;
+use crate::step::Step;
+use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+/// One step applied in a chain: its wiring, the (fitted) estimator and the op.
+#[derive(Clone, Debug)]
+pub struct ChainOp {
+    /// The step's wiring.
+    pub step: Arc<Step>,
+    /// The estimator to call (fitted, or stateless).
+    pub model: Arc<dyn Estimator>,
+    /// Transform or predict.
+    pub kind: OpKind,
+}
+
+/// What a chain hands to the fit its stage feeds.
+#[derive(Clone, Debug)]
+pub struct FeedSpec {
+    /// The step being fitted.
+    pub step: Arc<Step>,
+    /// Its unfitted estimator.
+    pub template: Arc<dyn Estimator>,
+    /// Reduce (partial statistics) or gather (the data).
+    pub reduce: bool,
+}
+
+/// The per-stage part of a chain task, shared by every partition of the stage.
+#[derive(Clone, Debug)]
+pub struct StageExec {
+    /// The fused steps.
+    pub ops: Vec<ChainOp>,
+    /// The fit this stage feeds, if any.
+    pub feeds: Option<FeedSpec>,
+}
+
+/// One partition's contribution to a fit.
+#[derive(Clone, Debug)]
+pub enum Contribution {
+    /// Partial statistics (reduction).
+    Partial(PartialFit),
+    /// The valid rows of the step's input and its extra fit inputs (gather).
+    Data {
+        /// The input rows.
+        x: ArrayD<f64>,
+        /// The extra fit inputs, same rows.
+        extra: Extra,
+    },
+    /// The partition could not contribute (e.g. the partial fit failed).
+    Failed(String),
+}
+
+/// The outcome of a chain task.
+#[derive(Debug)]
+pub struct ChainOutput {
+    /// The partition after the chain.
+    pub batch: Batch,
+    /// What it gives to the fit its stage feeds.
+    pub contribution: Option<Contribution>,
+}
+
+fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        format!("panicked: {s}")
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        format!("panicked: {s}")
+    } else {
+        "panicked".to_string()
+    }
+}
+
+/// Runs `f` and turns a panic into an error.
+fn guarded<T>(f: impl FnOnce() -> Result<T, EstimatorError>) -> Result<T, String> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(p) => Err(panic_message(p)),
+    }
+}
+
+fn extras(
+    batch: &Batch,
+    map: &[(String, String)],
+    rows: Option<&[usize]>,
+    step: &str,
+) -> Result<Extra, DataError> {
+    let mut extra = Extra::none();
+    for (arg, attr) in map {
+        extra.insert(arg.clone(), batch.select_column(attr, rows, step)?);
+    }
+    Ok(extra)
+}
+
+fn needed_columns<'a>(step: &'a Step, map: &'a [(String, String)]) -> Vec<&'a str> {
+    let mut v = vec![step.input.as_str()];
+    v.extend(map.iter().map(|(_, a)| a.as_str()));
+    v
+}
+
+/// Applies one step to a batch; failures are recorded per row, never raised.
+pub fn apply_op(batch: &Batch, op: &ChainOp) -> Batch {
+    let step = &op.step;
+    let mut b = batch.clone();
+    b.load_columns(&needed_columns(step, &step.transform_extra), &step.name);
+    let rows = b.valid_rows();
+    if rows.as_ref().is_some_and(|r| r.is_empty()) {
+        return b;
+    }
+    let x = match b.select_array(&step.input, rows.as_deref(), &step.name) {
+        Ok(x) => x,
+        Err(e) => return b.with_all_failed(&step.name, &e.to_string()),
+    };
+    let extra = match extras(&b, &step.transform_extra, rows.as_deref(), &step.name) {
+        Ok(e) => e,
+        Err(e) => return b.with_all_failed(&step.name, &e.to_string()),
+    };
+    let x = x.view();
+    let n_in = x.shape()[0];
+    let result = match b.sets() {
+        None => call(op, x.view(), &extra),
+        Some(layout) => {
+            // Each set is its own batch; map set ranges onto the selected rows.
+            let selected: Vec<usize> = rows.clone().unwrap_or_else(|| (0..b.len()).collect());
+            let mut outs = Vec::new();
+            let mut start = 0;
+            let mut failed = Vec::new();
+            let mut err = None;
+            for range in layout.ranges() {
+                let len = selected[start..]
+                    .iter()
+                    .take_while(|&&r| r < range.end)
+                    .count();
+                let sub = start..start + len;
+                start += len;
+                if sub.is_empty() {
+                    continue;
+                }
+                let xs = x.slice_axis(Axis(0), ndarray::Slice::from(sub.clone()));
+                match call(op, xs, &extra.rows(sub.clone())) {
+                    Ok(t) => {
+                        failed.extend(t.failed.into_iter().map(|(i, r)| (i + sub.start, r)));
+                        outs.push(t.data);
+                    }
+                    Err(e) => {
+                        err = Some(e);
+                        break;
+                    }
+                }
+            }
+            match err {
+                Some(e) => Err(e),
+                None => {
+                    let views: Vec<_> = outs.iter().map(|a| a.view()).collect();
+                    ndarray::concatenate(Axis(0), &views)
+                        .map(|data| Transformed { data, failed })
+                        .map_err(|e| format!("set outputs do not stack: {e}"))
+                }
+            }
+        }
+    };
+    let t = match result {
+        Ok(t) => t,
+        Err(reason) => return b.with_all_failed(&step.name, &reason),
+    };
+    let n_out = t.data.shape().first().copied().unwrap_or(0);
+    if n_out != n_in {
+        let reason = format!("returned {n_out} rows for {n_in} samples");
+        return b.with_all_failed(&step.name, &reason);
+    }
+    let to_row = |i: usize| rows.as_ref().map_or(i, |r| r[i]);
+    let failures: Vec<(usize, Failure)> = t
+        .failed
+        .into_iter()
+        .filter(|(i, _)| *i < n_in)
+        .map(|(i, reason)| {
+            (
+                to_row(i),
+                Failure {
+                    step: step.name.clone(),
+                    reason,
+                },
+            )
+        })
+        .collect();
+    let full = match &rows {
+        None => t.data,
+        Some(r) => scatter(&t.data, r, b.len()),
+    };
+    b.with_output(&step.output, full, failures)
+}
+
+fn call(op: &ChainOp, x: ArrayViewD<'_, f64>, extra: &Extra) -> Result<Transformed, String> {
+    guarded(|| match op.kind {
+        OpKind::Transform => op.model.transform(x, extra),
+        OpKind::Predict => op.model.predict(x, extra),
+    })
+}
+
+/// Places `rows` of `data` into a NaN-filled array of `n` rows.
+fn scatter(data: &ArrayD<f64>, rows: &[usize], n: usize) -> ArrayD<f64> {
+    let mut shape = vec![n];
+    shape.extend_from_slice(&data.shape()[1..]);
+    let mut out = ArrayD::from_elem(IxDyn(&shape), f64::NAN);
+    for (i, &r) in rows.iter().enumerate() {
+        out.index_axis_mut(Axis(0), r).assign(&data.index_axis(Axis(0), i));
+    }
+    out
+}
+
+/// Runs one partition through a stage: the fused ops, then its contribution.
+pub fn run_chain(input: &Batch, stage: &StageExec) -> ChainOutput {
+    let mut batch = input.clone();
+    for op in &stage.ops {
+        batch = apply_op(&batch, op);
+    }
+    let contribution = stage.feeds.as_ref().map(|f| contribute(&mut batch, f));
+    ChainOutput {
+        batch,
+        contribution,
+    }
+}
+
+fn contribute(batch: &mut Batch, feed: &FeedSpec) -> Contribution {
+    let step = &feed.step;
+    batch.load_columns(&needed_columns(step, &step.fit_extra), &step.name);
+    let rows = batch.valid_rows();
+    let x = match batch.select_array(&step.input, rows.as_deref(), &step.name) {
+        Ok(x) => x,
+        Err(e) if batch.is_empty() || rows.as_ref().is_some_and(|r| r.is_empty()) => {
+            let _ = e;
+            return Contribution::Data {
+                x: ArrayD::zeros(IxDyn(&[0])),
+                extra: Extra::none(),
+            };
+        }
+        Err(e) => return Contribution::Failed(e.to_string()),
+    };
+    let extra = match extras(batch, &step.fit_extra, rows.as_deref(), &step.name) {
+        Ok(e) => e,
+        Err(e) => return Contribution::Failed(e.to_string()),
+    };
+    if feed.reduce {
+        match guarded(|| feed.template.partial_fit(x.view(), &extra)) {
+            Ok(p) => Contribution::Partial(p),
+            Err(e) => Contribution::Failed(e),
+        }
+    } else {
+        let x = match x {
+            crate::batch::ArrayViewOrOwned::View(v) => v.to_owned(),
+            crate::batch::ArrayViewOrOwned::Owned(a) => a,
+        };
+        Contribution::Data { x, extra }
+    }
+}
+
+/// Fits a step from the contributions of every partition, in partition order.
+pub fn run_fit(
+    template: &dyn Estimator,
+    reduce: bool,
+    parts: Vec<Contribution>,
+) -> Result<Arc<dyn Estimator>, String> {
+    let mut model = template.clone_box();
+    if reduce {
+        let mut partials = Vec::with_capacity(parts.len());
+        for p in parts {
+            match p {
+                Contribution::Partial(p) => partials.push(p),
+                Contribution::Failed(e) => return Err(e),
+                Contribution::Data { .. } => {}
+            }
+        }
+        guarded(|| model.fit_partials(&partials))?;
+    } else {
+        let mut xs = Vec::with_capacity(parts.len());
+        let mut extras = Vec::with_capacity(parts.len());
+        for p in parts {
+            match p {
+                Contribution::Data { x, extra } => {
+                    if x.ndim() > 1 || x.len() > 0 {
+                        xs.push(x);
+                        extras.push(extra);
+                    }
+                }
+                Contribution::Failed(e) => return Err(e),
+                Contribution::Partial(_) => {}
+            }
+        }
+        if xs.is_empty() {
+            return Err("no valid sample to fit on".to_string());
+        }
+        let views: Vec<_> = xs.iter().map(|a| a.view()).collect();
+        let x = ndarray::concatenate(Axis(0), &views)
+            .map_err(|e| format!("partition inputs do not stack: {e}"))?;
+        drop(xs);
+        let extra = Extra::concat(extras).map_err(|e| e.to_string())?;
+        guarded(|| model.fit(x.view(), &extra))?;
+    }
+    Ok(Arc::from(model))
+}

@@ -1,0 +1,41 @@
+//! What a client submits ([`RunRequest`]) and gets back ([`RunOutput`]).
+
+use crate::bag::Bag;
+use crate::estimator::Estimator;
+use crate::plan::OpKind;
+use crate::report::RunReport;
+use crate::step::Step;
+use std::sync::Arc;
+
+/// One step of a run: its wiring, its model if already fitted, and what to do.
+#[derive(Clone, Debug)]
+pub struct StepRun {
+    /// The step.
+    pub step: Arc<Step>,
+    /// Its fitted model, when it was fitted before (or is stateless).
+    pub fitted: Option<Arc<dyn Estimator>>,
+    /// Fit it in this run.
+    pub fit: bool,
+    /// Apply it to the partitions.
+    pub apply: Option<OpKind>,
+}
+
+/// A graph to compute: steps and the bag they run on.
+#[derive(Clone, Debug)]
+pub struct RunRequest {
+    /// The steps, in order.
+    pub steps: Vec<StepRun>,
+    /// The input partitions.
+    pub bag: Bag,
+}
+
+/// The result of a run.
+#[derive(Debug)]
+pub struct RunOutput {
+    /// The output partitions (empty for a fit-only run).
+    pub bag: Bag,
+    /// Per step: the model fitted in this run, or the one given.
+    pub models: Vec<Option<Arc<dyn Estimator>>>,
+    /// What ran where, timings and failures.
+    pub report: RunReport,
+}

@@ -1,0 +1,141 @@
+//! [`Runtime`]: the embedded actor runtime a pipeline is computed on.
+//!
+//! A runtime runs its own actix system on its own thread, so it starts from a plain
+//! `fn main`, inside a tokio application or inside an existing actix system alike,
+//! and two runtimes in one process never share state. Workers are OS threads
+//! (`SyncArbiter`), each offering its configured resources.
+
+use crate::actors::messages::{GetBacklog, ShapeBacklog, Submit, TasksDone};
+use crate::actors::scheduler::{AddWorker, Scheduler};
+use crate::actors::worker::WorkerActor;
+use crate::bag::{Bag, Partitioning};
+use crate::config::RuntimeConfig;
+use crate::error::{DataError, RunError};
+use crate::run::{RunOutput, RunRequest};
+use crate::sample::Sample;
+use actix::prelude::*;
+use std::thread::JoinHandle;
+
+/// A running runtime: a scheduler and its workers on a dedicated actor system.
+pub struct Runtime {
+    scheduler: Addr<Scheduler>,
+    system: System,
+    thread: Option<JoinHandle<()>>,
+    workers: usize,
+    config: RuntimeConfig,
+}
+
+impl Runtime {
+    /// Starts a runtime with `config`'s worker pool.
+    pub fn start(config: RuntimeConfig) -> Result<Runtime, RunError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let cfg = config.clone();
+        let thread = std::thread::Builder::new()
+            .name("gridpipe-runtime".into())
+            .spawn(move || {
+                let sys = System::new();
+                sys.block_on(async move {
+                    let scheduler = Scheduler::new(cfg.clone()).start();
+                    for (i, w) in cfg.workers.iter().enumerate() {
+                        let results: Recipient<TasksDone> = scheduler.clone().recipient();
+                        let (interval, max) = (cfg.flush_interval, cfg.flush_max);
+                        let addr = SyncArbiter::start(1, move || {
+                            WorkerActor::new(i as u32, results.clone(), interval, max)
+                        });
+                        let _ = scheduler
+                            .send(AddWorker {
+                                name: w.name.clone(),
+                                resources: w.resources.clone(),
+                                addr: addr.recipient(),
+                                queue: None,
+                                job: None,
+                            })
+                            .await;
+                    }
+                    let _ = tx.send((scheduler, System::current()));
+                });
+                let _ = sys.run();
+            })
+            .map_err(|e| RunError::Start(e.to_string()))?;
+        let (scheduler, system) = rx
+            .recv()
+            .map_err(|_| RunError::Start("runtime thread ended during start".into()))?;
+        tracing::info!(workers = config.workers.len(), "runtime started");
+        Ok(Runtime {
+            scheduler,
+            system,
+            thread: Some(thread),
+            workers: config.workers.len(),
+            config,
+        })
+    }
+
+    /// Starts a runtime with `n` in-process workers.
+    pub fn in_process(n: usize) -> Result<Runtime, RunError> {
+        Self::start(RuntimeConfig::in_process(n))
+    }
+
+    /// The number of workers.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// The configuration it was started with.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    /// Cuts samples into a bag with several partitions per worker of this runtime.
+    pub fn bag(&self, samples: Vec<Sample>) -> Result<Bag, DataError> {
+        Bag::from_samples(samples, Partitioning::Auto { workers: self.workers })
+    }
+
+    /// Computes a graph, waiting for the result. Use [`Runtime::run_async`] from
+    /// async code (this call blocks the thread).
+    pub fn run(&self, request: RunRequest) -> Result<RunOutput, RunError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.scheduler.do_send(Submit {
+            request,
+            reply: tx,
+        });
+        rx.blocking_recv().map_err(|_| RunError::Shutdown)?
+    }
+
+    /// Computes a graph from async code (any executor: tokio, actix, futures).
+    pub async fn run_async(&self, request: RunRequest) -> Result<RunOutput, RunError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.scheduler.do_send(Submit {
+            request,
+            reply: tx,
+        });
+        rx.await.map_err(|_| RunError::Shutdown)?
+    }
+
+    /// The scheduler's exact backlog per resource shape.
+    pub async fn backlog(&self) -> Result<Vec<ShapeBacklog>, RunError> {
+        self.scheduler.send(GetBacklog).await.map_err(|_| RunError::Shutdown)
+    }
+
+    /// The scheduler's address, for advanced embedding (e.g. a dashboard).
+    pub fn scheduler(&self) -> Addr<Scheduler> {
+        self.scheduler.clone()
+    }
+
+    /// Stops the actor system and waits for its thread.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.system.stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

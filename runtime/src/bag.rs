@@ -103,7 +103,11 @@ impl Bag {
     }
 
     /// The fast path for array-shaped input: row `i` of `data` is the sample `keys[i]`.
-    pub fn from_rows(keys: Vec<String>, data: ArrayD<f64>, p: Partitioning) -> Result<Self, DataError> {
+    pub fn from_rows(
+        keys: Vec<String>,
+        data: ArrayD<f64>,
+        p: Partitioning,
+    ) -> Result<Self, DataError> {
         let n = data.shape().first().copied().unwrap_or(0);
         if keys.len() != n {
             return Err(DataError::BadAttribute {
@@ -119,8 +123,7 @@ impl Bag {
                 .as_standard_layout()
                 .into_owned();
             let k: Vec<String> = keys.by_ref().take(r.len()).collect();
-            let samples_shape = rows.shape().to_vec();
-            parts.push(Arc::new(Batch::from_parts(k, rows, samples_shape)));
+            parts.push(Arc::new(Batch::from_parts(k, rows)));
         }
         Ok(Self { partitions: parts })
     }
@@ -196,7 +199,13 @@ impl Bag {
     pub fn sample_sets(&self) -> Option<Vec<SampleSet>> {
         let mut out = Vec::new();
         for p in &self.partitions {
-            out.extend((**p).clone().into_sample_sets()?.into_iter().map(|(s, _)| s));
+            out.extend(
+                (**p)
+                    .clone()
+                    .into_sample_sets()?
+                    .into_iter()
+                    .map(|(s, _)| s),
+            );
         }
         Some(out)
     }
@@ -204,24 +213,23 @@ impl Bag {
     /// Stacks one array column of every valid sample, in order, into one array whose
     /// first axis is the sample (e.g. the N x D result of a pipeline).
     pub fn stack(&self, column: &str) -> Result<ArrayD<f64>, DataError> {
-        if self.partitions.iter().any(|p| p.is_lazy(column)) {
-            let loaded = self
-                .partitions
-                .iter()
-                .map(|b| {
-                    let mut b = (**b).clone();
-                    b.load_columns(&[column], "stack");
-                    Arc::new(b)
-                })
-                .collect();
-            return Self::from_arcs(loaded).stack(column);
+        self.clone().into_stack(column)
+    }
+
+    /// Like [`Bag::stack`], consuming the bag: each partition is freed as soon as it
+    /// has been copied, so the peak memory is the result plus one partition.
+    pub fn into_stack(self, column: &str) -> Result<ArrayD<f64>, DataError> {
+        let mut parts = self.partitions;
+        for p in &mut parts {
+            if p.is_lazy(column) {
+                let mut b = (**p).clone();
+                b.load_columns(&[column], "stack");
+                *p = Arc::new(b);
+            }
         }
         let mut row_shape: Option<Vec<usize>> = None;
         let mut rows = 0;
-        for p in &self.partitions {
-            if p.is_empty() {
-                continue;
-            }
+        for p in parts.iter().filter(|p| !p.is_empty()) {
             let a = p.array(column).ok_or_else(|| DataError::UnknownAttribute {
                 step: "stack".into(),
                 attribute: column.into(),
@@ -245,20 +253,22 @@ impl Bag {
         let row_shape = row_shape.unwrap_or_default();
         let width: usize = row_shape.iter().product();
         let mut buf = Vec::with_capacity(rows * width);
-        for p in &self.partitions {
-            let Some(a) = p.array(column) else { continue };
-            if p.failures().is_empty() {
-                match a.as_slice() {
-                    Some(s) => buf.extend_from_slice(s),
-                    None => buf.extend(a.iter().copied()),
-                }
-            } else {
-                for (i, row) in a.axis_iter(Axis(0)).enumerate() {
-                    if !p.failures().contains_key(&i) {
-                        buf.extend(row.iter().copied());
+        for p in parts {
+            if let Some(a) = p.array(column) {
+                if p.failures().is_empty() {
+                    match a.as_slice() {
+                        Some(s) => buf.extend_from_slice(s),
+                        None => buf.extend(a.iter().copied()),
+                    }
+                } else {
+                    for (i, row) in a.axis_iter(Axis(0)).enumerate() {
+                        if !p.failures().contains_key(&i) {
+                            buf.extend(row.iter().copied());
+                        }
                     }
                 }
             }
+            drop(p);
         }
         let mut shape = vec![rows];
         shape.extend(row_shape);
@@ -283,7 +293,10 @@ mod tests {
     fn ranges_are_even_and_cover_everything() {
         let r = Partitioning::NPartitions(3).ranges(10);
         assert_eq!(r, vec![0..4, 4..7, 7..10]);
-        assert_eq!(Partitioning::PartitionSize(4).ranges(10), vec![0..4, 4..7, 7..10]);
+        assert_eq!(
+            Partitioning::PartitionSize(4).ranges(10),
+            vec![0..4, 4..7, 7..10]
+        );
         assert_eq!(Partitioning::NPartitions(50).ranges(3).len(), 3);
         assert_eq!(Partitioning::Auto { workers: 2 }.ranges(100).len(), 8);
         assert!(Partitioning::NPartitions(5).ranges(0).is_empty());

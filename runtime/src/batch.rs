@@ -43,6 +43,9 @@ impl SetLayout {
     }
 }
 
+/// A rebuilt sample set and its failed samples (key and failure).
+pub type SetOutcome = (SampleSet, Vec<(String, Failure)>);
+
 /// One partition's samples in columns: keys, dense arrays, scalar attributes,
 /// lazily loaded columns, failures and (for sample sets) the set layout.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -163,7 +166,9 @@ impl Batch {
             failures: Arc::new(BTreeMap::new()),
             sets: None,
         };
-        batch.arrays.insert(DATA.to_string(), Arc::new(data.finish(n)));
+        batch
+            .arrays
+            .insert(DATA.to_string(), Arc::new(data.finish(n)));
         for (name, col) in names.into_iter().zip(columns) {
             batch.insert_value_column(name, col)?;
         }
@@ -188,19 +193,23 @@ impl Batch {
             lazy_names.iter().map(|_| Vec::with_capacity(n)).collect();
         for s in samples {
             for (i, name) in names.iter().enumerate() {
-                let v = s.attributes.get(name).ok_or_else(|| DataError::MissingAttribute {
-                    key: s.key.clone(),
-                    attribute: name.clone(),
-                })?;
+                let v = s
+                    .attributes
+                    .get(name)
+                    .ok_or_else(|| DataError::MissingAttribute {
+                        key: s.key.clone(),
+                        attribute: name.clone(),
+                    })?;
                 columns[i].push(v.clone());
             }
             for (i, name) in lazy_names.iter().enumerate() {
-                let l = s.delayed_attributes.get(name).ok_or_else(|| {
-                    DataError::MissingAttribute {
-                        key: s.key.clone(),
-                        attribute: name.clone(),
-                    }
-                })?;
+                let l =
+                    s.delayed_attributes
+                        .get(name)
+                        .ok_or_else(|| DataError::MissingAttribute {
+                            key: s.key.clone(),
+                            attribute: name.clone(),
+                        })?;
                 lazy_columns[i].push(l.clone());
             }
             loaders.push(s.loader);
@@ -428,7 +437,10 @@ impl Batch {
         rows: Option<&[usize]>,
         step: &str,
     ) -> Result<ArrayViewOrOwned<'_>, DataError> {
-        let a = self.arrays.get(name).ok_or_else(|| self.unknown(name, step))?;
+        let a = self
+            .arrays
+            .get(name)
+            .ok_or_else(|| self.unknown(name, step))?;
         Ok(match rows {
             None => ArrayViewOrOwned::View(a.view()),
             Some(r) => ArrayViewOrOwned::Owned(a.select(Axis(0), r)),
@@ -568,7 +580,7 @@ impl Batch {
 
     /// Rebuilds the sample sets of a set batch (`None` for a plain batch); failed
     /// samples are dropped from their set and returned beside it.
-    pub fn into_sample_sets(self) -> Option<Vec<(SampleSet, Vec<(String, Failure)>)>> {
+    pub fn into_sample_sets(self) -> Option<Vec<SetOutcome>> {
         let layout = self.sets.clone()?;
         let rows = self.into_outcomes();
         let mut it = rows.into_iter();
@@ -678,6 +690,22 @@ impl Column {
     }
 }
 
+impl Batch {
+    /// A batch from keys and an already stacked data array (first axis = sample).
+    pub(crate) fn from_parts(keys: Vec<String>, data: ArrayD<f64>) -> Batch {
+        let mut arrays = BTreeMap::new();
+        arrays.insert(DATA.to_string(), Arc::new(data));
+        Batch {
+            keys: Arc::new(keys),
+            arrays,
+            values: BTreeMap::new(),
+            lazy: BTreeMap::new(),
+            failures: Arc::new(BTreeMap::new()),
+            sets: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -692,7 +720,10 @@ mod tests {
         let b = Batch::from_samples(vec![s("a", 1.0), s("b", 2.0)]).unwrap();
         assert_eq!(b.array(DATA).unwrap().shape(), &[2, 2, 2]);
         assert!(b.array(DATA).unwrap().is_standard_layout());
-        assert_eq!(b.values("metadata").unwrap(), &[Value::Int(1), Value::Int(1)]);
+        assert_eq!(
+            b.values("metadata").unwrap(),
+            &[Value::Int(1), Value::Int(1)]
+        );
         let back: Vec<Sample> = b.into_outcomes().into_iter().map(|r| r.unwrap()).collect();
         assert_eq!(back, vec![s("a", 1.0), s("b", 2.0)]);
     }
@@ -737,21 +768,5 @@ mod tests {
         assert_eq!(back.keys(), b.keys());
         assert_eq!(back.array(DATA), b.array(DATA));
         assert_eq!(back.failures(), b.failures());
-    }
-}
-
-impl Batch {
-    /// A batch from keys and an already stacked data array (first axis = sample).
-    pub(crate) fn from_parts(keys: Vec<String>, data: ArrayD<f64>, _shape: Vec<usize>) -> Batch {
-        let mut arrays = BTreeMap::new();
-        arrays.insert(DATA.to_string(), Arc::new(data));
-        Batch {
-            keys: Arc::new(keys),
-            arrays,
-            values: BTreeMap::new(),
-            lazy: BTreeMap::new(),
-            failures: Arc::new(BTreeMap::new()),
-            sets: None,
-        }
     }
 }

@@ -48,7 +48,9 @@ pub enum DataError {
         found: Vec<usize>,
     },
     /// Samples of one partition must have the same attribute names.
-    #[error("sample {key:?} lacks attribute {attribute:?} that other samples of its partition have")]
+    #[error(
+        "sample {key:?} lacks attribute {attribute:?} that other samples of its partition have"
+    )]
     MissingAttribute {
         /// The offending sample.
         key: String,

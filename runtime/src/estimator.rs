@@ -168,8 +168,11 @@ pub trait Estimator: CloneEstimator + Send + Sync + fmt::Debug {
     }
 
     /// Maps a batch; `extra` holds the transform's extra arguments.
-    fn transform(&self, x: ArrayViewD<'_, f64>, extra: &Extra)
-        -> Result<Transformed, EstimatorError>;
+    fn transform(
+        &self,
+        x: ArrayViewD<'_, f64>,
+        extra: &Extra,
+    ) -> Result<Transformed, EstimatorError>;
 
     /// Fits, then transforms the same batch.
     fn fit_transform(
@@ -182,7 +185,11 @@ pub trait Estimator: CloneEstimator + Send + Sync + fmt::Debug {
     }
 
     /// Predicts one label or value per row (classifiers and regressors).
-    fn predict(&self, x: ArrayViewD<'_, f64>, extra: &Extra) -> Result<Transformed, EstimatorError> {
+    fn predict(
+        &self,
+        x: ArrayViewD<'_, f64>,
+        extra: &Extra,
+    ) -> Result<Transformed, EstimatorError> {
         let _ = (x, extra);
         Err(EstimatorError::Unsupported("predict"))
     }
@@ -208,7 +215,11 @@ pub trait Estimator: CloneEstimator + Send + Sync + fmt::Debug {
     }
 
     /// Statistics of one partition, merged later by `fit_partials`.
-    fn partial_fit(&self, x: ArrayViewD<'_, f64>, extra: &Extra) -> Result<PartialFit, EstimatorError> {
+    fn partial_fit(
+        &self,
+        x: ArrayViewD<'_, f64>,
+        extra: &Extra,
+    ) -> Result<PartialFit, EstimatorError> {
         let _ = (x, extra);
         Err(EstimatorError::Unsupported("partial_fit"))
     }

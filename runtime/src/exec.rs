@@ -212,7 +212,8 @@ fn scatter(data: &ArrayD<f64>, rows: &[usize], n: usize) -> ArrayD<f64> {
     shape.extend_from_slice(&data.shape()[1..]);
     let mut out = ArrayD::from_elem(IxDyn(&shape), f64::NAN);
     for (i, &r) in rows.iter().enumerate() {
-        out.index_axis_mut(Axis(0), r).assign(&data.index_axis(Axis(0), i));
+        out.index_axis_mut(Axis(0), r)
+            .assign(&data.index_axis(Axis(0), i));
     }
     out
 }
@@ -286,7 +287,7 @@ pub fn run_fit(
         for p in parts {
             match p {
                 Contribution::Data { x, extra } => {
-                    if x.ndim() > 1 || x.len() > 0 {
+                    if x.ndim() > 1 || !x.is_empty() {
                         xs.push(x);
                         extras.push(extra);
                     }

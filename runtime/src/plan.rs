@@ -178,7 +178,13 @@ mod tests {
         assert_eq!(p.stages.len(), 2);
         assert_eq!(p.stages[0].feeds_fit, Some(0));
         assert_eq!(p.stages[1].after_fit, Some(0));
-        assert_eq!(p.stages[1].ops, vec![StageOp { step: 1, kind: OpKind::Transform }]);
+        assert_eq!(
+            p.stages[1].ops,
+            vec![StageOp {
+                step: 1,
+                kind: OpKind::Transform
+            }]
+        );
         assert_eq!(p.fits[0].from_stage, 0);
     }
 
@@ -192,7 +198,11 @@ mod tests {
 
     #[test]
     fn first_step_fit_feeds_from_an_empty_stage() {
-        let p = Plan::build(&[w("scaler", true, true), w("pca", true, true), w("clf", true, false)]);
+        let p = Plan::build(&[
+            w("scaler", true, true),
+            w("pca", true, true),
+            w("clf", true, false),
+        ]);
         assert_eq!(p.fits.len(), 3);
         assert!(p.stages[0].ops.is_empty());
         assert_eq!(p.stages.len(), 3);

@@ -87,33 +87,35 @@ impl Runtime {
 
     /// Cuts samples into a bag with several partitions per worker of this runtime.
     pub fn bag(&self, samples: Vec<Sample>) -> Result<Bag, DataError> {
-        Bag::from_samples(samples, Partitioning::Auto { workers: self.workers })
+        Bag::from_samples(
+            samples,
+            Partitioning::Auto {
+                workers: self.workers,
+            },
+        )
     }
 
     /// Computes a graph, waiting for the result. Use [`Runtime::run_async`] from
     /// async code (this call blocks the thread).
     pub fn run(&self, request: RunRequest) -> Result<RunOutput, RunError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.scheduler.do_send(Submit {
-            request,
-            reply: tx,
-        });
+        self.scheduler.do_send(Submit { request, reply: tx });
         rx.blocking_recv().map_err(|_| RunError::Shutdown)?
     }
 
     /// Computes a graph from async code (any executor: tokio, actix, futures).
     pub async fn run_async(&self, request: RunRequest) -> Result<RunOutput, RunError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.scheduler.do_send(Submit {
-            request,
-            reply: tx,
-        });
+        self.scheduler.do_send(Submit { request, reply: tx });
         rx.await.map_err(|_| RunError::Shutdown)?
     }
 
     /// The scheduler's exact backlog per resource shape.
     pub async fn backlog(&self) -> Result<Vec<ShapeBacklog>, RunError> {
-        self.scheduler.send(GetBacklog).await.map_err(|_| RunError::Shutdown)
+        self.scheduler
+            .send(GetBacklog)
+            .await
+            .map_err(|_| RunError::Shutdown)
     }
 
     /// The scheduler's address, for advanced embedding (e.g. a dashboard).

@@ -1,8 +1,8 @@
 //! [`Step`]: one named pipeline step with its wiring and resource tags.
 
+use crate::batch::DATA;
 use crate::estimator::Estimator;
 use crate::resources::Resources;
-use crate::batch::DATA;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 

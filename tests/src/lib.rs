@@ -1,1 +1,290 @@
-//! placeholder
+//! Test estimators and helpers shared by the integration tests.
+
+#![warn(missing_docs)]
+
+use gridpipe_runtime::{
+    Estimator, EstimatorError, Extra, LoadError, Loader, PartialFit, Sample, Transformed, Value,
+};
+use ndarray::{Array2, ArrayD, ArrayViewD, Axis, IxDyn};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+/// `n` samples of shape `shape` filled with `value`, keys "0".."n-1", attribute
+/// `metadata=1` and `label=i % 2`.
+pub fn samples(n: usize, shape: &[usize], value: f64) -> Vec<Sample> {
+    (0..n)
+        .map(|i| {
+            Sample::new(i.to_string(), ArrayD::from_elem(IxDyn(shape), value))
+                .with("metadata", 1)
+                .with("label", (i % 2) as i64)
+        })
+        .collect()
+}
+
+/// Stateless `x + offset`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AddOffset(pub f64);
+
+#[typetag::serde]
+impl Estimator for AddOffset {
+    fn requires_fit(&self) -> bool {
+        false
+    }
+    fn transform(&self, x: ArrayViewD<'_, f64>, _e: &Extra) -> Result<Transformed, EstimatorError> {
+        Ok(x.mapv(|v| v + self.0).into())
+    }
+}
+
+/// Fit learns `ones(d, d)` for samples of d features; transform is `x @ model` per
+/// sample (so ones in give `d` out).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DummyWithFit {
+    /// The learnt matrix.
+    pub model: Option<Array2<f64>>,
+}
+
+#[typetag::serde]
+impl Estimator for DummyWithFit {
+    fn fit(&mut self, x: ArrayViewD<'_, f64>, _e: &Extra) -> Result<(), EstimatorError> {
+        let d = *x.shape().last().unwrap_or(&1);
+        self.model = Some(Array2::ones((d, d)));
+        Ok(())
+    }
+    fn transform(&self, x: ArrayViewD<'_, f64>, _e: &Extra) -> Result<Transformed, EstimatorError> {
+        let m = self.model.as_ref().ok_or(EstimatorError::NotFitted)?;
+        let n = x.shape()[0];
+        let d = m.nrows();
+        let flat = x
+            .to_owned()
+            .into_shape_with_order((x.len() / d, d))
+            .map_err(|e| EstimatorError::InvalidInput(e.to_string()))?;
+        let out = flat.dot(m);
+        let mut shape = x.shape().to_vec();
+        shape[0] = n;
+        Ok(out
+            .into_shape_with_order(IxDyn(&shape))
+            .expect("same size")
+            .into())
+    }
+}
+
+/// Fails every sample whose key is an even number (by row, with a reason).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FailEvenKeys;
+
+#[typetag::serde]
+impl Estimator for FailEvenKeys {
+    fn requires_fit(&self) -> bool {
+        false
+    }
+    fn transform(&self, x: ArrayViewD<'_, f64>, e: &Extra) -> Result<Transformed, EstimatorError> {
+        let keys = e.require("key")?;
+        let gridpipe_runtime::Column::Values(keys) = keys else {
+            return Err(EstimatorError::InvalidInput("keys".into()));
+        };
+        let failed = keys
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| {
+                k.as_str()
+                    .and_then(|s| s.parse::<i64>().ok())
+                    .is_some_and(|k| k % 2 == 0)
+            })
+            .map(|(i, k)| (i, format!("key {k} is even")))
+            .collect();
+        Ok(Transformed {
+            data: x.mapv(|v| v + 1.0),
+            failed,
+        })
+    }
+}
+
+/// Fails the whole batch with an error.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AlwaysFails;
+
+#[typetag::serde]
+impl Estimator for AlwaysFails {
+    fn requires_fit(&self) -> bool {
+        false
+    }
+    fn transform(
+        &self,
+        _x: ArrayViewD<'_, f64>,
+        _e: &Extra,
+    ) -> Result<Transformed, EstimatorError> {
+        Err(EstimatorError::Failed("this step always fails".into()))
+    }
+}
+
+/// Panics in `transform`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Panics;
+
+#[typetag::serde]
+impl Estimator for Panics {
+    fn requires_fit(&self) -> bool {
+        false
+    }
+    fn transform(
+        &self,
+        _x: ArrayViewD<'_, f64>,
+        _e: &Extra,
+    ) -> Result<Transformed, EstimatorError> {
+        panic!("estimator bug")
+    }
+}
+
+/// Writes, for each row, the number of rows in the batch it was given.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BatchSize;
+
+#[typetag::serde]
+impl Estimator for BatchSize {
+    fn requires_fit(&self) -> bool {
+        false
+    }
+    fn transform(&self, x: ArrayViewD<'_, f64>, _e: &Extra) -> Result<Transformed, EstimatorError> {
+        let n = x.shape()[0];
+        Ok(ArrayD::from_elem(IxDyn(&[n]), n as f64).into())
+    }
+}
+
+/// A fit that records the column sums of `x` and of its extra arguments `y` and
+/// `extra`; transform adds the learnt sum of `y` to `x`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RecordingFit {
+    /// Sum of every element of x seen by fit.
+    pub x_sum: Option<f64>,
+    /// Sum of y.
+    pub y_sum: Option<f64>,
+    /// Sum of the `extra` argument.
+    pub extra_sum: Option<f64>,
+}
+
+fn sum_column(c: &gridpipe_runtime::Column) -> f64 {
+    match c {
+        gridpipe_runtime::Column::Array(a) => a.sum(),
+        gridpipe_runtime::Column::Values(v) => v.iter().filter_map(Value::as_f64).sum(),
+    }
+}
+
+#[typetag::serde]
+impl Estimator for RecordingFit {
+    fn fit(&mut self, x: ArrayViewD<'_, f64>, e: &Extra) -> Result<(), EstimatorError> {
+        self.x_sum = Some(x.sum());
+        self.y_sum = Some(sum_column(e.require("y")?));
+        self.extra_sum = e.get("extra").map(sum_column);
+        Ok(())
+    }
+    fn transform(&self, x: ArrayViewD<'_, f64>, _e: &Extra) -> Result<Transformed, EstimatorError> {
+        let y = self.y_sum.ok_or(EstimatorError::NotFitted)?;
+        Ok(x.mapv(|v| v + y).into())
+    }
+}
+
+/// A reduction whose merge records the partition order it was given: fit_partials
+/// stores the partial `rows` in order, transform adds nothing.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct OrderProbe {
+    /// First value of each partition, in the order merged.
+    pub order: Vec<f64>,
+}
+
+#[typetag::serde]
+impl Estimator for OrderProbe {
+    fn transform(&self, x: ArrayViewD<'_, f64>, _e: &Extra) -> Result<Transformed, EstimatorError> {
+        Ok(x.to_owned().into())
+    }
+    fn supports_partial_fit(&self) -> bool {
+        true
+    }
+    fn partial_fit(
+        &self,
+        x: ArrayViewD<'_, f64>,
+        _e: &Extra,
+    ) -> Result<PartialFit, EstimatorError> {
+        let first = x.iter().next().copied().unwrap_or(f64::NAN);
+        Ok(PartialFit {
+            rows: x.shape()[0] as u64,
+            stats: vec![ArrayD::from_elem(IxDyn(&[1]), first)],
+        })
+    }
+    fn fit_partials(&mut self, parts: &[PartialFit]) -> Result<(), EstimatorError> {
+        self.order = parts.iter().map(|p| p.stats[0][[0]]).collect();
+        Ok(())
+    }
+}
+
+/// A fit that always fails.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct FitFails;
+
+#[typetag::serde]
+impl Estimator for FitFails {
+    fn fit(&mut self, _x: ArrayViewD<'_, f64>, _e: &Extra) -> Result<(), EstimatorError> {
+        Err(EstimatorError::Failed("cannot learn this".into()))
+    }
+    fn transform(&self, x: ArrayViewD<'_, f64>, _e: &Extra) -> Result<Transformed, EstimatorError> {
+        Ok(x.to_owned().into())
+    }
+}
+
+fn load_counters() -> &'static Mutex<HashMap<String, usize>> {
+    static C: OnceLock<Mutex<HashMap<String, usize>>> = OnceLock::new();
+    C.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// How many times a [`CountingLoader`] with this tag has loaded.
+pub fn loads(tag: &str) -> usize {
+    load_counters()
+        .lock()
+        .unwrap()
+        .get(tag)
+        .copied()
+        .unwrap_or(0)
+}
+
+/// Loads a constant array and counts its loads under `tag`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CountingLoader {
+    /// Counter name.
+    pub tag: String,
+    /// The value of every element.
+    pub value: f64,
+    /// The shape.
+    pub shape: Vec<usize>,
+}
+
+#[typetag::serde]
+impl Loader for CountingLoader {
+    fn load(&self) -> Result<Value, LoadError> {
+        *load_counters()
+            .lock()
+            .unwrap()
+            .entry(self.tag.clone())
+            .or_insert(0) += 1;
+        if self.value.is_nan() {
+            return Err(LoadError::new(format!("{}: unreadable", self.tag)));
+        }
+        Ok(Value::Array(ArrayD::from_elem(
+            IxDyn(&self.shape),
+            self.value,
+        )))
+    }
+}
+
+/// A process-wide counter, for tests that need unique tags.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("{prefix}-{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Rows of a stacked result as plain vectors, for comparisons.
+pub fn rows(a: &ArrayD<f64>) -> Vec<Vec<f64>> {
+    a.axis_iter(Axis(0))
+        .map(|r| r.iter().copied().collect())
+        .collect()
+}

@@ -20,7 +20,13 @@ pub struct EstimatorActor {
 
 impl EstimatorActor {
     /// An actor waiting for `partitions` contributions to fit `step`.
-    pub fn new(run: u32, fit: u16, step: String, partitions: usize, scheduler: Recipient<FitReady>) -> Self {
+    pub fn new(
+        run: u32,
+        fit: u16,
+        step: String,
+        partitions: usize,
+        scheduler: Recipient<FitReady>,
+    ) -> Self {
         Self {
             run,
             fit,
@@ -34,7 +40,11 @@ impl EstimatorActor {
 
     fn maybe_ready(&mut self) {
         if self.missing == 0 {
-            let parts = self.slots.drain(..).map(|c| c.expect("all contributed")).collect();
+            let parts = self
+                .slots
+                .drain(..)
+                .map(|c| c.expect("all contributed"))
+                .collect();
             self.missing = usize::MAX; // fire once
             tracing::debug!(step = %self.step, "fit inputs complete");
             self.scheduler.do_send(FitReady {

@@ -67,7 +67,7 @@ pub struct TaskEnvelope {
 #[derive(Debug)]
 pub enum TaskResult {
     /// A chain's output.
-    Chain(ChainOutput),
+    Chain(Box<ChainOutput>),
     /// A fitted model, or why the fit failed.
     Fit(Result<Arc<dyn Estimator>, String>),
 }

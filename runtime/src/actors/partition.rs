@@ -130,7 +130,10 @@ impl PartitionSlot {
     pub fn dispatch(&mut self, worker: u32) -> Result<(u16, Arc<Batch>), ProtocolError> {
         match self.state {
             PartitionState::Ready { stage } => {
-                let data = self.data.clone().ok_or_else(|| self.violation("dispatch without data"))?;
+                let data = self
+                    .data
+                    .clone()
+                    .ok_or_else(|| self.violation("dispatch without data"))?;
                 self.state = PartitionState::Running { stage, worker };
                 Ok((stage, data))
             }
@@ -203,13 +206,21 @@ mod tests {
     fn walks_through_stages_and_a_fit_barrier() {
         let mut s = slot();
         assert_eq!(s.dispatch(1).unwrap().0, 0);
-        s.complete(1, Some(Arc::new(Batch::empty())), Next::WaitForFit).unwrap();
+        s.complete(1, Some(Arc::new(Batch::empty())), Next::WaitForFit)
+            .unwrap();
         assert_eq!(s.state(), PartitionState::WaitingForFit { stage: 1 });
         assert_eq!(s.owner(), Some(1));
-        assert_eq!(s.lineage(), Lineage { source: 3, stages_done: 1 });
+        assert_eq!(
+            s.lineage(),
+            Lineage {
+                source: 3,
+                stages_done: 1
+            }
+        );
         assert_eq!(s.release().unwrap(), 1);
         assert_eq!(s.dispatch(0).unwrap().0, 1);
-        s.complete(0, Some(Arc::new(Batch::empty())), Next::Done).unwrap();
+        s.complete(0, Some(Arc::new(Batch::empty())), Next::Done)
+            .unwrap();
         assert_eq!(s.state(), PartitionState::Done);
         assert!(s.take_data().is_some());
     }

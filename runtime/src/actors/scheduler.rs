@@ -10,6 +10,7 @@ use super::estimator_actor::EstimatorActor;
 use super::messages::*;
 use super::partition::{Next, PartitionSlot};
 use crate::bag::Bag;
+use crate::bag::FailedSample;
 use crate::batch::Batch;
 use crate::config::RuntimeConfig;
 use crate::error::RunError;
@@ -20,7 +21,6 @@ use crate::report::{RunReport, TaskLabel, TaskOp, TaskRecord, WorkerInfo};
 use crate::resources::Resources;
 use crate::run::{RunOutput, RunRequest};
 use crate::step::Step;
-use crate::bag::FailedSample;
 use actix::prelude::*;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -76,9 +76,11 @@ impl RunState {
         let stage = &self.plan.stages[s];
         let mut ops = Vec::with_capacity(stage.ops.len());
         for op in &stage.ops {
-            let model = self.models[op.step].clone().ok_or_else(|| RunError::NotFitted {
-                step: self.steps[op.step].name.clone(),
-            })?;
+            let model = self.models[op.step]
+                .clone()
+                .ok_or_else(|| RunError::NotFitted {
+                    step: self.steps[op.step].name.clone(),
+                })?;
             ops.push(crate::exec::ChainOp {
                 step: self.steps[op.step].clone(),
                 model,
@@ -138,7 +140,11 @@ impl Scheduler {
     }
 
     fn offered(&self) -> String {
-        let mut v: Vec<String> = self.workers.iter().map(|w| w.info.resources.to_string()).collect();
+        let mut v: Vec<String> = self
+            .workers
+            .iter()
+            .map(|w| w.info.resources.to_string())
+            .collect();
         v.extend(self.cluster_offers.iter().map(|r| format!("queue {r}")));
         v.dedup();
         v.join(", ")
@@ -206,7 +212,11 @@ impl Scheduler {
         for stage in &plan.stages {
             if let Err((resource, amount)) = self.servable(&stage.resources) {
                 return Err(RunError::UnservableResource {
-                    step: stage.ops.first().map(|o| steps[o.step].name.clone()).unwrap_or_default(),
+                    step: stage
+                        .ops
+                        .first()
+                        .map(|o| steps[o.step].name.clone())
+                        .unwrap_or_default(),
                     op: "transform",
                     resource,
                     amount,
@@ -291,14 +301,22 @@ impl Scheduler {
         state.build_stage(0)?;
         {
             let _e = state.span.enter();
-            tracing::info!(tasks = state.plan.task_count(npart), stages = nstages, fits = nfits, "run submitted");
+            tracing::info!(
+                tasks = state.plan.task_count(npart),
+                stages = nstages,
+                fits = nfits,
+                "run submitted"
+            );
         }
         let shape = state.plan.stages[0].resources.clone();
         let q = self.ready.entry(shape).or_default();
         for p in 0..npart as u32 {
             q.push_back(TaskRef {
                 run,
-                task: TaskKind::Chain { stage: 0, partition: p },
+                task: TaskKind::Chain {
+                    stage: 0,
+                    partition: p,
+                },
                 ready_s: 0.0,
             });
         }
@@ -403,6 +421,7 @@ impl Scheduler {
             let (started_s, finished_s) = (run.since(o.started), run.since(o.finished));
             match (o.task, o.result) {
                 (TaskKind::Chain { stage, partition }, TaskResult::Chain(out)) => {
+                    let out = *out;
                     let s = stage as usize;
                     let next_stage = s + 1;
                     let next = if next_stage >= run.plan.stages.len() {
@@ -475,7 +494,9 @@ impl Scheduler {
                             run.estimators[f].do_send(Fitted(model));
                             run.fit_done[f] = true;
                             run.fits_left -= 1;
-                            if let Some(s) = run.plan.stages.iter().position(|s| s.after_fit == Some(f)) {
+                            if let Some(s) =
+                                run.plan.stages.iter().position(|s| s.after_fit == Some(f))
+                            {
                                 if let Err(e) = run.build_stage(s) {
                                     self.fail_run(o.run, e);
                                     continue;
@@ -488,7 +509,10 @@ impl Scheduler {
                                     if run.parts[p as usize].release().is_ok() {
                                         refs.push(TaskRef {
                                             run: o.run,
-                                            task: TaskKind::Chain { stage: s as u16, partition: p },
+                                            task: TaskKind::Chain {
+                                                stage: s as u16,
+                                                partition: p,
+                                            },
                                             ready_s: finished_s,
                                         });
                                     }
@@ -524,8 +548,8 @@ impl Scheduler {
         let mut group: Vec<(u32, Contribution)> = Vec::new();
         let mut key: Option<(u32, usize)> = None;
         for (r, f, p, c) in contributions {
-            if key.is_some() && key != Some((r, f)) {
-                self.send_contributions(key.expect("key"), std::mem::take(&mut group));
+            if let Some(k) = key.filter(|k| *k != (r, f)) {
+                self.send_contributions(k, std::mem::take(&mut group));
             }
             key = Some((r, f));
             group.push((p, c));
@@ -556,7 +580,11 @@ impl Scheduler {
         }
         let mut state = self.runs.remove(&run).expect("run present");
         let outputs: Vec<Arc<Batch>> = if state.plan.collect {
-            state.parts.iter_mut().filter_map(|p| p.take_data()).collect()
+            state
+                .parts
+                .iter_mut()
+                .filter_map(|p| p.take_data())
+                .collect()
         } else {
             Vec::new()
         };
@@ -641,6 +669,20 @@ impl Handler<AddWorker> for Scheduler {
         });
         self.dispatch();
         id
+    }
+}
+
+/// Declares what attached cluster queues can offer: a task needing such a resource is
+/// accepted at submit time and waits in its ready queue for a worker that has it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct OfferResources(pub Vec<Resources>);
+
+impl Handler<OfferResources> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, msg: OfferResources, _ctx: &mut Context<Self>) {
+        self.cluster_offers = msg.0;
     }
 }
 

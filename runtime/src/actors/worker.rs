@@ -42,7 +42,9 @@ impl Actor for WorkerActor {
 pub fn execute(env: TaskEnvelope) -> TaskOutcome {
     let started = Instant::now();
     let result = match env.payload {
-        TaskPayload::Chain { input, stage } => TaskResult::Chain(run_chain(&input, &stage)),
+        TaskPayload::Chain { input, stage } => {
+            TaskResult::Chain(Box::new(run_chain(&input, &stage)))
+        }
         TaskPayload::Fit {
             template,
             reduce,
@@ -64,7 +66,8 @@ impl Handler<RunTasks> for WorkerActor {
     type Result = ();
 
     fn handle(&mut self, msg: RunTasks, _ctx: &mut SyncContext<Self>) {
-        let _span = tracing::debug_span!("worker", index = self.index, tasks = msg.0.len()).entered();
+        let _span =
+            tracing::debug_span!("worker", index = self.index, tasks = msg.0.len()).entered();
         let total = msg.0.len();
         let mut done = Vec::with_capacity(total.min(self.flush_max));
         let mut last_flush = Instant::now();

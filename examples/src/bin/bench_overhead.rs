@@ -1,0 +1,52 @@
+//! Per-task overhead: N one-sample partitions through one stateless no-op step
+//! (N tasks). Prints one JSON line.
+
+use clap::Parser;
+use gridpipe_estimators::{FunctionTransformer, Identity, Pipeline};
+use gridpipe_examples::bench::{peak_rss_mib, timed};
+use gridpipe_examples::cli::Mode;
+use gridpipe_runtime::{Bag, Partitioning, Runtime};
+use ndarray::ArrayD;
+
+/// Empty-task overhead benchmark.
+#[derive(Parser, Debug)]
+struct Args {
+    /// Number of tasks (one-sample partitions).
+    #[arg(long, default_value_t = 100_000)]
+    tasks: usize,
+    /// Number of workers.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Where the workers run.
+    #[arg(long, value_enum, default_value_t = Mode::Inprocess)]
+    mode: Mode,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let (setup_s, built) = timed(|| -> Result<_, Box<dyn std::error::Error>> {
+        let rt = Runtime::in_process(args.workers)?;
+        let keys = (0..args.tasks).map(|i| i.to_string()).collect();
+        let data = ArrayD::zeros(ndarray::IxDyn(&[args.tasks, 1]));
+        let bag = Bag::from_rows(keys, data, Partitioning::NPartitions(args.tasks))?;
+        Ok((rt, bag))
+    });
+    let (rt, bag) = built?;
+    let pipeline = Pipeline::new().add("noop", FunctionTransformer::new(Identity));
+    let (wall_s, out) = timed(|| pipeline.transform(&rt, bag));
+    let out = out?;
+    assert_eq!(out.report.tasks.len(), args.tasks, "one task per partition");
+    assert_eq!(out.bag.len(), args.tasks, "every sample came back");
+    let line = serde_json::json!({
+        "bench": "overhead",
+        "mode": args.mode.as_str(),
+        "tasks": args.tasks,
+        "workers": args.workers,
+        "setup_s": setup_s,
+        "wall_s": wall_s,
+        "us_per_task": wall_s * 1e6 / args.tasks.max(1) as f64,
+        "peak_rss_mib": peak_rss_mib(),
+    });
+    println!("{line}");
+    Ok(())
+}

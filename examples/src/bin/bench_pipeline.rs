@@ -1,0 +1,121 @@
+//! The peers' pipeline workload: N standard-normal samples of dimension D through
+//! `x -> 2x + 1` and a standard scaler fitted on all samples, checked against the
+//! same arithmetic on one plain array (the floor). Prints one JSON line.
+
+use clap::Parser;
+use gridpipe_estimators::{Affine, FunctionTransformer, Pipeline, StandardScaler};
+use gridpipe_examples::bench::{best_of, peak_rss_mib, timed};
+use gridpipe_examples::cli::Mode;
+use gridpipe_runtime::{Bag, Partitioning, Runtime, DATA};
+use ndarray::{Array2, Axis};
+
+/// Pipeline benchmark against the plain-array floor.
+#[derive(Parser, Debug)]
+struct Args {
+    /// Number of samples.
+    #[arg(long, default_value_t = 100_000)]
+    samples: usize,
+    /// Dimension of each sample.
+    #[arg(long, default_value_t = 16)]
+    dim: usize,
+    /// Number of partitions (default: 4 per worker).
+    #[arg(long)]
+    partitions: Option<usize>,
+    /// Number of workers.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Where the workers run.
+    #[arg(long, value_enum, default_value_t = Mode::Inprocess)]
+    mode: Mode,
+    /// Seed of the random input.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+/// A small deterministic standard-normal generator (xorshift + Box-Muller).
+fn normal_matrix(n: usize, d: usize, seed: u64) -> Array2<f64> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut uniform = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    let mut v = Vec::with_capacity(n * d);
+    while v.len() < n * d {
+        let (u1, u2) = (uniform(), uniform());
+        let r = (-2.0 * u1.ln()).sqrt();
+        v.push(r * (2.0 * std::f64::consts::PI * u2).cos());
+        v.push(r * (2.0 * std::f64::consts::PI * u2).sin());
+    }
+    v.truncate(n * d);
+    Array2::from_shape_vec((n, d), v).expect("shape")
+}
+
+/// The same arithmetic on one array: `y = 2x + 1`, then standardise columns.
+fn floor(x: &Array2<f64>) -> Array2<f64> {
+    let y = x.mapv(|v| 2.0 * v + 1.0);
+    let mean = y.mean_axis(Axis(0)).expect("rows");
+    let std = y.std_axis(Axis(0), 0.0);
+    let scale = std.mapv(|s| {
+        if s.abs() <= f64::EPSILON {
+            1.0
+        } else {
+            1.0 / s
+        }
+    });
+    (y - &mean) * &scale
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let partitions = args.partitions.unwrap_or(4 * args.workers.max(1));
+    let x = normal_matrix(args.samples, args.dim, args.seed);
+    // The floor first, so that its temporaries are gone before the pipeline runs.
+    let floor_s = best_of(3, || floor(&x));
+    let expected = floor(&x);
+
+    let t = std::time::Instant::now();
+    let keys = (0..args.samples).map(|i| i.to_string()).collect();
+    let bag = Bag::from_rows(keys, x.into_dyn(), Partitioning::NPartitions(partitions))?;
+    let rt = Runtime::in_process(args.workers)?;
+    let setup_s = t.elapsed().as_secs_f64();
+
+    let mut pipeline = Pipeline::new()
+        .add(
+            "affine",
+            FunctionTransformer::new(Affine {
+                scale: 2.0,
+                offset: 1.0,
+            }),
+        )
+        .add("scaler", StandardScaler::new());
+    let (wall_s, result) = timed(|| -> Result<Array2<f64>, Box<dyn std::error::Error>> {
+        let out = pipeline.fit_transform(&rt, bag)?;
+        Ok(out.bag.into_stack(DATA)?.into_dimensionality()?)
+    });
+    let result = result?;
+    let ok = result.dim() == expected.dim()
+        && result
+            .iter()
+            .zip(expected.iter())
+            .all(|(a, b)| (a - b).abs() <= 1e-9 * b.abs().max(1.0));
+    let line = serde_json::json!({
+        "bench": "pipeline",
+        "mode": args.mode.as_str(),
+        "samples": args.samples,
+        "dim": args.dim,
+        "partitions": partitions,
+        "workers": args.workers,
+        "setup_s": setup_s,
+        "wall_s": wall_s,
+        "floor_s": floor_s,
+        "peak_rss_mib": peak_rss_mib(),
+        "ok": ok,
+    });
+    println!("{line}");
+    if !ok {
+        std::process::exit(1);
+    }
+    Ok(())
+}

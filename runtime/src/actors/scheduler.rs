@@ -100,6 +100,30 @@ impl RunState {
         Ok(())
     }
 
+    /// Builds every stage whose models all exist (stages split by resource tags
+    /// have no fit of their own, so they are built as soon as their models are known).
+    fn build_ready_stages(&mut self) -> Result<(), RunError> {
+        for s in 0..self.plan.stages.len() {
+            let built = self.stage_exec[s].is_some();
+            let models_known = self.plan.stages[s]
+                .ops
+                .iter()
+                .all(|op| self.models[op.step].is_some());
+            let fit_done = self.plan.stages[s]
+                .after_fit
+                .is_none_or(|f| self.fit_done[f]);
+            if !built && models_known && fit_done {
+                self.build_stage(s)?;
+            }
+        }
+        if self.stage_exec[0].is_none() {
+            return Err(RunError::InvalidPipeline(
+                "the first stage has a step without a model".into(),
+            ));
+        }
+        Ok(())
+    }
+
     fn fit_label(&self, fit: usize) -> u32 {
         (self.plan.stages.len() + fit) as u32
     }
@@ -298,7 +322,7 @@ impl Scheduler {
             span,
             plan,
         };
-        state.build_stage(0)?;
+        state.build_ready_stages()?;
         {
             let _e = state.span.enter();
             tracing::info!(
@@ -332,6 +356,7 @@ impl Scheduler {
         }
         let window = self.window();
         let share = total_ready.div_ceil(self.workers.len()).max(1);
+        let mut lost = Vec::new();
         for w in 0..self.workers.len() {
             let worker = &mut self.workers[w];
             let room = window.saturating_sub(worker.in_flight);
@@ -348,6 +373,10 @@ impl Scheduler {
                         continue;
                     };
                     let Some(payload) = Self::payload(run, t.task, worker.info.id) else {
+                        // A ready task whose inputs are missing is a scheduler bug: fail
+                        // the run loudly rather than lose the task.
+                        tracing::error!(run = t.run, task = ?t.task, "ready task without its inputs");
+                        lost.push(t.run);
                         continue;
                     };
                     worker.free.take(shape);
@@ -366,6 +395,12 @@ impl Scheduler {
                 tracing::debug!(worker = w, tasks = batch.len(), "dispatch");
                 worker.addr.do_send(RunTasks(batch));
             }
+        }
+        for run in lost {
+            self.fail_run(
+                run,
+                RunError::InvalidPipeline("internal error: a ready task lost its inputs".into()),
+            );
         }
     }
 

@@ -1,0 +1,80 @@
+//! The example programs, run as a user runs them.
+
+use std::process::Command;
+
+fn run(bin: &str, args: &[&str]) -> String {
+    let out = Command::new(bin).args(args).output().expect("example starts");
+    assert!(
+        out.status.success(),
+        "{bin} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+fn json_line(out: &str) -> serde_json::Value {
+    let line = out.lines().last().expect("one line");
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+}
+
+#[test]
+fn quickstart_prints_an_accuracy_of_at_least_0_9_and_a_summary() {
+    let out = run(env!("CARGO_BIN_EXE_quickstart"), &[]);
+    let acc: f64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("accuracy="))
+        .expect("accuracy line")
+        .parse()
+        .unwrap();
+    assert!(acc >= 0.9, "accuracy {acc}");
+    assert!(out.contains("tasks=") && out.contains("partitions=") && out.contains("workers="));
+    assert!(out.contains("wall="));
+}
+
+#[test]
+fn pipeline_local_reproduces_the_seed_outputs() {
+    let out = run(env!("CARGO_BIN_EXE_pipeline_local"), &["--tasks"]);
+    let data: Vec<&str> = out.lines().filter(|l| l.starts_with("key=")).collect();
+    assert_eq!(data.len(), 10);
+    for (i, l) in data.iter().enumerate() {
+        // (0 + metadata 1) @ [[1, 2], [3, 4]] = [[4, 6], [4, 6]].
+        assert_eq!(*l, format!("key={i} data=[4.0, 6.0, 4.0, 6.0]"));
+    }
+    let tasks: Vec<&str> = out.lines().filter(|l| l.starts_with("task ")).collect();
+    assert_eq!(tasks.len(), 5 + 1 + 5, "5 partitions, one fit, 5 partitions");
+    assert_eq!(
+        tasks
+            .iter()
+            .filter(|l| l.contains("op=fit") && l.contains("partition=-"))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn bench_overhead_prints_one_json_line() {
+    let v = json_line(&run(
+        env!("CARGO_BIN_EXE_bench_overhead"),
+        &["--tasks", "2000", "--workers", "2"],
+    ));
+    assert_eq!(v["bench"], "overhead");
+    assert_eq!(v["mode"], "inprocess");
+    assert_eq!(v["tasks"], 2000);
+    assert!(v["us_per_task"].as_f64().unwrap() > 0.0);
+    assert!(v["peak_rss_mib"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn bench_pipeline_checks_its_result_against_the_floor() {
+    let v = json_line(&run(
+        env!("CARGO_BIN_EXE_bench_pipeline"),
+        &["--samples", "5000", "--dim", "8", "--workers", "2"],
+    ));
+    assert_eq!(v["bench"], "pipeline");
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["samples"], 5000);
+    assert_eq!(v["partitions"], 8);
+    for k in ["wall_s", "floor_s", "setup_s", "peak_rss_mib"] {
+        assert!(v[k].as_f64().unwrap() > 0.0, "{k}");
+    }
+}

@@ -1,7 +1,7 @@
 //! [`FunctionTransformer`]: a stateless step made from a serialisable function.
 
 use gridpipe_runtime::{Estimator, EstimatorError, Extra, Transformed};
-use ndarray::ArrayViewD;
+use ndarray::{ArrayD, ArrayViewD};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -13,6 +13,11 @@ use std::fmt;
 pub trait ArrayFunction: Send + Sync + fmt::Debug + ArrayFunctionClone {
     /// Maps the batch `x` (sample on axis 0) with the extra arguments.
     fn call(&self, x: ArrayViewD<'_, f64>, extra: &Extra) -> Result<Transformed, EstimatorError>;
+
+    /// Maps a batch the caller no longer needs; override to work in place.
+    fn call_owned(&self, x: ArrayD<f64>, extra: &Extra) -> Result<Transformed, EstimatorError> {
+        self.call(x.view(), extra)
+    }
 }
 
 /// Clones a boxed function; implemented for every `Clone` function.
@@ -61,6 +66,14 @@ impl Estimator for FunctionTransformer {
     ) -> Result<Transformed, EstimatorError> {
         self.func.call(x, extra)
     }
+
+    fn transform_owned(
+        &self,
+        x: ArrayD<f64>,
+        extra: &Extra,
+    ) -> Result<Transformed, EstimatorError> {
+        self.func.call_owned(x, extra)
+    }
 }
 
 /// `x -> scale * x + offset`, element-wise.
@@ -78,6 +91,16 @@ impl ArrayFunction for Affine {
         let (a, b) = (self.scale, self.offset);
         Ok(x.mapv(|v| a * v + b).into())
     }
+
+    fn call_owned(
+        &self,
+        mut x: ArrayD<f64>,
+        _extra: &Extra,
+    ) -> Result<Transformed, EstimatorError> {
+        let (a, b) = (self.scale, self.offset);
+        x.mapv_inplace(|v| a * v + b);
+        Ok(x.into())
+    }
 }
 
 /// Returns its input unchanged (the empty task of the overhead benchmark).
@@ -88,6 +111,10 @@ pub struct Identity;
 impl ArrayFunction for Identity {
     fn call(&self, x: ArrayViewD<'_, f64>, _extra: &Extra) -> Result<Transformed, EstimatorError> {
         Ok(x.to_owned().into())
+    }
+
+    fn call_owned(&self, x: ArrayD<f64>, _extra: &Extra) -> Result<Transformed, EstimatorError> {
+        Ok(x.into())
     }
 }
 

@@ -69,6 +69,14 @@ impl Estimator for StandardScaler {
     fn transform(
         &self,
         x: ArrayViewD<'_, f64>,
+        extra: &Extra,
+    ) -> Result<Transformed, EstimatorError> {
+        self.transform_owned(x.as_standard_layout().into_owned(), extra)
+    }
+
+    fn transform_owned(
+        &self,
+        x: ArrayD<f64>,
         _extra: &Extra,
     ) -> Result<Transformed, EstimatorError> {
         let (mean, scale) = match (&self.mean, &self.scale) {
@@ -82,7 +90,11 @@ impl Estimator for StandardScaler {
                 mean.len()
             )));
         }
-        let mut out = x.as_standard_layout().into_owned();
+        let mut out = if x.is_standard_layout() {
+            x
+        } else {
+            x.as_standard_layout().into_owned()
+        };
         let (mean, scale) = (
             mean.as_slice().expect("contiguous"),
             scale.as_slice().expect("contiguous"),

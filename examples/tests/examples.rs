@@ -3,7 +3,10 @@
 use std::process::Command;
 
 fn run(bin: &str, args: &[&str]) -> String {
-    let out = Command::new(bin).args(args).output().expect("example starts");
+    let out = Command::new(bin)
+        .args(args)
+        .output()
+        .expect("example starts");
     assert!(
         out.status.success(),
         "{bin} {args:?} failed: {}",
@@ -41,7 +44,11 @@ fn pipeline_local_reproduces_the_seed_outputs() {
         assert_eq!(*l, format!("key={i} data=[4.0, 6.0, 4.0, 6.0]"));
     }
     let tasks: Vec<&str> = out.lines().filter(|l| l.starts_with("task ")).collect();
-    assert_eq!(tasks.len(), 5 + 1 + 5, "5 partitions, one fit, 5 partitions");
+    assert_eq!(
+        tasks.len(),
+        5 + 1 + 5,
+        "5 partitions, one fit, 5 partitions"
+    );
     assert_eq!(
         tasks
             .iter()

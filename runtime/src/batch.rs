@@ -484,6 +484,28 @@ impl Batch {
         }
     }
 
+    /// Removes an array column and returns it, without copying when nothing else
+    /// shares it.
+    pub fn take_array(&mut self, name: &str) -> Option<ArrayD<f64>> {
+        let a = self.arrays.remove(name)?;
+        Some(Arc::try_unwrap(a).unwrap_or_else(|shared| (*shared).clone()))
+    }
+
+    /// Sets `name` to `array` (rows in batch order) and adds `failures`, in place.
+    pub fn set_output(
+        &mut self,
+        name: &str,
+        array: ArrayD<f64>,
+        new_failures: Vec<(usize, Failure)>,
+    ) {
+        self.lazy.remove(name);
+        self.values.remove(name);
+        self.arrays.insert(name.to_string(), Arc::new(array));
+        if !new_failures.is_empty() {
+            Arc::make_mut(&mut self.failures).extend(new_failures);
+        }
+    }
+
     /// A copy with `name` set to `array` (rows in batch order) and `failures` added.
     pub fn with_output(
         &self,

@@ -174,6 +174,17 @@ pub trait Estimator: CloneEstimator + Send + Sync + fmt::Debug {
         extra: &Extra,
     ) -> Result<Transformed, EstimatorError>;
 
+    /// Transforms a batch the caller no longer needs; estimators that can work in
+    /// place override it to reuse `x`'s memory (the runtime calls it when a step reads
+    /// and writes the same array and nothing else holds it).
+    fn transform_owned(
+        &self,
+        x: ArrayD<f64>,
+        extra: &Extra,
+    ) -> Result<Transformed, EstimatorError> {
+        self.transform(x.view(), extra)
+    }
+
     /// Fits, then transforms the same batch.
     fn fit_transform(
         &mut self,

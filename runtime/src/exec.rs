@@ -65,6 +65,8 @@ pub enum Contribution {
 pub struct ChainOutput {
     /// The partition after the chain.
     pub batch: Batch,
+    /// Samples that failed in this chain (not before it).
+    pub new_failures: usize,
     /// What it gives to the fit its stage feeds.
     pub contribution: Option<Contribution>,
 }
@@ -108,13 +110,19 @@ fn needed_columns<'a>(step: &'a Step, map: &'a [(String, String)]) -> Vec<&'a st
 }
 
 /// Applies one step to a batch; failures are recorded per row, never raised.
-pub fn apply_op(batch: &Batch, op: &ChainOp) -> Batch {
+pub fn apply_op(mut b: Batch, op: &ChainOp) -> Batch {
     let step = &op.step;
-    let mut b = batch.clone();
     b.load_columns(&needed_columns(step, &step.transform_extra), &step.name);
     let rows = b.valid_rows();
     if rows.as_ref().is_some_and(|r| r.is_empty()) {
         return b;
+    }
+    if rows.is_none()
+        && b.sets().is_none()
+        && step.input == step.output
+        && op.kind == OpKind::Transform
+    {
+        return apply_in_place(b, op);
     }
     let x = match b.select_array(&step.input, rows.as_deref(), &step.name) {
         Ok(x) => x,
@@ -199,6 +207,48 @@ pub fn apply_op(batch: &Batch, op: &ChainOp) -> Batch {
     b.with_output(&step.output, full, failures)
 }
 
+/// The fast path: every row valid, one batch, output replaces input. The input
+/// array is handed to the estimator by value so it can reuse the memory.
+fn apply_in_place(mut b: Batch, op: &ChainOp) -> Batch {
+    let step = &op.step;
+    let extra = match extras(&b, &step.transform_extra, None, &step.name) {
+        Ok(e) => e,
+        Err(e) => return b.with_all_failed(&step.name, &e.to_string()),
+    };
+    let Some(x) = b.take_array(&step.input) else {
+        let e = b.select_array(&step.input, None, &step.name).err();
+        let reason = e.map_or_else(|| format!("no array {:?}", step.input), |e| e.to_string());
+        return b.with_all_failed(&step.name, &reason);
+    };
+    let n_in = x.shape().first().copied().unwrap_or(0);
+    let t = match guarded(|| op.model.transform_owned(x, &extra)) {
+        Ok(t) => t,
+        // The input was handed over: the failed samples keep their key and reason.
+        Err(reason) => return b.with_all_failed(&step.name, &reason),
+    };
+    let n_out = t.data.shape().first().copied().unwrap_or(0);
+    if n_out != n_in {
+        let reason = format!("returned {n_out} rows for {n_in} samples");
+        return b.with_all_failed(&step.name, &reason);
+    }
+    let failures = t
+        .failed
+        .into_iter()
+        .filter(|(i, _)| *i < n_in)
+        .map(|(i, reason)| {
+            (
+                i,
+                Failure {
+                    step: step.name.clone(),
+                    reason,
+                },
+            )
+        })
+        .collect();
+    b.set_output(&step.output, t.data, failures);
+    b
+}
+
 fn call(op: &ChainOp, x: ArrayViewD<'_, f64>, extra: &Extra) -> Result<Transformed, String> {
     guarded(|| match op.kind {
         OpKind::Transform => op.model.transform(x, extra),
@@ -219,13 +269,15 @@ fn scatter(data: &ArrayD<f64>, rows: &[usize], n: usize) -> ArrayD<f64> {
 }
 
 /// Runs one partition through a stage: the fused ops, then its contribution.
-pub fn run_chain(input: &Batch, stage: &StageExec) -> ChainOutput {
-    let mut batch = input.clone();
+pub fn run_chain(input: Arc<Batch>, stage: &StageExec) -> ChainOutput {
+    let mut batch = Arc::try_unwrap(input).unwrap_or_else(|shared| (*shared).clone());
+    let failed_before = batch.failures().len();
     for op in &stage.ops {
-        batch = apply_op(&batch, op);
+        batch = apply_op(batch, op);
     }
     let contribution = stage.feeds.as_ref().map(|f| contribute(&mut batch, f));
     ChainOutput {
+        new_failures: batch.failures().len().saturating_sub(failed_before),
         batch,
         contribution,
     }

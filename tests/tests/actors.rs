@@ -108,15 +108,32 @@ async fn scheduler_counts_backlog_exactly_and_fills_windows() {
         }
         assert_eq!(backlog.len(), 1, "one shape: {backlog:?}");
         assert_eq!(backlog[0].resources, Resources::none());
-        assert_eq!(backlog[0].in_flight, expected_in_flight, "the window is full");
-        assert_eq!(backlog[0].ready, 200 - done_total - expected_in_flight, "the rest is ready");
+        assert_eq!(
+            backlog[0].in_flight, expected_in_flight,
+            "the window is full"
+        );
+        assert_eq!(
+            backlog[0].ready,
+            200 - done_total - expected_in_flight,
+            "the rest is ready"
+        );
         let batch: Vec<TaskEnvelope> = std::mem::take(&mut *held.lock().unwrap());
-        assert_eq!(batch.len(), expected_in_flight, "tasks were handed over one way");
+        assert_eq!(
+            batch.len(),
+            expected_in_flight,
+            "tasks were handed over one way"
+        );
         done_total += batch.len();
         let outcomes = batch.into_iter().map(execute).collect();
-        scheduler.do_send(TasksDone { worker: 0, outcomes });
+        scheduler.do_send(TasksDone {
+            worker: 0,
+            outcomes,
+        });
     }
-    let out = rx.try_recv().unwrap_or_else(|_| panic!("run finished")).unwrap();
+    let out = rx
+        .try_recv()
+        .unwrap_or_else(|_| panic!("run finished"))
+        .unwrap();
     assert_eq!(out.report.tasks.len(), 200);
     assert!(out.bag.stack(DATA).unwrap().iter().all(|&v| v == 1.0));
 }
@@ -173,7 +190,10 @@ async fn a_gpu_tagged_fit_waits_for_a_gpu_worker_and_runs_only_there() {
     }
     assert!(waited, "the fit is ready and waits for a gpu worker");
     actix_rt::time::sleep(Duration::from_millis(50)).await;
-    assert!(rx.try_recv().is_err(), "no result while no gpu worker exists");
+    assert!(
+        rx.try_recv().is_err(),
+        "no result while no gpu worker exists"
+    );
     let gpu = Inline {
         id: 1,
         scheduler: scheduler.clone().recipient(),
@@ -266,16 +286,40 @@ async fn worker_actor_runs_batches_off_the_event_loop_and_reports_in_groups() {
         })
         .collect();
     worker.do_send(RunTasks(envelopes));
-    wait_until(|| done.lock().unwrap().iter().map(|d| d.outcomes.len()).sum::<usize>() == 5).await;
+    wait_until(|| {
+        done.lock()
+            .unwrap()
+            .iter()
+            .map(|d| d.outcomes.len())
+            .sum::<usize>()
+            == 5
+    })
+    .await;
     let done = done.lock().unwrap();
-    assert_eq!(done.iter().map(|d| d.outcomes.len()).collect::<Vec<_>>(), vec![2, 2, 1]);
+    assert_eq!(
+        done.iter().map(|d| d.outcomes.len()).collect::<Vec<_>>(),
+        vec![2, 2, 1]
+    );
     let mut p = 0;
     for d in done.iter() {
         assert_eq!(d.worker, 7);
         for o in &d.outcomes {
-            assert_eq!(o.task, TaskKind::Chain { stage: 0, partition: p });
-            let TaskResult::Chain(out) = &o.result else { panic!("chain result") };
-            assert!(out.batch.array(DATA).unwrap().iter().all(|&v| v == p as f64 + 1.0));
+            assert_eq!(
+                o.task,
+                TaskKind::Chain {
+                    stage: 0,
+                    partition: p
+                }
+            );
+            let TaskResult::Chain(out) = &o.result else {
+                panic!("chain result")
+            };
+            assert!(out
+                .batch
+                .array(DATA)
+                .unwrap()
+                .iter()
+                .all(|&v| v == p as f64 + 1.0));
             assert!(o.started <= o.finished);
             p += 1;
         }

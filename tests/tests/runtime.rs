@@ -22,7 +22,13 @@ fn rows_bag(x: &Array2<f64>, parts: usize) -> Bag {
 
 fn scaler_pipeline() -> Pipeline {
     Pipeline::new()
-        .add("affine", FunctionTransformer::new(Affine { scale: 2.0, offset: 1.0 }))
+        .add(
+            "affine",
+            FunctionTransformer::new(Affine {
+                scale: 2.0,
+                offset: 1.0,
+            }),
+        )
         .add("scaler", StandardScaler::new())
 }
 
@@ -32,12 +38,16 @@ fn results_are_bitwise_identical_whatever_the_number_of_workers() {
     let mut reference: Option<ArrayD<f64>> = None;
     for workers in [1, 2, 3] {
         let rt = Runtime::in_process(workers).unwrap();
-        let out = scaler_pipeline().fit_transform(&rt, rows_bag(&x, 13)).unwrap();
+        let out = scaler_pipeline()
+            .fit_transform(&rt, rows_bag(&x, 13))
+            .unwrap();
         let y = out.bag.stack(DATA).unwrap();
         match &reference {
             None => reference = Some(y),
             Some(r) => assert!(
-                r.iter().zip(y.iter()).all(|(a, b)| a.to_bits() == b.to_bits()),
+                r.iter()
+                    .zip(y.iter())
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
                 "{workers} workers differ"
             ),
         }
@@ -48,11 +58,24 @@ fn results_are_bitwise_identical_whatever_the_number_of_workers() {
 fn results_agree_within_1e_12_across_partitionings() {
     let x = normal_like(1000, 4);
     let rt = Runtime::in_process(2).unwrap();
-    let base = scaler_pipeline().fit_transform(&rt, rows_bag(&x, 1)).unwrap().bag.stack(DATA).unwrap();
+    let base = scaler_pipeline()
+        .fit_transform(&rt, rows_bag(&x, 1))
+        .unwrap()
+        .bag
+        .stack(DATA)
+        .unwrap();
     for parts in [2, 7, 64, 1000] {
-        let y = scaler_pipeline().fit_transform(&rt, rows_bag(&x, parts)).unwrap().bag.stack(DATA).unwrap();
+        let y = scaler_pipeline()
+            .fit_transform(&rt, rows_bag(&x, parts))
+            .unwrap()
+            .bag
+            .stack(DATA)
+            .unwrap();
         for (a, b) in base.iter().zip(y.iter()) {
-            assert!((a - b).abs() <= 1e-12 * a.abs().max(1.0), "{parts} partitions: {a} vs {b}");
+            assert!(
+                (a - b).abs() <= 1e-12 * a.abs().max(1.0),
+                "{parts} partitions: {a} vs {b}"
+            );
         }
     }
 }
@@ -65,19 +88,25 @@ fn a_reduction_merges_partials_in_partition_order() {
     let mut p = Pipeline::new().add("probe", OrderProbe::default());
     p.fit(&rt, rows_bag(&x, 8)).unwrap();
     let dbg = format!("{:?}", p.model("probe").unwrap());
-    assert!(dbg.contains("[0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0]"), "{dbg}");
+    assert!(
+        dbg.contains("[0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0]"),
+        "{dbg}"
+    );
 }
 
 #[test]
 fn fit_tags_land_on_the_fit_task_only_and_run_on_a_worker_that_has_them() {
-    let rt = Runtime::start(
-        RuntimeConfig::in_process(2).with_worker(Resources::one("gpu", 1)),
-    )
-    .unwrap();
-    let mut p = Pipeline::new()
-        .add("plus1", AddOffset(1.0))
-        .step(Step::new("trainer", DummyWithFit::default()).fit_resources(Resources::one("gpu", 1)));
-    let out = p.fit_transform(&rt, Bag::from_samples(samples(20, &[2], 1.0), Partitioning::NPartitions(5)).unwrap()).unwrap();
+    let rt =
+        Runtime::start(RuntimeConfig::in_process(2).with_worker(Resources::one("gpu", 1))).unwrap();
+    let mut p = Pipeline::new().add("plus1", AddOffset(1.0)).step(
+        Step::new("trainer", DummyWithFit::default()).fit_resources(Resources::one("gpu", 1)),
+    );
+    let out = p
+        .fit_transform(
+            &rt,
+            Bag::from_samples(samples(20, &[2], 1.0), Partitioning::NPartitions(5)).unwrap(),
+        )
+        .unwrap();
     let r = &out.report;
     assert_eq!(r.tasks_needing("gpu"), 1, "only the fit carries the tag");
     let fit_workers = r.workers_of("trainer", TaskOp::Fit);
@@ -88,15 +117,18 @@ fn fit_tags_land_on_the_fit_task_only_and_run_on_a_worker_that_has_them() {
 
 #[test]
 fn transform_tags_land_on_that_steps_tasks_only() {
-    let rt = Runtime::start(
-        RuntimeConfig::in_process(2).with_worker(Resources::one("gpu", 1)),
-    )
-    .unwrap();
+    let rt =
+        Runtime::start(RuntimeConfig::in_process(2).with_worker(Resources::one("gpu", 1))).unwrap();
     let p = Pipeline::new()
         .add("before", AddOffset(1.0))
         .step(Step::new("on_gpu", AddOffset(1.0)).transform_resources(Resources::one("gpu", 1)))
         .add("after", AddOffset(1.0));
-    let out = p.transform(&rt, Bag::from_samples(samples(12, &[2], 0.0), Partitioning::NPartitions(4)).unwrap()).unwrap();
+    let out = p
+        .transform(
+            &rt,
+            Bag::from_samples(samples(12, &[2], 0.0), Partitioning::NPartitions(4)).unwrap(),
+        )
+        .unwrap();
     let r = &out.report;
     assert_eq!(r.tasks_needing("gpu"), 4);
     for w in r.workers_of("on_gpu", TaskOp::Transform) {
@@ -105,7 +137,10 @@ fn transform_tags_land_on_that_steps_tasks_only() {
     for t in &r.tasks {
         let l = r.label(t);
         if l.steps.iter().any(|s| s == "before" || s == "after") {
-            assert!(l.resources.is_empty(), "untagged steps are not fused with the tagged one");
+            assert!(
+                l.resources.is_empty(),
+                "untagged steps are not fused with the tagged one"
+            );
         }
     }
     // Consumable: the one {gpu: 1} worker never ran two gpu tasks at once.
@@ -122,16 +157,21 @@ fn transform_tags_land_on_that_steps_tasks_only() {
 
 #[test]
 fn a_resource_nobody_offers_is_an_error_at_submit_naming_step_and_resource() {
-    let rt = Runtime::start(
-        RuntimeConfig::in_process(1).with_worker(Resources::one("gpu", 1)),
-    )
-    .unwrap();
-    let mut p = Pipeline::new()
-        .add("plus1", AddOffset(1.0))
-        .step(Step::new("trainer", DummyWithFit::default()).fit_resources(Resources::one("GPU", 1)));
-    let err = p.fit(&rt, Bag::from_samples(samples(4, &[2], 1.0), Partitioning::NPartitions(2)).unwrap()).unwrap_err();
+    let rt =
+        Runtime::start(RuntimeConfig::in_process(1).with_worker(Resources::one("gpu", 1))).unwrap();
+    let mut p = Pipeline::new().add("plus1", AddOffset(1.0)).step(
+        Step::new("trainer", DummyWithFit::default()).fit_resources(Resources::one("GPU", 1)),
+    );
+    let err = p
+        .fit(
+            &rt,
+            Bag::from_samples(samples(4, &[2], 1.0), Partitioning::NPartitions(2)).unwrap(),
+        )
+        .unwrap_err();
     match &err {
-        RunError::UnservableResource { step, resource, op, .. } => {
+        RunError::UnservableResource {
+            step, resource, op, ..
+        } => {
             assert_eq!(step, "trainer");
             assert_eq!(resource, "GPU", "names are case-sensitive");
             assert_eq!(*op, "fit");
@@ -145,7 +185,9 @@ fn a_resource_nobody_offers_is_an_error_at_submit_naming_step_and_resource() {
 fn the_report_names_a_worker_and_ordered_times_for_every_task() {
     let rt = Runtime::in_process(2).unwrap();
     let mut p = scaler_pipeline();
-    let out = p.fit_transform(&rt, rows_bag(&normal_like(100, 3), 6)).unwrap();
+    let out = p
+        .fit_transform(&rt, rows_bag(&normal_like(100, 3), 6))
+        .unwrap();
     let r = &out.report;
     assert_eq!(r.tasks.len(), 6 + 1 + 6);
     assert_eq!(r.partitions, 6);
@@ -169,7 +211,11 @@ fn many_runs_share_one_runtime_concurrently() {
             std::thread::spawn(move || {
                 let p = Pipeline::new().add("plus", AddOffset(i as f64));
                 let out = p
-                    .transform(&rt, Bag::from_samples(samples(50, &[3], 0.0), Partitioning::NPartitions(5)).unwrap())
+                    .transform(
+                        &rt,
+                        Bag::from_samples(samples(50, &[3], 0.0), Partitioning::NPartitions(5))
+                            .unwrap(),
+                    )
                     .unwrap();
                 assert!(out.bag.stack(DATA).unwrap().iter().all(|&v| v == i as f64));
             })
@@ -187,7 +233,10 @@ fn embeds_in_an_existing_actix_system() {
         // The application's own actors keep working beside the runtime.
         let rt = Runtime::in_process(2).unwrap();
         let mut p = scaler_pipeline();
-        let out = p.fit_transform_async(&rt, rows_bag(&normal_like(50, 2), 4)).await.unwrap();
+        let out = p
+            .fit_transform_async(&rt, rows_bag(&normal_like(50, 2), 4))
+            .await
+            .unwrap();
         assert_eq!(out.bag.len(), 50);
         let backlog = rt.backlog().await.unwrap();
         assert!(backlog.is_empty(), "nothing left: {backlog:?}");
@@ -196,12 +245,19 @@ fn embeds_in_an_existing_actix_system() {
 
 #[test]
 fn embeds_in_a_tokio_application() {
-    let tokio_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let tokio_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     tokio_rt.block_on(async {
         let rt = Runtime::in_process(2).unwrap();
         let out = Pipeline::new()
             .add("plus1", AddOffset(1.0))
-            .transform_async(&rt, Bag::from_samples(samples(10, &[2], 0.0), Partitioning::NPartitions(2)).unwrap())
+            .transform_async(
+                &rt,
+                Bag::from_samples(samples(10, &[2], 0.0), Partitioning::NPartitions(2)).unwrap(),
+            )
             .await
             .unwrap();
         assert!(out.bag.stack(DATA).unwrap().iter().all(|&v| v == 1.0));
@@ -215,14 +271,20 @@ fn two_runtimes_in_one_process_do_not_interfere() {
     let ta = std::thread::spawn(move || {
         let out = Pipeline::new()
             .add("a", AddOffset(1.0))
-            .transform(&a, Bag::from_samples(samples(40, &[2], 0.0), Partitioning::NPartitions(8)).unwrap())
+            .transform(
+                &a,
+                Bag::from_samples(samples(40, &[2], 0.0), Partitioning::NPartitions(8)).unwrap(),
+            )
             .unwrap();
         assert_eq!(out.report.workers.len(), 1);
         out.bag.stack(DATA).unwrap()
     });
     let out_b = Pipeline::new()
         .add("b", AddOffset(2.0))
-        .transform(&b, Bag::from_samples(samples(40, &[2], 0.0), Partitioning::NPartitions(8)).unwrap())
+        .transform(
+            &b,
+            Bag::from_samples(samples(40, &[2], 0.0), Partitioning::NPartitions(8)).unwrap(),
+        )
         .unwrap();
     assert_eq!(out_b.report.workers.len(), 3);
     assert!(out_b.bag.stack(DATA).unwrap().iter().all(|&v| v == 2.0));
@@ -237,7 +299,12 @@ fn a_fit_only_run_returns_no_samples_and_keeps_models() {
     let out = p.fit(&rt, rows_bag(&normal_like(30, 2), 3)).unwrap();
     assert!(out.bag.is_empty());
     assert!(p.is_fitted());
-    let y = p.transform(&rt, rows_bag(&normal_like(30, 2), 3)).unwrap().bag.stack(DATA).unwrap();
+    let y = p
+        .transform(&rt, rows_bag(&normal_like(30, 2), 3))
+        .unwrap()
+        .bag
+        .stack(DATA)
+        .unwrap();
     let mean: f64 = y.iter().sum::<f64>() / y.len() as f64;
     assert!(mean.abs() < 1e-12);
 }

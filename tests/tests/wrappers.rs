@@ -32,9 +32,15 @@ fn function_transformer_adds_an_offset() {
     assert!(!p.requires_fit());
     let out = p.transform(&rt, bag(samples(10, &[2], 1.0), 3)).unwrap();
     assert!(out.bag.stack(DATA).unwrap().iter().all(|&v| v == 4.0));
-    let out = p.fit_transform(&rt, bag(samples(10, &[2], 1.0), 3)).unwrap();
+    let out = p
+        .fit_transform(&rt, bag(samples(10, &[2], 1.0), 3))
+        .unwrap();
     assert!(out.bag.stack(DATA).unwrap().iter().all(|&v| v == 4.0));
-    assert_eq!(out.report.tasks.len(), 3, "no fit task for a stateless step");
+    assert_eq!(
+        out.report.tasks.len(),
+        3,
+        "no fit task for a stateless step"
+    );
 }
 
 #[test]
@@ -43,14 +49,19 @@ fn fittable_transformer_fits_then_transforms() {
     let mut p = Pipeline::new().add("dummy", DummyWithFit::default());
     assert!(p.requires_fit() && !p.is_fitted());
     let err = p.transform(&rt, bag(samples(4, &[2], 1.0), 2)).unwrap_err();
-    assert!(matches!(err, RunError::NotFitted { ref step } if step == "dummy"), "{err}");
+    assert!(
+        matches!(err, RunError::NotFitted { ref step } if step == "dummy"),
+        "{err}"
+    );
     p.fit(&rt, bag(samples(10, &[2], 1.0), 5)).unwrap();
     assert!(p.is_fitted());
     // ones @ ones(2, 2) = 2 everywhere, which is X + 1 for ones input.
     let out = p.transform(&rt, bag(samples(10, &[2], 1.0), 5)).unwrap();
     assert!(out.bag.stack(DATA).unwrap().iter().all(|&v| v == 2.0));
     let mut q = Pipeline::new().add("dummy", DummyWithFit::default());
-    let out = q.fit_transform(&rt, bag(samples(10, &[2], 1.0), 5)).unwrap();
+    let out = q
+        .fit_transform(&rt, bag(samples(10, &[2], 1.0), 5))
+        .unwrap();
     assert!(out.bag.stack(DATA).unwrap().iter().all(|&v| v == 2.0));
 }
 
@@ -79,7 +90,11 @@ fn attributes_route_input_output_and_extra_arguments() {
     assert!(dbg.contains("y_sum: Some(15.0)"), "{dbg}");
     assert!(dbg.contains("extra_sum: Some(12.0)"), "{dbg}");
     for s in out.bag.samples() {
-        assert_eq!(s.data, ArrayD::from_elem(IxDyn(&[2]), 1.0), "data untouched");
+        assert_eq!(
+            s.data,
+            ArrayD::from_elem(IxDyn(&[2]), 1.0),
+            "data untouched"
+        );
         assert_eq!(
             s.attributes["annotations_2"],
             Value::Array(ArrayD::from_elem(IxDyn(&[2]), 25.0))
@@ -144,7 +159,9 @@ fn a_failing_batch_or_a_panic_fails_its_samples_with_the_step_name() {
 #[test]
 fn a_failing_fit_is_reported_with_the_step_name() {
     let rt = rt();
-    let mut p = Pipeline::new().add("plus1", AddOffset(1.0)).add("learner", FitFails);
+    let mut p = Pipeline::new()
+        .add("plus1", AddOffset(1.0))
+        .add("learner", FitFails);
     let err = p.fit(&rt, bag(samples(6, &[2], 0.0), 3)).unwrap_err();
     match err {
         RunError::FitFailed { step, reason } => {
@@ -162,7 +179,9 @@ fn a_failing_fit_is_reported_with_the_step_name() {
 fn sample_sets_are_processed_one_set_per_batch_and_rebuilt() {
     let rt = rt();
     let sets: Vec<SampleSet> = (0..4)
-        .map(|i| SampleSet::new(format!("set{i}"), samples(3 + i, &[2], 0.0)).with("subject", i as i64))
+        .map(|i| {
+            SampleSet::new(format!("set{i}"), samples(3 + i, &[2], 0.0)).with("subject", i as i64)
+        })
         .collect();
     let bag = Bag::from_sample_sets(sets, Partitioning::NPartitions(2)).unwrap();
     let p = Pipeline::new()
@@ -178,7 +197,10 @@ fn sample_sets_are_processed_one_set_per_batch_and_rebuilt() {
         assert!(s.samples.iter().all(|x| x.data.iter().all(|&v| v == 2.0)));
     }
     // Each set is its own batch: the batch size seen by every sample is its set's size.
-    let sizes = Pipeline::new().add("size", BatchSize).transform(&rt, bag).unwrap();
+    let sizes = Pipeline::new()
+        .add("size", BatchSize)
+        .transform(&rt, bag)
+        .unwrap();
     for (i, s) in sizes.bag.sample_sets().unwrap().iter().enumerate() {
         assert!(s.samples.iter().all(|x| x.data[[]] == (3 + i) as f64));
     }
@@ -207,7 +229,11 @@ fn delayed_samples_load_lazily_once_per_task() {
         .add("plus1", AddOffset(1.0))
         .add("plus1b", AddOffset(1.0));
     let out = p.transform(&rt, bag).unwrap();
-    assert_eq!(loads(&tag), 8, "each sample loaded once, shared by the fused steps");
+    assert_eq!(
+        loads(&tag),
+        8,
+        "each sample loaded once, shared by the fused steps"
+    );
     assert!(out.bag.stack(DATA).unwrap().iter().all(|&v| v == 4.0));
 }
 
@@ -229,7 +255,10 @@ fn a_failing_loader_fails_only_its_sample() {
         .collect();
     let out = Pipeline::new()
         .add("plus1", AddOffset(1.0))
-        .transform(&rt, Bag::from_delayed(input, Partitioning::NPartitions(1)).unwrap())
+        .transform(
+            &rt,
+            Bag::from_delayed(input, Partitioning::NPartitions(1)).unwrap(),
+        )
         .unwrap();
     let failed = out.bag.failed();
     assert_eq!(failed.len(), 1);
@@ -240,13 +269,33 @@ fn a_failing_loader_fails_only_its_sample() {
 
 #[test]
 fn requires_fit_over_every_combination() {
-    let stateless = || FunctionTransformer::new(Affine { scale: 1.0, offset: 0.0 });
+    let stateless = || {
+        FunctionTransformer::new(Affine {
+            scale: 1.0,
+            offset: 0.0,
+        })
+    };
     let cases: Vec<(Pipeline, bool)> = vec![
         (Pipeline::new().add("a", stateless()), false),
-        (Pipeline::new().add("a", stateless()).add("b", AddOffset(1.0)), false),
+        (
+            Pipeline::new()
+                .add("a", stateless())
+                .add("b", AddOffset(1.0)),
+            false,
+        ),
         (Pipeline::new().add("a", DummyWithFit::default()), true),
-        (Pipeline::new().add("a", stateless()).add("b", DummyWithFit::default()), true),
-        (Pipeline::new().add("a", StandardScaler::new()).add("b", stateless()), true),
+        (
+            Pipeline::new()
+                .add("a", stateless())
+                .add("b", DummyWithFit::default()),
+            true,
+        ),
+        (
+            Pipeline::new()
+                .add("a", StandardScaler::new())
+                .add("b", stateless()),
+            true,
+        ),
         (
             Pipeline::new().step(
                 Step::new("t", DummyWithFit::default()).fit_resources(Resources::one("gpu", 1)),
@@ -255,18 +304,31 @@ fn requires_fit_over_every_combination() {
         ),
     ];
     for (p, expected) in cases {
-        assert_eq!(p.requires_fit(), expected, "{:?}", p.steps().iter().map(|s| &s.name).collect::<Vec<_>>());
+        assert_eq!(
+            p.requires_fit(),
+            expected,
+            "{:?}",
+            p.steps().iter().map(|s| &s.name).collect::<Vec<_>>()
+        );
     }
     // Fitting a stateless pipeline runs no fit task.
     let rt = rt();
-    let mut p = Pipeline::new().add("a", stateless()).add("b", AddOffset(1.0));
+    let mut p = Pipeline::new()
+        .add("a", stateless())
+        .add("b", AddOffset(1.0));
     let out = p.fit(&rt, bag(samples(4, &[2], 0.0), 2)).unwrap();
-    assert!(out.report.tasks.iter().all(|t| out.report.label(t).op == gridpipe_runtime::TaskOp::Transform));
+    assert!(out
+        .report
+        .tasks
+        .iter()
+        .all(|t| out.report.label(t).op == gridpipe_runtime::TaskOp::Transform));
 }
 
 #[test]
 fn samples_sets_and_models_round_trip_through_msgpack() {
-    let s = Sample::new("k", ArrayD::from_elem(IxDyn(&[2, 2]), 1.5)).with("metadata", 1).with("subject", "x");
+    let s = Sample::new("k", ArrayD::from_elem(IxDyn(&[2, 2]), 1.5))
+        .with("metadata", 1)
+        .with("subject", "x");
     let back: Sample = rmp_serde::from_slice(&rmp_serde::to_vec_named(&s).unwrap()).unwrap();
     assert_eq!(back, s);
     let set = SampleSet::new("set", vec![s.clone(), s.clone()]).with("template", 3);

@@ -130,9 +130,11 @@ impl PartitionSlot {
     pub fn dispatch(&mut self, worker: u32) -> Result<(u16, Arc<Batch>), ProtocolError> {
         match self.state {
             PartitionState::Ready { stage } => {
+                // The task takes the data: nothing else holds it while it runs, so
+                // steps can work in place. A lost task's input is rebuilt from lineage.
                 let data = self
                     .data
-                    .clone()
+                    .take()
                     .ok_or_else(|| self.violation("dispatch without data"))?;
                 self.state = PartitionState::Running { stage, worker };
                 Ok((stage, data))
@@ -176,11 +178,12 @@ impl PartitionSlot {
         }
     }
 
-    /// The worker running its stage was lost: the stage is ready again (the input is
-    /// still held, so nothing needs rebuilding in-process).
-    pub fn requeue(&mut self, worker: u32) -> Result<u16, ProtocolError> {
+    /// The worker running its stage was lost: the stage is ready again, with its
+    /// input rebuilt from the partition's lineage.
+    pub fn requeue(&mut self, worker: u32, rebuilt: Arc<Batch>) -> Result<u16, ProtocolError> {
         match self.state {
             PartitionState::Running { stage, worker: w } if w == worker => {
+                self.data = Some(rebuilt);
                 self.state = PartitionState::Ready { stage };
                 Ok(stage)
             }
@@ -241,9 +244,10 @@ mod tests {
     fn a_lost_worker_requeues_the_stage() {
         let mut s = slot();
         s.dispatch(1).unwrap();
-        assert!(s.requeue(0).is_err());
-        assert_eq!(s.requeue(1).unwrap(), 0);
+        assert!(s.data().is_none(), "the running task holds the data");
+        assert!(s.requeue(0, Arc::new(Batch::empty())).is_err());
+        assert_eq!(s.requeue(1, Arc::new(Batch::empty())).unwrap(), 0);
         assert_eq!(s.state(), PartitionState::Ready { stage: 0 });
-        assert!(s.dispatch(0).is_ok(), "input still held");
+        assert!(s.dispatch(0).is_ok(), "rebuilt input dispatched again");
     }
 }

@@ -467,10 +467,7 @@ impl Scheduler {
                             _ => Next::Ready,
                         }
                     };
-                    let input_failed = run.parts[partition as usize]
-                        .data()
-                        .map_or(0, |b| b.failures().len());
-                    let new_failed = out.batch.failures().len().saturating_sub(input_failed);
+                    let new_failed = out.new_failures;
                     if let Some(c) = out.contribution {
                         let fit = run.plan.stages[s].feeds_fit.expect("stage feeds a fit");
                         contributions.push((o.run, fit, partition, c));

@@ -43,7 +43,7 @@ pub fn execute(env: TaskEnvelope) -> TaskOutcome {
     let started = Instant::now();
     let result = match env.payload {
         TaskPayload::Chain { input, stage } => {
-            TaskResult::Chain(Box::new(run_chain(&input, &stage)))
+            TaskResult::Chain(Box::new(run_chain(input, &stage)))
         }
         TaskPayload::Fit {
             template,

@@ -14,6 +14,7 @@ pub mod function;
 pub mod logistic;
 pub mod pca;
 pub mod pipeline;
+mod rows;
 pub mod scaler;
 
 pub use function::{Affine, ArrayFunction, FunctionTransformer, Identity};

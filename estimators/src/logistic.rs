@@ -4,6 +4,7 @@
 //! row) and the class labels in the extra argument `y`. It works for two or more
 //! classes; labels are any finite numbers and `predict` returns them unchanged.
 
+use crate::rows::{non_finite_rows, samples_2d};
 use gridpipe_runtime::{Estimator, EstimatorError, Extra, Transformed};
 use linfa::traits::Fit;
 use linfa::DatasetBase;
@@ -78,7 +79,7 @@ impl LogisticRegression {
     /// The fitted model and the input as rows, checked against the fitted width.
     fn prepare<'a>(&self, x: &'a ArrayViewD<'_, f64>) -> Result<Prepared<'_, 'a>, EstimatorError> {
         let model = self.model.as_ref().ok_or(EstimatorError::NotFitted)?;
-        let x = samples_2d(x)?;
+        let x = samples_2d(x, "LogisticRegression")?;
         let expected = model.params().nrows();
         if x.ncols() != expected {
             return Err(EstimatorError::InvalidInput(format!(
@@ -95,33 +96,6 @@ type Prepared<'m, 'a> = (
     &'m MultiFittedLogisticRegression<f64, usize>,
     CowArray<'a, f64, Ix2>,
 );
-
-/// The samples of `x` as rows: shape `(n, product of the other axes)`.
-fn samples_2d<'a>(x: &'a ArrayViewD<'_, f64>) -> Result<CowArray<'a, f64, Ix2>, EstimatorError> {
-    if x.ndim() < 2 {
-        return Err(EstimatorError::InvalidInput(format!(
-            "LogisticRegression expects samples on axis 0 and at least one feature axis \
-             (ndim >= 2), got an array of shape {:?}",
-            x.shape()
-        )));
-    }
-    let n = x.shape()[0];
-    let features: usize = x.shape()[1..].iter().product();
-    x.to_shape((n, features)).map_err(|e| {
-        EstimatorError::InvalidInput(format!(
-            "LogisticRegression cannot flatten the samples: {e}"
-        ))
-    })
-}
-
-/// Indices of the rows holding a NaN or infinite value.
-fn non_finite_rows(x: &ArrayView2<'_, f64>) -> Vec<usize> {
-    x.axis_iter(Axis(0))
-        .enumerate()
-        .filter(|(_, row)| row.iter().any(|v| !v.is_finite()))
-        .map(|(i, _)| i)
-        .collect()
-}
 
 /// Failed-row entries for rows with non-finite input.
 fn failed_rows(x: &ArrayView2<'_, f64>) -> Vec<(usize, String)> {
@@ -151,7 +125,7 @@ impl Estimator for LogisticRegression {
             ));
         }
         let y = extra.numbers("y")?;
-        let x = samples_2d(&x)?;
+        let x = samples_2d(&x, "LogisticRegression")?;
         let n = x.nrows();
         if n == 0 {
             return Err(EstimatorError::InvalidInput(

@@ -4,10 +4,11 @@
 //! variance and projects rows onto them. Each sample is flattened to one row, so an
 //! input of shape `(n, a, b)` is treated as `n` rows of `a * b` features.
 
+use crate::rows::{non_finite_rows, samples_2d};
 use gridpipe_runtime::{Estimator, EstimatorError, Extra, Transformed};
 use linfa::traits::{Fit, Predict};
 use linfa::DatasetBase;
-use ndarray::{Array1, ArrayView2, ArrayViewD, Axis, CowArray, Ix2};
+use ndarray::{Array1, ArrayViewD, Axis};
 use serde::{Deserialize, Serialize};
 
 /// Principal component analysis: projects each (flattened) sample onto the
@@ -81,34 +82,10 @@ impl Pca {
     }
 }
 
-/// The samples of `x` as rows: shape `(n, product of the other axes)`.
-fn samples_2d<'a>(x: &'a ArrayViewD<'_, f64>) -> Result<CowArray<'a, f64, Ix2>, EstimatorError> {
-    if x.ndim() < 2 {
-        return Err(EstimatorError::InvalidInput(format!(
-            "PCA expects samples on axis 0 and at least one feature axis (ndim >= 2), \
-             got an array of shape {:?}",
-            x.shape()
-        )));
-    }
-    let n = x.shape()[0];
-    let features: usize = x.shape()[1..].iter().product();
-    x.to_shape((n, features))
-        .map_err(|e| EstimatorError::InvalidInput(format!("PCA cannot flatten the samples: {e}")))
-}
-
-/// Indices of the rows holding a NaN or infinite value.
-fn non_finite_rows(x: &ArrayView2<'_, f64>) -> Vec<usize> {
-    x.axis_iter(Axis(0))
-        .enumerate()
-        .filter(|(_, row)| row.iter().any(|v| !v.is_finite()))
-        .map(|(i, _)| i)
-        .collect()
-}
-
 #[typetag::serde]
 impl Estimator for Pca {
     fn fit(&mut self, x: ArrayViewD<'_, f64>, _extra: &Extra) -> Result<(), EstimatorError> {
-        let x = samples_2d(&x)?;
+        let x = samples_2d(&x, "PCA")?;
         let (n, features) = x.dim();
         if n < 2 {
             return Err(EstimatorError::InvalidInput(format!(
@@ -156,7 +133,7 @@ impl Estimator for Pca {
         _extra: &Extra,
     ) -> Result<Transformed, EstimatorError> {
         let model = self.model.as_ref().ok_or(EstimatorError::NotFitted)?;
-        let x = samples_2d(&x)?;
+        let x = samples_2d(&x, "PCA")?;
         let expected = model.mean().len();
         if x.ncols() != expected {
             return Err(EstimatorError::InvalidInput(format!(

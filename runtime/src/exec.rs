@@ -180,13 +180,36 @@ pub fn apply_op(mut b: Batch, op: &ChainOp) -> Batch {
         Ok(t) => t,
         Err(reason) => return b.with_all_failed(&step.name, &reason),
     };
+    let to_row = |i: usize| rows.as_ref().map_or(i, |r| r[i]);
+    let Some((data, failures)) = checked_output(&mut b, step, t, n_in, to_row) else {
+        return b;
+    };
+    let full = match &rows {
+        None => data,
+        Some(r) => scatter(&data, r, b.len()),
+    };
+    b.with_output(&step.output, full, failures)
+}
+
+/// Failed rows of a batch, with why.
+type RowFailures = Vec<(usize, Failure)>;
+
+/// Checks a step's output has one row per input row and maps its failed rows to
+/// batch rows; on a row-count mismatch every row of `b` is failed and `None` returned.
+fn checked_output(
+    b: &mut Batch,
+    step: &Step,
+    t: Transformed,
+    n_in: usize,
+    to_row: impl Fn(usize) -> usize,
+) -> Option<(ArrayD<f64>, RowFailures)> {
     let n_out = t.data.shape().first().copied().unwrap_or(0);
     if n_out != n_in {
         let reason = format!("returned {n_out} rows for {n_in} samples");
-        return b.with_all_failed(&step.name, &reason);
+        *b = b.with_all_failed(&step.name, &reason);
+        return None;
     }
-    let to_row = |i: usize| rows.as_ref().map_or(i, |r| r[i]);
-    let failures: Vec<(usize, Failure)> = t
+    let failures = t
         .failed
         .into_iter()
         .filter(|(i, _)| *i < n_in)
@@ -200,11 +223,7 @@ pub fn apply_op(mut b: Batch, op: &ChainOp) -> Batch {
             )
         })
         .collect();
-    let full = match &rows {
-        None => t.data,
-        Some(r) => scatter(&t.data, r, b.len()),
-    };
-    b.with_output(&step.output, full, failures)
+    Some((t.data, failures))
 }
 
 /// The fast path: every row valid, one batch, output replaces input. The input
@@ -226,26 +245,9 @@ fn apply_in_place(mut b: Batch, op: &ChainOp) -> Batch {
         // The input was handed over: the failed samples keep their key and reason.
         Err(reason) => return b.with_all_failed(&step.name, &reason),
     };
-    let n_out = t.data.shape().first().copied().unwrap_or(0);
-    if n_out != n_in {
-        let reason = format!("returned {n_out} rows for {n_in} samples");
-        return b.with_all_failed(&step.name, &reason);
+    if let Some((data, failures)) = checked_output(&mut b, step, t, n_in, |i| i) {
+        b.set_output(&step.output, data, failures);
     }
-    let failures = t
-        .failed
-        .into_iter()
-        .filter(|(i, _)| *i < n_in)
-        .map(|(i, reason)| {
-            (
-                i,
-                Failure {
-                    step: step.name.clone(),
-                    reason,
-                },
-            )
-        })
-        .collect();
-    b.set_output(&step.output, t.data, failures);
     b
 }
 

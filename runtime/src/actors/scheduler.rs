@@ -774,25 +774,19 @@ impl Handler<GetBacklog> for Scheduler {
 
     fn handle(&mut self, _msg: GetBacklog, _ctx: &mut Context<Self>) -> Self::Result {
         let mut shapes: BTreeMap<Resources, ShapeBacklog> = BTreeMap::new();
-        for (shape, q) in &self.ready {
-            shapes
-                .entry(shape.clone())
-                .or_insert_with(|| ShapeBacklog {
-                    resources: shape.clone(),
-                    ready: 0,
-                    in_flight: 0,
-                })
-                .ready += q.len();
-        }
-        for (shape, n) in &self.in_flight {
-            shapes
-                .entry(shape.clone())
-                .or_insert_with(|| ShapeBacklog {
-                    resources: shape.clone(),
-                    ready: 0,
-                    in_flight: 0,
-                })
-                .in_flight += n;
+        let counts = self
+            .ready
+            .iter()
+            .map(|(shape, q)| (shape, q.len(), 0))
+            .chain(self.in_flight.iter().map(|(shape, n)| (shape, 0, *n)));
+        for (shape, ready, in_flight) in counts {
+            let e = shapes.entry(shape.clone()).or_insert_with(|| ShapeBacklog {
+                resources: shape.clone(),
+                ready: 0,
+                in_flight: 0,
+            });
+            e.ready += ready;
+            e.in_flight += in_flight;
         }
         MessageResult(
             shapes

@@ -40,6 +40,7 @@ impl Actor for WorkerActor {
 
 /// Runs one task to its outcome.
 pub fn execute(env: TaskEnvelope) -> TaskOutcome {
+    let _span = tracing::debug_span!("task", run = env.run, task = ?env.task).entered();
     let started = Instant::now();
     let result = match env.payload {
         TaskPayload::Chain { input, stage } => {

@@ -5,6 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TERM_COLOR=never
+# numpy, to prove that checkpoint files are real .npy files (numpy.load reads them).
+if ! python3 -c "import numpy" 2>/dev/null; then
+    echo "== installing numpy for the checkpoint format test"
+    python3 -m pip install --quiet numpy
+fi
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy (warnings are errors)"

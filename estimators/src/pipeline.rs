@@ -1,8 +1,12 @@
 //! [`Pipeline`]: named steps computed on a runtime, with the same calls on every back-end.
 
+use gridpipe_runtime::checkpoint::model::load_model;
+use gridpipe_runtime::checkpoint::CheckpointError;
 use gridpipe_runtime::{
-    Bag, Estimator, OpKind, RunError, RunOutput, RunRequest, Runtime, Step, StepRun, Value,
+    Bag, Checkpoint, Estimator, OnChange, OpKind, RunError, RunOutput, RunRequest, Runtime, Step,
+    StepRun, Value,
 };
+use std::path::Path;
 use std::sync::Arc;
 
 /// A scikit-learn-style pipeline of named [`Step`]s.
@@ -77,18 +81,86 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Checkpoints every step: features in `features_dir/<step name>/`, fitted models
+    /// in `model_path/<step name>.model` (stateless steps never write a model).
+    pub fn checkpoint(self, features_dir: impl AsRef<Path>, model_path: impl AsRef<Path>) -> Self {
+        let (f, m) = (features_dir.as_ref(), model_path.as_ref());
+        self.checkpoint_with(|name| {
+            Checkpoint::features(f.join(name)).model(m.join(format!("{name}.model")))
+        })
+    }
+
+    /// Checkpoints every step with the configuration `make(step name)` returns.
+    pub fn checkpoint_with(mut self, make: impl Fn(&str) -> Checkpoint) -> Self {
+        self.steps = self
+            .steps
+            .into_iter()
+            .map(|s| {
+                let c = make(&s.name);
+                Arc::new((*s).clone().checkpoint(c))
+            })
+            .collect();
+        self
+    }
+
+    /// The model saved for a step, when its checkpoint has one and it is usable.
+    fn saved_model(step: &Step) -> Result<Option<Arc<dyn Estimator>>, RunError> {
+        let Some(ck) = &step.checkpoint else {
+            return Ok(None);
+        };
+        let Some(path) = &ck.model_path else {
+            return Ok(None);
+        };
+        if ck.force || !step.requires_fit() {
+            return Ok(None);
+        }
+        match load_model(path) {
+            Ok(Some(m)) if m.typetag_name() != step.estimator.typetag_name() => {
+                match ck.on_change {
+                    OnChange::Refuse => Err(RunError::Checkpoint(CheckpointError::Changed {
+                        step: step.name.clone(),
+                        dir: path.display().to_string(),
+                        differences: format!(
+                            "estimator: {} -> {}",
+                            m.typetag_name(),
+                            step.estimator.typetag_name()
+                        ),
+                    })),
+                    OnChange::Recompute => Ok(None),
+                }
+            }
+            Ok(m) => Ok(m),
+            Err(e) => {
+                tracing::warn!(step = %step.name, error = %e, "saved model unusable: fitting again");
+                Ok(None)
+            }
+        }
+    }
+
     fn request(&self, op: Op, bag: Bag) -> Result<RunRequest, RunError> {
         if self.steps.is_empty() {
             return Err(RunError::InvalidPipeline("the pipeline has no step".into()));
         }
         let last = self.steps.len() - 1;
+        let mut saved = Vec::with_capacity(self.steps.len());
+        for s in &self.steps {
+            let wants_fit = matches!(op, Op::Fit | Op::FitTransform) && s.requires_fit();
+            saved.push(if wants_fit {
+                Self::saved_model(s)?
+            } else {
+                None
+            });
+        }
         let steps = self
             .steps
             .iter()
             .zip(&self.fitted)
+            .zip(saved)
             .enumerate()
-            .map(|(i, (s, m))| {
-                let fit = matches!(op, Op::Fit | Op::FitTransform) && s.requires_fit();
+            .map(|(i, ((s, m), saved))| {
+                let wants_fit = matches!(op, Op::Fit | Op::FitTransform) && s.requires_fit();
+                let fit = wants_fit && saved.is_none();
+                let m = if saved.is_some() { &saved } else { m };
                 let apply = match op {
                     Op::Fit if i == last => None,
                     Op::Predict if i == last => Some(OpKind::Predict),
@@ -105,6 +177,8 @@ impl Pipeline {
         Ok(RunRequest { steps, bag })
     }
 
+    /// Keeps the models of a run (those fitted in it were saved by their fit task
+    /// where the step has a model path).
     fn keep_models(&mut self, out: &RunOutput) {
         for (slot, m) in self.fitted.iter_mut().zip(&out.models) {
             if m.is_some() {

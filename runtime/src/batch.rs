@@ -525,6 +525,31 @@ impl Batch {
         out
     }
 
+    /// A copy where the given rows (when still valid) are marked failed.
+    pub fn with_rows_failed(&self, rows: &[usize], step: &str, reason: &str) -> Batch {
+        let mut out = self.clone();
+        let f = Arc::make_mut(&mut out.failures);
+        for &row in rows {
+            f.entry(row).or_insert_with(|| Failure {
+                step: step.to_string(),
+                reason: reason.to_string(),
+            });
+        }
+        out
+    }
+
+    /// Marks one row failed.
+    pub fn add_failure(&mut self, row: usize, failure: Failure) {
+        Arc::make_mut(&mut self.failures).insert(row, failure);
+    }
+
+    /// Replaces column `name` with lazily loaded values, one loader per row.
+    pub fn set_lazy(&mut self, name: &str, loaders: Vec<Arc<dyn Loader>>) {
+        self.arrays.remove(name);
+        self.values.remove(name);
+        self.lazy.insert(name.to_string(), Arc::new(loaders));
+    }
+
     /// A copy where every still-valid row is marked failed with the same reason.
     pub fn with_all_failed(&self, step: &str, reason: &str) -> Batch {
         let mut out = self.clone();

@@ -117,6 +117,9 @@ pub enum RunError {
     /// The pipeline has no step, or a step name repeats.
     #[error("invalid pipeline: {0}")]
     InvalidPipeline(String),
+    /// A checkpoint could not be used (changed configuration, unwritable folder, ...).
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
     /// The runtime was shut down before the run finished.
     #[error("the runtime is shut down")]
     Shutdown,

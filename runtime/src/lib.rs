@@ -15,6 +15,7 @@
 pub mod actors;
 pub mod bag;
 pub mod batch;
+pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod estimator;
@@ -30,6 +31,7 @@ pub mod value;
 
 pub use bag::{Bag, FailedSample, Partitioning};
 pub use batch::{Batch, Column, Failure, DATA};
+pub use checkpoint::{Checkpoint, OnChange};
 pub use config::{RuntimeConfig, WorkerSpec};
 pub use error::{DataError, EstimatorError, LoadError, RunError};
 pub use estimator::{accuracy, Estimator, Extra, PartialFit, Transformed};

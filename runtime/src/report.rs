@@ -99,6 +99,8 @@ pub struct RunReport {
     pub samples: usize,
     /// Samples that failed, with step and reason.
     pub failed: Vec<FailedSample>,
+    /// Per checkpointed step: samples computed and samples taken from valid files.
+    pub checkpoints: std::collections::BTreeMap<String, crate::exec::OpStats>,
     /// Wall time of the run, seconds.
     pub wall_s: f64,
 }
@@ -157,6 +159,19 @@ impl RunReport {
                 )
             })
             .collect()
+    }
+
+    /// Samples computed by checkpointed steps, summed over the steps.
+    pub fn checkpoint_computed(&self) -> usize {
+        self.checkpoints.values().map(|s| s.computed).sum()
+    }
+
+    /// Number of fit tasks that ran.
+    pub fn fits(&self) -> usize {
+        self.tasks
+            .iter()
+            .filter(|t| self.label(t).op == TaskOp::Fit)
+            .count()
     }
 
     /// A one-line summary: tasks, partitions, workers, failed samples, wall time.

@@ -1,6 +1,7 @@
 //! [`Step`]: one named pipeline step with its wiring and resource tags.
 
 use crate::batch::DATA;
+use crate::checkpoint::Checkpoint;
 use crate::estimator::Estimator;
 use crate::resources::Resources;
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,8 @@ pub struct Step {
     pub fit_resources: Resources,
     /// What each transform task of this step needs.
     pub transform_resources: Resources,
+    /// Checkpointing of the step's outputs and model, if any.
+    pub checkpoint: Option<Checkpoint>,
 }
 
 impl Step {
@@ -50,6 +53,7 @@ impl Step {
             transform_extra: Vec::new(),
             fit_resources: Resources::none(),
             transform_resources: Resources::none(),
+            checkpoint: None,
         }
     }
 
@@ -87,6 +91,17 @@ impl Step {
     pub fn transform_resources(mut self, r: Resources) -> Self {
         self.transform_resources = r;
         self
+    }
+
+    /// Checkpoints the step's outputs (and model) as `c` says.
+    pub fn checkpoint(mut self, c: Checkpoint) -> Self {
+        self.checkpoint = Some(c);
+        self
+    }
+
+    /// The step's features folder, when its outputs are checkpointed.
+    pub fn features_dir(&self) -> Option<&std::path::Path> {
+        self.checkpoint.as_ref()?.features_dir.as_deref()
     }
 
     /// Whether the step's estimator learns anything.

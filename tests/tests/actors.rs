@@ -267,6 +267,7 @@ async fn worker_actor_runs_batches_off_the_event_loop_and_reports_in_groups() {
             step: Arc::new(Step::new("plus1", AddOffset(1.0))),
             model: Arc::new(AddOffset(1.0)),
             kind: OpKind::Transform,
+            force: false,
         }],
         feeds: None,
     });

@@ -6,6 +6,7 @@ use crate::estimator::Estimator;
 use crate::exec::{ChainOutput, Contribution, StageExec};
 use crate::resources::Resources;
 use crate::run::{RunOutput, RunRequest};
+use crate::step::Step;
 use actix::prelude::*;
 use std::sync::Arc;
 use std::time::Instant;
@@ -39,6 +40,8 @@ pub enum TaskPayload {
     },
     /// Fit a step from every partition's contribution.
     Fit {
+        /// The step (its checkpoint says where the model is saved).
+        step: Arc<Step>,
         /// The unfitted estimator.
         template: Arc<dyn Estimator>,
         /// Reduce or gather.

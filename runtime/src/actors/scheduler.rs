@@ -57,6 +57,7 @@ struct RunState {
     fits_left: usize,
     tasks: Vec<TaskRecord>,
     samples: usize,
+    checkpoints: BTreeMap<String, crate::exec::OpStats>,
     started: Instant,
     reply: Option<tokio::sync::oneshot::Sender<Result<RunOutput, RunError>>>,
     span: tracing::Span,
@@ -81,10 +82,19 @@ impl RunState {
                 .ok_or_else(|| RunError::NotFitted {
                     step: self.steps[op.step].name.clone(),
                 })?;
+            let step = self.steps[op.step].clone();
+            let force = match (step.features_dir(), &step.checkpoint) {
+                (Some(dir), Some(ck)) => {
+                    let wanted = crate::checkpoint::manifest::Manifest::of(&step, model.as_ref());
+                    crate::checkpoint::manifest::ensure(dir, &wanted, ck.on_change)?
+                }
+                _ => false,
+            };
             ops.push(crate::exec::ChainOp {
-                step: self.steps[op.step].clone(),
+                step,
                 model,
                 kind: op.kind,
+                force,
             });
         }
         let feeds = stage.feeds_fit.map(|f| {
@@ -317,6 +327,7 @@ impl Scheduler {
             fits_left: nfits,
             tasks: Vec::with_capacity(plan.task_count(npart)),
             samples,
+            checkpoints: BTreeMap::new(),
             started: Instant::now(),
             reply: None,
             span,
@@ -417,6 +428,7 @@ impl Scheduler {
                 let parts = run.fit_inputs[fit as usize].take()?;
                 let node = &run.plan.fits[fit as usize];
                 Some(TaskPayload::Fit {
+                    step: run.steps[node.step].clone(),
                     template: run.steps[node.step].estimator.clone(),
                     reduce: node.reduce,
                     parts,
@@ -468,6 +480,9 @@ impl Scheduler {
                         }
                     };
                     let new_failed = out.new_failures;
+                    for (step, s) in &out.checkpoints {
+                        run.checkpoints.entry(step.clone()).or_default().add(*s);
+                    }
                     if let Some(c) = out.contribution {
                         let fit = run.plan.stages[s].feeds_fit.expect("stage feeds a fit");
                         contributions.push((o.run, fit, partition, c));
@@ -630,6 +645,7 @@ impl Scheduler {
             partitions: state.parts.len(),
             samples: state.samples,
             failed,
+            checkpoints: std::mem::take(&mut state.checkpoints),
             wall_s: state.now(),
         };
         {

@@ -47,10 +47,19 @@ pub fn execute(env: TaskEnvelope) -> TaskOutcome {
             TaskResult::Chain(Box::new(run_chain(input, &stage)))
         }
         TaskPayload::Fit {
+            step,
             template,
             reduce,
             parts,
-        } => TaskResult::Fit(run_fit(template.as_ref(), reduce, parts)),
+        } => TaskResult::Fit(run_fit(template.as_ref(), reduce, parts).and_then(|model| {
+            // Save the model where it was fitted, at once: a long fit is never lost
+            // to a later failure of the run.
+            if let Some(path) = step.checkpoint.as_ref().and_then(|c| c.model_path.as_ref()) {
+                crate::checkpoint::model::save_model(path, model.as_ref())
+                    .map_err(|e| format!("saving the model: {e}"))?;
+            }
+            Ok(model)
+        })),
     };
     TaskOutcome {
         ready_s: env.ready_s,

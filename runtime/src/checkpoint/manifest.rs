@@ -1,0 +1,152 @@
+//! The manifest of a `features_dir`: what produced its files, so that a changed
+//! configuration is noticed instead of silently mixing old and new features.
+
+use super::hash::fnv1a64;
+use super::model::model_bytes;
+use super::store::write_atomic;
+use super::{CheckpointError, OnChange};
+use crate::estimator::Estimator;
+use crate::step::Step;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Version of the checkpoint layout and file formats.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The manifest's file name inside a `features_dir`.
+pub const MANIFEST_FILE: &str = "gridpipe-manifest.msgpack";
+
+/// What produced the files of a `features_dir`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Layout version ([`FORMAT_VERSION`]).
+    pub format_version: u32,
+    /// The step's name.
+    pub step: String,
+    /// The estimator's type name.
+    pub estimator: String,
+    /// Hash of the unfitted estimator's parameters.
+    pub parameters: String,
+    /// Hash of the fitted model (equal to `parameters` for stateless steps).
+    pub model: String,
+    /// The input attribute.
+    pub input: String,
+    /// The output attribute.
+    pub output: String,
+    /// Extra transform arguments.
+    pub transform_extra: Vec<(String, String)>,
+    /// Bucket count of the file layout.
+    pub hash_buckets: Option<u32>,
+}
+
+fn hash_of(e: &dyn Estimator) -> String {
+    format!("{:016x}", fnv1a64(&model_bytes(e).unwrap_or_default()))
+}
+
+impl Manifest {
+    /// The manifest of `step` applied with `model`.
+    pub fn of(step: &Step, model: &dyn Estimator) -> Self {
+        Self {
+            format_version: FORMAT_VERSION,
+            step: step.name.clone(),
+            estimator: step.estimator.typetag_name().to_string(),
+            parameters: hash_of(step.estimator.as_ref()),
+            model: hash_of(model),
+            input: step.input.clone(),
+            output: step.output.clone(),
+            transform_extra: step.transform_extra.clone(),
+            hash_buckets: step.checkpoint.as_ref().and_then(|c| c.hash_buckets),
+        }
+    }
+
+    /// The fields that differ from `other`, named.
+    pub fn differences(&self, other: &Manifest) -> Vec<String> {
+        let mut d = Vec::new();
+        let mut check = |name: &str, a: String, b: String| {
+            if a != b {
+                d.push(format!("{name}: {a} -> {b}"));
+            }
+        };
+        check(
+            "format version",
+            self.format_version.to_string(),
+            other.format_version.to_string(),
+        );
+        check("step", self.step.clone(), other.step.clone());
+        check("estimator", self.estimator.clone(), other.estimator.clone());
+        check(
+            "parameters hash",
+            self.parameters.clone(),
+            other.parameters.clone(),
+        );
+        check("fitted model hash", self.model.clone(), other.model.clone());
+        check("input", self.input.clone(), other.input.clone());
+        check("output", self.output.clone(), other.output.clone());
+        check(
+            "transform extra",
+            format!("{:?}", self.transform_extra),
+            format!("{:?}", other.transform_extra),
+        );
+        check(
+            "hash buckets",
+            format!("{:?}", self.hash_buckets),
+            format!("{:?}", other.hash_buckets),
+        );
+        d
+    }
+}
+
+/// Checks `dir`'s manifest against `wanted` and writes it when absent. Returns
+/// whether every sample must be recomputed (the configuration changed and
+/// `on_change` says recompute).
+pub fn ensure(dir: &Path, wanted: &Manifest, on_change: OnChange) -> Result<bool, CheckpointError> {
+    let path = dir.join(MANIFEST_FILE);
+    let existing = match std::fs::read(&path) {
+        Ok(bytes) => match rmp_serde::from_slice::<Manifest>(&bytes) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                return Err(CheckpointError::Invalid {
+                    path: path.display().to_string(),
+                    reason: format!("unreadable manifest: {e}"),
+                })
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(CheckpointError::io("reading", &path, e)),
+    };
+    let write = || {
+        let bytes = rmp_serde::to_vec_named(wanted).expect("manifest serialises");
+        write_atomic(&path, bytes)
+    };
+    match existing {
+        None => {
+            std::fs::create_dir_all(dir).map_err(|e| CheckpointError::io("creating", dir, e))?;
+            write()?;
+            Ok(false)
+        }
+        Some(m) if m == *wanted => Ok(false),
+        Some(m) => {
+            let differences = m.differences(wanted).join("; ");
+            match on_change {
+                OnChange::Refuse => Err(CheckpointError::Changed {
+                    step: wanted.step.clone(),
+                    dir: dir.display().to_string(),
+                    differences,
+                }),
+                OnChange::Recompute => {
+                    tracing::warn!(step = %wanted.step, %differences, "configuration changed: recomputing every sample");
+                    // Move the old files out of the way first, so that a crash can
+                    // never leave old features under the new manifest.
+                    let aside = dir.with_extension(format!("replaced-{}", std::process::id()));
+                    std::fs::rename(dir, &aside)
+                        .map_err(|e| CheckpointError::io("moving aside", dir, e))?;
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| CheckpointError::io("creating", dir, e))?;
+                    write()?;
+                    let _ = std::fs::remove_dir_all(&aside);
+                    Ok(true)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! Checkpoints: the original's contract, and what it lacked (manifests, checksums,
+//! atomic writes, numpy-readable files).
+
+use gridpipe_estimators::Pipeline;
+use gridpipe_runtime::checkpoint::manifest::MANIFEST_FILE;
+use gridpipe_runtime::{
+    Bag, Checkpoint, OnChange, Partitioning, RunError, Runtime, Sample, SampleSet, Step, DATA,
+};
+use gridpipe_tests::*;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(unique(&format!(
+        "gridpipe-ck-{name}-{}",
+        std::process::id()
+    )));
+    let _ = fs::remove_dir_all(&d);
+    d
+}
+
+fn bag(n: usize, parts: usize) -> Bag {
+    Bag::from_samples(samples(n, &[2], 1.0), Partitioning::NPartitions(parts)).unwrap()
+}
+
+fn npy_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "npy") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn stateless_step_writes_features_no_model_and_outputs_are_lazy() {
+    let rt = Runtime::in_process(2).unwrap();
+    let d = tmp("stateless");
+    let step = || {
+        Step::new("plus1", AddOffset(1.0))
+            .checkpoint(Checkpoint::features(d.join("features")).model(d.join("model.msgpack")))
+    };
+    let mut p = Pipeline::new().step(step());
+    let out = p.fit_transform(&rt, bag(10, 3)).unwrap();
+    assert!(
+        !d.join("model.msgpack").exists(),
+        "no model for a stateless step"
+    );
+    for i in 0..10 {
+        assert!(d.join(format!("features/{i}.npy")).exists());
+    }
+    assert!(d.join("features").join(MANIFEST_FILE).exists());
+    assert!(
+        out.bag.partitions().iter().all(|b| b.is_lazy(DATA)),
+        "outputs load lazily"
+    );
+    assert!(out.bag.stack(DATA).unwrap().iter().all(|&v| v == 2.0));
+    assert_eq!(out.report.checkpoints["plus1"].computed, 10);
+    // Everything is taken from the files the second time.
+    let again = p.transform(&rt, bag(10, 3)).unwrap();
+    assert_eq!(again.report.checkpoints["plus1"].computed, 0);
+    assert_eq!(again.report.checkpoints["plus1"].cached, 10);
+    // Deleting the folder recomputes.
+    fs::remove_dir_all(d.join("features")).unwrap();
+    let third = p.transform(&rt, bag(10, 3)).unwrap();
+    assert_eq!(third.report.checkpoints["plus1"].computed, 10);
+    let _ = fs::remove_dir_all(&d);
+}
+
+#[test]
+fn no_paths_just_works_and_hash_buckets_bound_the_folders() {
+    let rt = Runtime::in_process(2).unwrap();
+    let plain =
+        Pipeline::new().step(Step::new("plus1", AddOffset(1.0)).checkpoint(Checkpoint::default()));
+    assert!(plain
+        .transform(&rt, bag(4, 2))
+        .unwrap()
+        .bag
+        .stack(DATA)
+        .unwrap()
+        .iter()
+        .all(|&v| v == 2.0));
+    let d = tmp("buckets");
+    let p = Pipeline::new()
+        .step(Step::new("plus1", AddOffset(1.0)).checkpoint(Checkpoint::features(&d).buckets(7)));
+    p.transform(&rt, bag(50, 5)).unwrap();
+    let files = npy_files(&d);
+    assert_eq!(files.len(), 50);
+    for f in files {
+        let bucket: u32 = f
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(bucket < 7);
+    }
+    let _ = fs::remove_dir_all(&d);
+}
+
+#[test]
+fn fitted_step_saves_its_model_and_loads_it_instead_of_fitting() {
+    let rt = Runtime::in_process(2).unwrap();
+    let d = tmp("fitted");
+    let make = || {
+        Pipeline::new()
+            .add("plus1", AddOffset(1.0))
+            .add("dummy", DummyWithFit::default())
+            .checkpoint(d.join("features"), d.join("models"))
+    };
+    let mut p = make();
+    assert!(p.requires_fit());
+    let out = p.fit_transform(&rt, bag(10, 5)).unwrap();
+    assert_eq!(out.report.fits(), 1);
+    assert!(d.join("models/dummy.model").exists());
+    assert!(!d.join("models/plus1.model").exists());
+    assert_eq!(npy_files(&d.join("features/dummy")).len(), 10);
+    // (1 + 1) @ ones(2, 2) = 4.
+    assert!(out.bag.stack(DATA).unwrap().iter().all(|&v| v == 4.0));
+    let mut q = make();
+    let again = q.fit_transform(&rt, bag(10, 5)).unwrap();
+    assert_eq!(again.report.fits(), 0, "the model file replaces the fit");
+    assert_eq!(again.report.checkpoint_computed(), 0);
+    assert!(again.bag.stack(DATA).unwrap().iter().all(|&v| v == 4.0));
+    // Fit on some keys, transform others.
+    let mut r = make();
+    r.fit(&rt, bag(10, 2)).unwrap();
+    let other: Vec<Sample> = samples(20, &[2], 1.0).into_iter().skip(10).collect();
+    let out = r
+        .transform(
+            &rt,
+            Bag::from_samples(other, Partitioning::NPartitions(2)).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(out.report.checkpoints["dummy"].computed, 10);
+    assert!(out.bag.stack(DATA).unwrap().iter().all(|&v| v == 4.0));
+    let _ = fs::remove_dir_all(&d);
+}
+
+#[test]
+fn force_recomputes_everything_with_the_same_results() {
+    let rt = Runtime::in_process(2).unwrap();
+    let d = tmp("force");
+    let p = Pipeline::new()
+        .add("a", AddOffset(1.0))
+        .add("b", AddOffset(1.0))
+        .checkpoint_with(|name| Checkpoint::features(d.join(name)).force(true));
+    for _ in 0..2 {
+        let out = p.transform(&rt, bag(8, 2)).unwrap();
+        assert_eq!(out.report.checkpoint_computed(), 16);
+        assert!(out.bag.stack(DATA).unwrap().iter().all(|&v| v == 3.0));
+    }
+    let _ = fs::remove_dir_all(&d);
+}
+
+#[test]
+fn failed_samples_are_never_written_and_are_retried() {
+    let rt = Runtime::in_process(2).unwrap();
+    let d = tmp("failed");
+    let p = Pipeline::new().step(
+        Step::new("half", FailEvenKeys)
+            .transform_extra("key", "key")
+            .checkpoint(Checkpoint::features(&d)),
+    );
+    let out = p.transform(&rt, bag(10, 2)).unwrap();
+    assert_eq!(out.bag.failed().len(), 5);
+    let names: Vec<String> = npy_files(&d)
+        .iter()
+        .map(|f| f.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["1", "3", "5", "7", "9"]);
+    let again = p.transform(&rt, bag(10, 2)).unwrap();
+    assert_eq!(
+        again.report.checkpoints["half"].computed, 5,
+        "only the failed ones"
+    );
+    assert_eq!(again.bag.failed().len(), 5);
+    let _ = fs::remove_dir_all(&d);
+}
+
+#[test]
+fn sample_sets_checkpoint_each_inner_sample() {
+    let rt = Runtime::in_process(2).unwrap();
+    let d = tmp("sets");
+    let sets: Vec<SampleSet> = (0..3)
+        .map(|s| {
+            let inner = (0..4)
+                .map(|i| {
+                    Sample::new(
+                        format!("s{s}/{i}"),
+                        ndarray::ArrayD::zeros(ndarray::IxDyn(&[2])),
+                    )
+                })
+                .collect();
+            SampleSet::new(format!("set{s}"), inner)
+        })
+        .collect();
+    let p = Pipeline::new()
+        .add("a", AddOffset(1.0))
+        .add("b", AddOffset(1.0))
+        .checkpoint_with(|name| Checkpoint::features(d.join(name)));
+    let out = p
+        .transform(
+            &rt,
+            Bag::from_sample_sets(sets.clone(), Partitioning::NPartitions(2)).unwrap(),
+        )
+        .unwrap();
+    let got = out.bag.sample_sets().unwrap();
+    assert_eq!(got.len(), 3);
+    assert!(got
+        .iter()
+        .all(|s| s.len() == 4 && s.samples.iter().all(|x| x.data.iter().all(|&v| v == 2.0))));
+    assert_eq!(npy_files(&d.join("b")).len(), 12);
+    assert!(
+        d.join("b/s2/3.npy").exists(),
+        "keys with folders make folders"
+    );
+    let again = p
+        .transform(
+            &rt,
+            Bag::from_sample_sets(sets, Partitioning::NPartitions(2)).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(again.report.checkpoint_computed(), 0);
+    assert_eq!(again.bag.sample_sets().unwrap(), got);
+    let _ = fs::remove_dir_all(&d);
+}
+
+#[test]
+fn a_changed_configuration_is_refused_naming_the_step_or_recomputed_on_request() {
+    let rt = Runtime::in_process(2).unwrap();
+    let d = tmp("manifest");
+    let with = |offset: f64, on_change: OnChange| {
+        Pipeline::new().step(
+            Step::new("shift", AddOffset(offset))
+                .checkpoint(Checkpoint::features(&d).on_change(on_change)),
+        )
+    };
+    with(1.0, OnChange::Refuse)
+        .transform(&rt, bag(6, 2))
+        .unwrap();
+    let err = with(2.0, OnChange::Refuse)
+        .transform(&rt, bag(6, 2))
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, RunError::Checkpoint(_)), "{msg}");
+    assert!(
+        msg.contains("\"shift\"") && msg.contains("parameters hash"),
+        "{msg}"
+    );
+    let out = with(2.0, OnChange::Recompute)
+        .transform(&rt, bag(6, 2))
+        .unwrap();
+    assert_eq!(out.report.checkpoints["shift"].computed, 6);
+    assert!(out.bag.stack(DATA).unwrap().iter().all(|&v| v == 3.0));
+    // The new configuration is now the recorded one.
+    let out = with(2.0, OnChange::Refuse)
+        .transform(&rt, bag(6, 2))
+        .unwrap();
+    assert_eq!(out.report.checkpoints["shift"].cached, 6);
+    let _ = fs::remove_dir_all(&d);
+}
+
+#[test]
+fn truncated_and_corrupted_files_are_detected_and_recomputed() {
+    let rt = Runtime::in_process(2).unwrap();
+    let d = tmp("corrupt");
+    let p = Pipeline::new()
+        .step(Step::new("plus1", AddOffset(1.0)).checkpoint(Checkpoint::features(&d)));
+    let first = p
+        .transform(&rt, bag(10, 2))
+        .unwrap()
+        .bag
+        .stack(DATA)
+        .unwrap();
+    let f3 = d.join("3.npy");
+    let bytes = fs::read(&f3).unwrap();
+    fs::write(&f3, &bytes[..bytes.len() - 4]).unwrap();
+    let f5 = d.join("5.npy");
+    let mut bytes = fs::read(&f5).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x10;
+    fs::write(&f5, &bytes).unwrap();
+    let out = p.transform(&rt, bag(10, 2)).unwrap();
+    assert_eq!(
+        out.report.checkpoints["plus1"].computed, 2,
+        "exactly the two bad files"
+    );
+    assert_eq!(out.bag.stack(DATA).unwrap(), first, "never loaded as data");
+    assert_eq!(fs::read(&f5).unwrap().len(), bytes.len());
+    let _ = fs::remove_dir_all(&d);
+}
+
+#[test]
+fn keys_that_escape_the_folder_fail_their_sample_only() {
+    let rt = Runtime::in_process(1).unwrap();
+    let d = tmp("keys");
+    let mut input = samples(3, &[2], 0.0);
+    input[1].key = "../escape".into();
+    let p = Pipeline::new()
+        .step(Step::new("plus1", AddOffset(1.0)).checkpoint(Checkpoint::features(&d)));
+    let out = p
+        .transform(
+            &rt,
+            Bag::from_samples(input, Partitioning::NPartitions(1)).unwrap(),
+        )
+        .unwrap();
+    let failed = out.bag.failed();
+    assert_eq!(failed.len(), 1);
+    assert!(failed[0].reason.contains("\"../escape\"") && failed[0].reason.contains(".."));
+    assert_eq!(npy_files(&d).len(), 2);
+    let _ = fs::remove_dir_all(&d);
+}
+
+#[test]
+fn numpy_reads_the_feature_files() {
+    let rt = Runtime::in_process(1).unwrap();
+    let d = tmp("numpy");
+    let input = vec![Sample::new(
+        "m",
+        ndarray::array![[1.5, 2.0], [3.0, -4.25]].into_dyn(),
+    )];
+    let p = Pipeline::new()
+        .step(Step::new("plus1", AddOffset(1.0)).checkpoint(Checkpoint::features(&d)));
+    p.transform(
+        &rt,
+        Bag::from_samples(input, Partitioning::NPartitions(1)).unwrap(),
+    )
+    .unwrap();
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, numpy; a = numpy.load(sys.argv[1]); print(a.dtype, a.shape, a.tolist())",
+            d.join("m.npy").to_str().unwrap(),
+        ])
+        .output()
+        .expect("python3 runs (scripts/test.sh installs numpy)");
+    assert!(
+        out.status.success(),
+        "numpy.load failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "float64 (2, 2) [[2.5, 3.0], [4.0, -3.25]]"
+    );
+    let _ = fs::remove_dir_all(&d);
+}

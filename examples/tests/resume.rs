@@ -13,7 +13,12 @@ const PARTITIONS: usize = 40;
 
 fn example(dir: &Path, fresh: bool) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_checkpoint"));
-    c.args(["--samples", &SAMPLES.to_string(), "--partitions", &PARTITIONS.to_string()]);
+    c.args([
+        "--samples",
+        &SAMPLES.to_string(),
+        "--partitions",
+        &PARTITIONS.to_string(),
+    ]);
     c.args(["--runs", "1", "--dir", dir.to_str().unwrap()]);
     if fresh {
         c.arg("--fresh");
@@ -23,10 +28,16 @@ fn example(dir: &Path, fresh: bool) -> Command {
 
 /// The counts and digest of the example's `run 1:` line.
 fn parse(out: &str) -> (usize, usize, String) {
-    let line = out.lines().find(|l| l.starts_with("run 1:")).expect("run line");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("run 1:"))
+        .expect("run line");
     let count = |step: &str| {
         line.split_whitespace()
-            .find_map(|w| w.trim_start_matches("steps=[").strip_prefix(&format!("{step}:computed=")))
+            .find_map(|w| {
+                w.trim_start_matches("steps=[")
+                    .strip_prefix(&format!("{step}:computed="))
+            })
             .map(|v| v.split(',').next().unwrap().parse().unwrap())
             .unwrap_or(0)
     };
@@ -40,7 +51,11 @@ fn keys_with_files(dir: &Path) -> BTreeSet<usize> {
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let p: PathBuf = e.path();
         if p.extension().is_some_and(|x| x == "npy") {
-            assert!(matches!(probe(&p), Probe::Valid(_)), "half-written file {}", p.display());
+            assert!(
+                matches!(probe(&p), Probe::Valid(_)),
+                "half-written file {}",
+                p.display()
+            );
             keys.insert(p.file_stem().unwrap().to_str().unwrap().parse().unwrap());
         }
     }
@@ -63,7 +78,11 @@ fn killed_runs_resume_with_identical_results_recomputing_only_missing_files() {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let delay = Duration::from_millis(20 + attempt * 25 + seed % 40);
-        let mut child = example(&dir, attempt == 0).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = example(&dir, attempt == 0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         std::thread::sleep(delay);
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL
@@ -99,8 +118,15 @@ fn killed_runs_resume_with_identical_results_recomputing_only_missing_files() {
     let last = example(&dir, false).output().unwrap();
     assert!(last.status.success());
     let (got1, got2, digest) = parse(&String::from_utf8_lossy(&last.stdout));
-    assert_eq!(digest, reference_digest, "same result as an uninterrupted run");
-    assert_eq!((got1, got2), (want1, want2), "recomputed exactly the samples without a file");
+    assert_eq!(
+        digest, reference_digest,
+        "same result as an uninterrupted run"
+    );
+    assert_eq!(
+        (got1, got2),
+        (want1, want2),
+        "recomputed exactly the samples without a file"
+    );
     assert_eq!(keys_with_files(&dir.join("checkpoint_2")).len(), SAMPLES);
     let _ = std::fs::remove_dir_all(&base);
 }

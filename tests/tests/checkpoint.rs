@@ -357,3 +357,42 @@ fn numpy_reads_the_feature_files() {
     );
     let _ = fs::remove_dir_all(&d);
 }
+
+#[test]
+fn concurrent_writers_of_one_folder_never_corrupt_it() {
+    let rt = std::sync::Arc::new(Runtime::in_process(2).unwrap());
+    let d = tmp("concurrent");
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let (rt, d) = (rt.clone(), d.clone());
+            std::thread::spawn(move || {
+                let p = Pipeline::new().step(
+                    Step::new("plus1", AddOffset(1.0))
+                        .checkpoint(Checkpoint::features(&d).force(true)),
+                );
+                let out = p.transform(&rt, bag(200, 8)).unwrap();
+                assert!(out.bag.stack(DATA).unwrap().iter().all(|&v| v == 2.0));
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let files = npy_files(&d);
+    assert_eq!(files.len(), 200);
+    for f in files {
+        assert!(matches!(
+            gridpipe_runtime::checkpoint::store::probe(&f),
+            gridpipe_runtime::checkpoint::store::Probe::Valid(_)
+        ));
+    }
+    let leftovers = fs::read_dir(&d).unwrap().filter(|e| {
+        e.as_ref()
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains(".tmp-")
+    });
+    assert_eq!(leftovers.count(), 0, "no temporary left behind");
+    let _ = fs::remove_dir_all(&d);
+}

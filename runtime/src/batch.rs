@@ -51,6 +51,7 @@ pub type SetOutcome = (SampleSet, Vec<(String, Failure)>);
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Batch {
     keys: Arc<Vec<String>>,
+    #[serde(with = "crate::wire::raw::array_map")]
     arrays: BTreeMap<String, Arc<ArrayD<f64>>>,
     values: BTreeMap<String, Arc<Vec<Value>>>,
     lazy: BTreeMap<String, Arc<Vec<Arc<dyn Loader>>>>,

@@ -28,6 +28,7 @@ pub mod runtime;
 pub mod sample;
 pub mod step;
 pub mod value;
+pub mod wire;
 
 pub use bag::{Bag, FailedSample, Partitioning};
 pub use batch::{Batch, Column, Failure, DATA};

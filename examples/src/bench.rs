@@ -2,9 +2,23 @@
 
 use std::time::Instant;
 
+/// Peak resident memory in MiB of this process and of the worker processes `pids`
+/// (the sum of their `VmHWM`), so that a run's figure covers every process.
+pub fn peak_rss_mib_with(pids: &[u32]) -> f64 {
+    peak_rss_mib()
+        + pids
+            .iter()
+            .map(|p| vm_hwm_mib(&format!("/proc/{p}/status")))
+            .sum::<f64>()
+}
+
 /// Peak resident memory of this process in MiB (`VmHWM` from `/proc/self/status`).
 pub fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+    vm_hwm_mib("/proc/self/status")
+}
+
+fn vm_hwm_mib(path: &str) -> f64 {
+    std::fs::read_to_string(path)
         .ok()
         .and_then(|s| {
             s.lines()

@@ -1,12 +1,15 @@
 //! Command-line options shared by the examples.
 
 use clap::ValueEnum;
+use gridpipe_runtime::{RunError, Runtime, RuntimeConfig};
 
 /// Where the workers of an example run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
     /// Worker threads inside this process (the embedded default).
     Inprocess,
+    /// Worker processes of this executable on this machine.
+    Processes,
 }
 
 impl Mode {
@@ -14,6 +17,15 @@ impl Mode {
     pub fn as_str(&self) -> &'static str {
         match self {
             Mode::Inprocess => "inprocess",
+            Mode::Processes => "processes",
+        }
+    }
+
+    /// Starts a runtime with `workers` workers of this mode.
+    pub fn runtime(&self, workers: usize) -> Result<Runtime, RunError> {
+        match self {
+            Mode::Inprocess => Runtime::in_process(workers),
+            Mode::Processes => Runtime::start(RuntimeConfig::processes(workers)),
         }
     }
 }

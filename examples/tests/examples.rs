@@ -85,3 +85,43 @@ fn bench_pipeline_checks_its_result_against_the_floor() {
         assert!(v[k].as_f64().unwrap() > 0.0, "{k}");
     }
 }
+
+#[test]
+fn examples_give_the_same_output_with_worker_processes() {
+    let lines = |out: String| -> Vec<String> {
+        out.lines()
+            .filter(|l| l.starts_with("key=") || l.starts_with("accuracy="))
+            .map(str::to_string)
+            .collect()
+    };
+    for bin in [
+        env!("CARGO_BIN_EXE_pipeline_local"),
+        env!("CARGO_BIN_EXE_quickstart"),
+    ] {
+        let threads = lines(run(bin, &["--mode", "inprocess"]));
+        let procs = lines(run(bin, &["--mode", "processes"]));
+        assert!(!threads.is_empty());
+        assert_eq!(threads, procs, "{bin}");
+    }
+    let v = json_line(&run(
+        env!("CARGO_BIN_EXE_bench_pipeline"),
+        &[
+            "--samples",
+            "5000",
+            "--dim",
+            "8",
+            "--workers",
+            "2",
+            "--mode",
+            "processes",
+        ],
+    ));
+    assert_eq!(v["mode"], "processes");
+    assert_eq!(v["ok"], true);
+    let v = json_line(&run(
+        env!("CARGO_BIN_EXE_bench_overhead"),
+        &["--tasks", "2000", "--workers", "2", "--mode", "processes"],
+    ));
+    assert_eq!(v["mode"], "processes");
+    assert_eq!(v["tasks"], 2000);
+}

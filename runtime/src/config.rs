@@ -31,6 +31,30 @@ pub struct RuntimeConfig {
     pub flush_max: usize,
     /// The first guess of a task's duration, before any was measured (default 50 us).
     pub initial_task_estimate: Duration,
+    /// Where the workers run: threads of this process, or worker processes.
+    pub mode: WorkerMode,
+    /// A task whose worker died this many times while running it is quarantined
+    /// (its samples fail with the reason; default 3).
+    pub max_task_kills: u32,
+    /// A worker (or scheduler) silent this long is considered gone (default 10 s).
+    pub heartbeat_timeout: Duration,
+    /// The address the scheduler listens on for worker processes (default
+    /// `127.0.0.1:0`, loopback and any free port; a grid needs an address its exec
+    /// hosts reach).
+    pub bind: String,
+}
+
+/// Where a runtime's workers run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WorkerMode {
+    /// OS threads of this process (the embedded default).
+    Threads,
+    /// Worker processes of `program` (default: this executable, which must call
+    /// `run_if_worker` first in `main`) on this machine.
+    Processes {
+        /// The worker executable.
+        program: Option<std::path::PathBuf>,
+    },
 }
 
 impl RuntimeConfig {
@@ -44,11 +68,30 @@ impl RuntimeConfig {
             flush_interval: Duration::from_millis(1),
             flush_max: 512,
             initial_task_estimate: Duration::from_micros(50),
+            mode: WorkerMode::Threads,
+            max_task_kills: 3,
+            heartbeat_timeout: Duration::from_secs(10),
+            bind: "127.0.0.1:0".to_string(),
         };
         for _ in 0..n {
             c = c.with_worker(Resources::none());
         }
         c
+    }
+
+    /// `n` worker processes of this executable on this machine.
+    pub fn processes(n: usize) -> Self {
+        let mut c = Self::in_process(n);
+        c.mode = WorkerMode::Processes { program: None };
+        c
+    }
+
+    /// Uses `program` as the worker executable (processes mode).
+    pub fn worker_program(mut self, program: impl Into<std::path::PathBuf>) -> Self {
+        self.mode = WorkerMode::Processes {
+            program: Some(program.into()),
+        };
+        self
     }
 
     /// Adds one worker offering `resources`.

@@ -120,6 +120,9 @@ pub enum RunError {
     /// A checkpoint could not be used (changed configuration, unwritable folder, ...).
     #[error(transparent)]
     Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    /// Every worker that could run some task is gone.
+    #[error("{0}")]
+    NoWorker(String),
     /// The runtime was shut down before the run finished.
     #[error("the runtime is shut down")]
     Shutdown,

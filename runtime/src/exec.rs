@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// One step applied in a chain: its wiring, the (fitted) estimator and the op.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct ChainOp {
     /// The step's wiring.
     pub step: Arc<Step>,
@@ -32,7 +32,7 @@ pub struct ChainOp {
 }
 
 /// What a chain hands to the fit its stage feeds.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct FeedSpec {
     /// The step being fitted.
     pub step: Arc<Step>,
@@ -43,7 +43,7 @@ pub struct FeedSpec {
 }
 
 /// The per-stage part of a chain task, shared by every partition of the stage.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct StageExec {
     /// The fused steps.
     pub ops: Vec<ChainOp>,
@@ -52,13 +52,14 @@ pub struct StageExec {
 }
 
 /// One partition's contribution to a fit.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum Contribution {
     /// Partial statistics (reduction).
     Partial(PartialFit),
     /// The valid rows of the step's input and its extra fit inputs (gather).
     Data {
         /// The input rows.
+        #[serde(with = "crate::wire::raw::array")]
         x: ArrayD<f64>,
         /// The extra fit inputs, same rows.
         extra: Extra,
@@ -68,7 +69,7 @@ pub enum Contribution {
 }
 
 /// The outcome of a chain task.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct ChainOutput {
     /// The partition after the chain.
     pub batch: Batch,

@@ -11,7 +11,7 @@
 use crate::resources::Resources;
 
 /// Whether a step's output is a transform or a prediction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum OpKind {
     /// `transform`.
     Transform,

@@ -6,13 +6,16 @@
 //! (`SyncArbiter`), each offering its configured resources.
 
 use crate::actors::messages::{GetBacklog, ShapeBacklog, Submit, TasksDone};
-use crate::actors::scheduler::{AddWorker, Scheduler};
+use crate::actors::scheduler::{AddWorker, LiveWorkers, Scheduler};
 use crate::actors::worker::WorkerActor;
 use crate::bag::{Bag, Partitioning};
 use crate::config::RuntimeConfig;
+use crate::config::WorkerMode;
 use crate::error::{DataError, RunError};
+use crate::remote::launcher::{accept_workers, LocalWorkers};
 use crate::run::{RunOutput, RunRequest};
 use crate::sample::Sample;
+use crate::wire::auth::{build_identity, Secret};
 use actix::prelude::*;
 use std::thread::JoinHandle;
 
@@ -23,11 +26,106 @@ pub struct Runtime {
     thread: Option<JoinHandle<()>>,
     workers: usize,
     config: RuntimeConfig,
+    processes: Option<LocalWorkers>,
+    address: Option<String>,
 }
 
 impl Runtime {
     /// Starts a runtime with `config`'s worker pool.
     pub fn start(config: RuntimeConfig) -> Result<Runtime, RunError> {
+        match &config.mode {
+            WorkerMode::Threads => Self::start_threads(config),
+            WorkerMode::Processes { program } => {
+                let program = match program {
+                    Some(p) => p.clone(),
+                    None => std::env::current_exe().map_err(|e| RunError::Start(e.to_string()))?,
+                };
+                Self::start_processes(config.clone(), &program)
+            }
+        }
+    }
+
+    fn start_processes(
+        config: RuntimeConfig,
+        program: &std::path::Path,
+    ) -> Result<Runtime, RunError> {
+        let specs = config.workers.clone();
+        let mut threadless = config.clone();
+        threadless.workers.clear();
+        let mut rt = Self::start_threads(threadless)?;
+        rt.config = config.clone();
+        rt.workers = specs.len();
+        let secret = Secret::generate();
+        let build = if std::env::current_exe().ok().as_deref() == Some(program) {
+            build_identity().to_string()
+        } else {
+            crate::wire::auth::build_identity_of(program).map_err(RunError::Start)?
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (bind, scheduler, timeout, s2) = (
+            config.bind.clone(),
+            rt.scheduler.clone(),
+            config.heartbeat_timeout,
+            secret.clone(),
+        );
+        rt.system.arbiter().spawn(async move {
+            match tokio::net::TcpListener::bind(&bind).await {
+                Ok(l) => {
+                    let _ = tx.send(
+                        l.local_addr()
+                            .map(|a| a.to_string())
+                            .map_err(|e| e.to_string()),
+                    );
+                    accept_workers(l, scheduler, s2, build, timeout).await;
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(format!("cannot listen on {bind}: {e}")));
+                }
+            }
+        });
+        let addr = rx
+            .recv()
+            .map_err(|_| RunError::Start("listener did not start".into()))?
+            .map_err(RunError::Start)?;
+        let mut procs = LocalWorkers::spawn(program, &addr, &secret, &specs)
+            .map_err(|e| RunError::Start(format!("cannot start {}: {e}", program.display())))?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let live = futures::executor::block_on(rt.scheduler.send(LiveWorkers)).unwrap_or(0);
+            if live >= specs.len() {
+                break;
+            }
+            let exited = procs.exited();
+            if !exited.is_empty() || std::time::Instant::now() > deadline {
+                return Err(RunError::Start(format!(
+                    "{live} of {} worker processes of {} connected; ended: [{}] (does its main call gridpipe_runtime::run_if_worker() first?)",
+                    specs.len(),
+                    program.display(),
+                    exited.join(", ")
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        tracing::info!(workers = specs.len(), %addr, "worker processes connected");
+        rt.processes = Some(procs);
+        rt.address = Some(addr);
+        Ok(rt)
+    }
+
+    /// The address worker processes connect to (processes mode).
+    pub fn address(&self) -> Option<&str> {
+        self.address.as_deref()
+    }
+
+    /// Process ids of this runtime's worker processes (processes mode).
+    pub fn worker_pids(&self) -> Vec<u32> {
+        self.processes
+            .as_ref()
+            .map(|p| p.pids())
+            .unwrap_or_default()
+    }
+
+    fn start_threads(config: RuntimeConfig) -> Result<Runtime, RunError> {
         let (tx, rx) = std::sync::mpsc::channel();
         let cfg = config.clone();
         let thread = std::thread::Builder::new()
@@ -67,6 +165,8 @@ impl Runtime {
             thread: Some(thread),
             workers: config.workers.len(),
             config,
+            processes: None,
+            address: None,
         })
     }
 
@@ -133,6 +233,8 @@ impl Runtime {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        // Workers see their scheduler gone and exit; any left are killed.
+        self.processes = None;
     }
 }
 

@@ -288,3 +288,39 @@ pub fn rows(a: &ArrayD<f64>) -> Vec<Vec<f64>> {
         .map(|r| r.iter().copied().collect())
         .collect()
 }
+
+/// Stateless `x + 1` that sleeps `ms` milliseconds per batch (a slow step).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Sleepy {
+    /// Milliseconds per batch.
+    pub ms: u64,
+}
+
+#[typetag::serde]
+impl Estimator for Sleepy {
+    fn requires_fit(&self) -> bool {
+        false
+    }
+    fn transform(&self, x: ArrayViewD<'_, f64>, _e: &Extra) -> Result<Transformed, EstimatorError> {
+        std::thread::sleep(std::time::Duration::from_millis(self.ms));
+        Ok(x.mapv(|v| v + 1.0).into())
+    }
+}
+
+/// Kills the process `pid` with SIGKILL.
+pub fn kill9(pid: u32) {
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status();
+}
+
+/// Makes sure the test and library estimators are linked into a binary (their
+/// serialisation registrations live in these crates' object code).
+pub fn link_estimators() {
+    std::hint::black_box((
+        std::any::type_name::<Sleepy>(),
+        std::any::type_name::<gridpipe_estimators::StandardScaler>(),
+        gridpipe_estimators::StandardScaler::new(),
+        Sleepy { ms: 0 },
+    ));
+}

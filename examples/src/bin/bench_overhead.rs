@@ -3,9 +3,9 @@
 
 use clap::Parser;
 use gridpipe_estimators::{FunctionTransformer, Identity, Pipeline};
-use gridpipe_examples::bench::{peak_rss_mib, timed};
+use gridpipe_examples::bench::{peak_rss_mib_with, timed};
 use gridpipe_examples::cli::Mode;
-use gridpipe_runtime::{Bag, Partitioning, Runtime};
+use gridpipe_runtime::{Bag, Partitioning};
 use ndarray::ArrayD;
 
 /// Empty-task overhead benchmark.
@@ -23,9 +23,10 @@ struct Args {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    gridpipe_runtime::run_if_worker();
     let args = Args::parse();
     let (setup_s, built) = timed(|| -> Result<_, Box<dyn std::error::Error>> {
-        let rt = Runtime::in_process(args.workers)?;
+        let rt = args.mode.runtime(args.workers)?;
         let keys = (0..args.tasks).map(|i| i.to_string()).collect();
         let data = ArrayD::zeros(ndarray::IxDyn(&[args.tasks, 1]));
         let bag = Bag::from_rows(keys, data, Partitioning::NPartitions(args.tasks))?;
@@ -45,7 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "setup_s": setup_s,
         "wall_s": wall_s,
         "us_per_task": wall_s * 1e6 / args.tasks.max(1) as f64,
-        "peak_rss_mib": peak_rss_mib(),
+        "peak_rss_mib": peak_rss_mib_with(&rt.worker_pids()),
     });
     println!("{line}");
     Ok(())

@@ -4,10 +4,10 @@
 
 use clap::Parser;
 use gridpipe_estimators::{Affine, FunctionTransformer, Pipeline, StandardScaler};
-use gridpipe_examples::bench::{best_of, peak_rss_mib, timed};
+use gridpipe_examples::bench::{best_of, peak_rss_mib_with, timed};
 use gridpipe_examples::cli::Mode;
 use gridpipe_runtime::checkpoint::{npy, store};
-use gridpipe_runtime::{Bag, Partitioning, Runtime, DATA};
+use gridpipe_runtime::{Bag, Partitioning, DATA};
 use ndarray::{Array2, Axis};
 use std::path::{Path, PathBuf};
 
@@ -101,6 +101,7 @@ fn floor(x: &Array2<f64>) -> Array2<f64> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    gridpipe_runtime::run_if_worker();
     let args = Args::parse();
     let partitions = args.partitions.unwrap_or(4 * args.workers.max(1));
     let x = normal_matrix(args.samples, args.dim, args.seed);
@@ -125,7 +126,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let keys: Vec<String> = (0..args.samples).map(|i| i.to_string()).collect();
     let second_input = args.checkpoint.as_ref().map(|_| (keys.clone(), x.clone()));
     let bag = Bag::from_rows(keys, x.into_dyn(), Partitioning::NPartitions(partitions))?;
-    let rt = Runtime::in_process(args.workers)?;
+    let rt = args.mode.runtime(args.workers)?;
     let setup_s = t.elapsed().as_secs_f64();
 
     let make = || {
@@ -187,7 +188,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "setup_s": setup_s,
         "wall_s": wall_s,
         "floor_s": floor_s,
-        "peak_rss_mib": peak_rss_mib(),
+        "peak_rss_mib": peak_rss_mib_with(&rt.worker_pids()),
         "ok": ok,
     });
     line.as_object_mut().expect("object").extend(extra);

@@ -6,7 +6,7 @@ use clap::Parser;
 use gridpipe_estimators::Pipeline;
 use gridpipe_examples::cli::{init_tracing, Mode};
 use gridpipe_examples::seed::{seed_samples, MyFitTransformer, MyTransformer};
-use gridpipe_runtime::{Bag, Checkpoint, Partitioning, Runtime, Step, DATA};
+use gridpipe_runtime::{Bag, Checkpoint, Partitioning, Step, DATA};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -41,13 +41,13 @@ struct Args {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    gridpipe_runtime::run_if_worker();
     init_tracing();
     let args = Args::parse();
-    let _ = args.mode;
     if args.fresh {
         let _ = std::fs::remove_dir_all(&args.dir);
     }
-    let rt = Runtime::in_process(args.workers)?;
+    let rt = args.mode.runtime(args.workers)?;
     for run in 1..=args.runs {
         let mut pipeline = Pipeline::new()
             .step(

@@ -6,7 +6,7 @@ use clap::Parser;
 use gridpipe_estimators::Pipeline;
 use gridpipe_examples::cli::{init_tracing, Mode};
 use gridpipe_examples::seed::{seed_samples, MyFitTransformer, MyTransformer};
-use gridpipe_runtime::{Bag, Partitioning, Runtime, Step};
+use gridpipe_runtime::{Bag, Partitioning, Step};
 use std::time::Duration;
 
 /// The seed's local pipeline example.
@@ -27,10 +27,10 @@ struct Args {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    gridpipe_runtime::run_if_worker();
     init_tracing();
     let args = Args::parse();
-    let _ = args.mode;
-    let rt = Runtime::in_process(args.workers)?;
+    let rt = args.mode.runtime(args.workers)?;
     let mut pipeline = Pipeline::new()
         .step(Step::new("my_transformer", MyTransformer).transform_extra("metadata", "metadata"))
         .step(Step::new(

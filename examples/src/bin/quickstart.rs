@@ -4,7 +4,7 @@
 use clap::Parser;
 use gridpipe_estimators::{LogisticRegression, Pca, Pipeline, StandardScaler};
 use gridpipe_examples::cli::{init_tracing, Mode};
-use gridpipe_runtime::{Bag, Partitioning, Runtime, Sample, Step};
+use gridpipe_runtime::{Bag, Partitioning, Sample, Step};
 use ndarray::Axis;
 
 /// Iris, scaler -> PCA -> logistic regression, on the embedded runtime.
@@ -25,6 +25,7 @@ struct Args {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    gridpipe_runtime::run_if_worker();
     init_tracing();
     let args = Args::parse();
     let iris = linfa_datasets::iris();
@@ -46,8 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             workers: args.workers,
         },
     };
-    let rt = Runtime::in_process(args.workers)?;
-    let _ = args.mode;
+    let rt = args.mode.runtime(args.workers)?;
     let mut pipeline = Pipeline::new()
         .add("scaler", StandardScaler::new())
         .add("pca", Pca::new(3))

@@ -39,6 +39,7 @@ struct WorkerSlot {
     addr: Recipient<RunTasks>,
     free: Resources,
     in_flight: usize,
+    alive: bool,
 }
 
 struct RunState {
@@ -150,6 +151,8 @@ pub struct Scheduler {
     ready: BTreeMap<Resources, VecDeque<TaskRef>>,
     in_flight: BTreeMap<Resources, usize>,
     avg_task_s: f64,
+    /// How many workers each task has been running on when they died.
+    kills: HashMap<(u32, TaskKind), u32>,
 }
 
 impl Scheduler {
@@ -165,6 +168,7 @@ impl Scheduler {
             ready: BTreeMap::new(),
             in_flight: BTreeMap::new(),
             avg_task_s: avg,
+            kills: HashMap::new(),
         }
     }
 
@@ -185,7 +189,10 @@ impl Scheduler {
     }
 
     fn servable(&self, need: &Resources) -> Result<(), (String, u32)> {
-        if self.workers.iter().any(|w| w.info.resources.covers(need))
+        if self
+            .workers
+            .iter()
+            .any(|w| w.alive && w.info.resources.covers(need))
             || self.cluster_offers.iter().any(|r| r.covers(need))
         {
             return Ok(());
@@ -371,7 +378,7 @@ impl Scheduler {
         for w in 0..self.workers.len() {
             let worker = &mut self.workers[w];
             let room = window.saturating_sub(worker.in_flight);
-            if room == 0 {
+            if room == 0 || !worker.alive {
                 continue;
             }
             let take = room.min(share);
@@ -661,6 +668,28 @@ impl Scheduler {
         }
     }
 
+    /// Fails the runs whose ready tasks no live worker and no cluster queue can ever
+    /// run (e.g. after the last worker with a resource was lost), instead of waiting.
+    fn fail_unservable(&mut self, last_loss: &str) {
+        let mut doomed = Vec::new();
+        for (shape, q) in &self.ready {
+            if q.is_empty() || self.servable(shape).is_ok() {
+                continue;
+            }
+            for t in q {
+                doomed.push((t.run, shape.clone()));
+            }
+        }
+        doomed.sort_by_key(|(r, _)| *r);
+        doomed.dedup_by_key(|(r, _)| *r);
+        for (run, shape) in doomed {
+            let reason = format!(
+                "no worker left that can run tasks needing {shape} (the last one was lost: {last_loss})"
+            );
+            self.fail_run(run, RunError::NoWorker(reason));
+        }
+    }
+
     fn fail_run(&mut self, run: u32, error: RunError) {
         if let Some(mut state) = self.runs.remove(&run) {
             {
@@ -714,9 +743,142 @@ impl Handler<AddWorker> for Scheduler {
             addr: msg.addr,
             free: msg.resources,
             in_flight: 0,
+            alive: true,
         });
         self.dispatch();
         id
+    }
+}
+
+/// A worker is gone: its unfinished tasks come back to run elsewhere.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WorkerLost {
+    /// The worker.
+    pub worker: u32,
+    /// The tasks it held and never reported.
+    pub unfinished: Vec<TaskEnvelope>,
+    /// The task it said it was running, if any.
+    pub culprit: Option<(u32, TaskKind)>,
+    /// Why it is gone.
+    pub reason: String,
+}
+
+impl Handler<WorkerLost> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, msg: WorkerLost, _ctx: &mut Context<Self>) {
+        let limit = self.config.max_task_kills;
+        if let Some(w) = self.workers.get_mut(msg.worker as usize) {
+            w.alive = false;
+            tracing::warn!(worker = %w.info.name, reason = %msg.reason, requeued = msg.unfinished.len(), "worker lost: requeueing its tasks");
+        }
+        for env in msg.unfinished {
+            if let Some(w) = self.workers.get_mut(msg.worker as usize) {
+                w.in_flight = w.in_flight.saturating_sub(1);
+            }
+            if let Some(c) = self.in_flight.get_mut(&env.resources) {
+                *c = c.saturating_sub(1);
+            }
+            let key = (env.run, env.task);
+            let kills = if msg.culprit == Some(key) {
+                let k = self.kills.entry(key).or_insert(0);
+                *k += 1;
+                *k
+            } else {
+                0
+            };
+            let Some(run) = self.runs.get_mut(&env.run) else {
+                continue;
+            };
+            match (env.task, env.payload) {
+                (TaskKind::Chain { partition, .. }, TaskPayload::Chain { input, .. }) => {
+                    if kills >= limit {
+                        // Quarantine: the partition's samples fail with the reason,
+                        // and the rest of the run goes on.
+                        let keys = input.keys().join(", ");
+                        let reason = format!("task killed its worker {kills} times; quarantined");
+                        tracing::error!(%keys, %reason, "poison task");
+                        let failed = input.with_all_failed("-", &reason);
+                        let outcome = TaskOutcome {
+                            ready_s: env.ready_s,
+                            run: env.run,
+                            task: env.task,
+                            resources: env.resources.clone(),
+                            started: Instant::now(),
+                            finished: Instant::now(),
+                            result: TaskResult::Chain(Box::new(crate::exec::ChainOutput {
+                                new_failures: failed.len(),
+                                batch: failed,
+                                contribution: None,
+                                checkpoints: Vec::new(),
+                            })),
+                        };
+                        let _ = run.parts[partition as usize].requeue(msg.worker, input);
+                        let _ = run.parts[partition as usize].dispatch(msg.worker);
+                        if let Some(w) = self.workers.get_mut(msg.worker as usize) {
+                            w.in_flight += 1;
+                        }
+                        *self.in_flight.entry(env.resources.clone()).or_insert(0) += 1;
+                        self.on_done(msg.worker, vec![outcome]);
+                        continue;
+                    }
+                    if run.parts[partition as usize]
+                        .requeue(msg.worker, input)
+                        .is_ok()
+                    {
+                        let shape = env.resources.clone();
+                        self.push_ready(
+                            &shape,
+                            TaskRef {
+                                run: env.run,
+                                task: env.task,
+                                ready_s: env.ready_s,
+                            },
+                        );
+                    }
+                }
+                (TaskKind::Fit { fit }, TaskPayload::Fit { parts, .. }) => {
+                    if kills >= limit {
+                        let step = run.steps[run.plan.fits[fit as usize].step].name.clone();
+                        self.fail_run(
+                            env.run,
+                            RunError::FitFailed {
+                                step,
+                                reason: format!("the fit killed its worker {kills} times"),
+                            },
+                        );
+                        continue;
+                    }
+                    run.fit_inputs[fit as usize] = Some(parts);
+                    let shape = env.resources.clone();
+                    self.push_ready(
+                        &shape,
+                        TaskRef {
+                            run: env.run,
+                            task: env.task,
+                            ready_s: env.ready_s,
+                        },
+                    );
+                }
+                _ => tracing::error!("lost task with a mismatched payload"),
+            }
+        }
+        self.fail_unservable(&msg.reason);
+        self.dispatch();
+    }
+}
+
+/// The number of workers currently connected and alive.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct LiveWorkers;
+
+impl Handler<LiveWorkers> for Scheduler {
+    type Result = usize;
+
+    fn handle(&mut self, _msg: LiveWorkers, _ctx: &mut Context<Self>) -> usize {
+        self.workers.iter().filter(|w| w.alive).count()
     }
 }
 

@@ -130,6 +130,13 @@ impl Secret {
     }
 }
 
+/// The build identity of another executable (the worker program a scheduler starts).
+pub fn build_identity_of(program: &Path) -> Result<String, String> {
+    let bytes =
+        std::fs::read(program).map_err(|e| format!("cannot read {}: {e}", program.display()))?;
+    Ok(hex(&Sha256::digest(&bytes)[..16]))
+}
+
 /// The build identity of the running executable: a hash of its bytes, so that a
 /// worker and its scheduler agree only when they are the very same binary.
 pub fn build_identity() -> &'static str {

@@ -1,0 +1,9 @@
+//! Worker processes: the application's own binary in worker mode, connected to the
+//! scheduler over the authenticated wire, and the scheduler-side proxy of each.
+
+pub mod launcher;
+pub mod protocol;
+pub mod proxy;
+pub mod worker_process;
+
+pub use worker_process::run_if_worker;

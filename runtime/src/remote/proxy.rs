@@ -1,0 +1,224 @@
+//! [`RemoteWorker`]: the scheduler's actor for one worker process. It lives on its own
+//! arbiter (thread), so encoding and decoding never delay the scheduler; it keeps
+//! every task it handed over until the worker reports it, so a lost worker's tasks
+//! go back to the scheduler to run elsewhere.
+
+use super::protocol::{outcome_from_wire, pack, FromWorker, ToWorker};
+use crate::actors::messages::{RunTasks, TaskEnvelope, TaskKind, TasksDone};
+use crate::actors::scheduler::{AddWorker, Scheduler, WorkerLost};
+use crate::wire::frame::{encode, read_msg, DEFAULT_MAX_FRAME};
+use crate::wire::handshake::Hello;
+use actix::prelude::*;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+
+/// The scheduler-side proxy of one connected worker process.
+pub struct RemoteWorker {
+    hello: Hello,
+    stream: Option<std::net::TcpStream>,
+    scheduler: Addr<Scheduler>,
+    id: Option<u32>,
+    out: Option<tokio::sync::mpsc::UnboundedSender<Vec<u8>>>,
+    in_flight: HashMap<(u32, TaskKind), TaskEnvelope>,
+    running: Option<(u32, TaskKind)>,
+    last_seen: Instant,
+    heartbeat_timeout: Duration,
+    lost: bool,
+}
+
+impl RemoteWorker {
+    /// A proxy for an admitted connection.
+    pub fn new(
+        hello: Hello,
+        stream: std::net::TcpStream,
+        scheduler: Addr<Scheduler>,
+        heartbeat_timeout: Duration,
+    ) -> Self {
+        Self {
+            hello,
+            stream: Some(stream),
+            scheduler,
+            id: None,
+            out: None,
+            in_flight: HashMap::new(),
+            running: None,
+            last_seen: Instant::now(),
+            heartbeat_timeout,
+            lost: false,
+        }
+    }
+
+    fn send(&self, msg: &ToWorker) {
+        if let (Some(out), Ok(bytes)) = (&self.out, encode(msg)) {
+            let _ = out.send(bytes);
+        }
+    }
+
+    fn lose(&mut self, reason: String, ctx: &mut Context<Self>) {
+        if self.lost {
+            return;
+        }
+        self.lost = true;
+        tracing::warn!(worker = %self.hello.identity.name, %reason, tasks = self.in_flight.len(), "worker lost");
+        if let Some(id) = self.id {
+            self.scheduler.do_send(WorkerLost {
+                worker: id,
+                unfinished: self.in_flight.drain().map(|(_, e)| e).collect(),
+                culprit: self.running.take(),
+                reason,
+            });
+        }
+        ctx.stop();
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct FromConn(FromWorker);
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct ConnClosed(String);
+
+/// Asks the proxy to end its worker (the runtime is shutting down).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ShutdownWorker;
+
+impl Actor for RemoteWorker {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let std_stream = self.stream.take().expect("stream given");
+        let stream = match tokio::net::TcpStream::from_std(std_stream) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(%e, "cannot adopt the worker connection");
+                ctx.stop();
+                return;
+            }
+        };
+        let (mut rd, mut wr) = stream.into_split();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+        self.out = Some(tx);
+        let me = ctx.address();
+        actix_rt::spawn(async move {
+            loop {
+                match read_msg::<_, FromWorker>(&mut rd, DEFAULT_MAX_FRAME).await {
+                    Ok(m) => me.do_send(FromConn(m)),
+                    Err(e) => {
+                        me.do_send(ConnClosed(e.to_string()));
+                        break;
+                    }
+                }
+            }
+        });
+        actix_rt::spawn(async move {
+            while let Some(bytes) = rx.recv().await {
+                if wr.write_all(&bytes).await.is_err() {
+                    break;
+                }
+            }
+        });
+        ctx.run_interval(Duration::from_secs(1), |act, ctx| {
+            act.send(&ToWorker::Heartbeat);
+            if act.last_seen.elapsed() > act.heartbeat_timeout {
+                let reason = format!("no heartbeat for {:?}", act.heartbeat_timeout);
+                act.lose(reason, ctx);
+            }
+        });
+        let identity = self.hello.identity.clone();
+        self.scheduler
+            .send(AddWorker {
+                name: identity.name,
+                resources: identity.resources,
+                addr: ctx.address().recipient(),
+                queue: identity.queue,
+                job: identity.job,
+            })
+            .into_actor(self)
+            .then(|id, act, ctx| {
+                match id {
+                    Ok(id) => act.id = Some(id),
+                    Err(_) => ctx.stop(),
+                }
+                fut::ready(())
+            })
+            .wait(ctx);
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        actix::Arbiter::current().stop();
+    }
+}
+
+impl Handler<RunTasks> for RemoteWorker {
+    type Result = ();
+
+    fn handle(&mut self, msg: RunTasks, ctx: &mut Context<Self>) {
+        if self.lost {
+            // Too late for this worker: hand the tasks straight back.
+            if let Some(id) = self.id {
+                self.scheduler.do_send(WorkerLost {
+                    worker: id,
+                    unfinished: msg.0,
+                    culprit: None,
+                    reason: "worker already lost".into(),
+                });
+            }
+            return;
+        }
+        self.send(&pack(&msg.0));
+        for e in msg.0 {
+            self.in_flight.insert((e.run, e.task), e);
+        }
+        let _ = ctx;
+    }
+}
+
+impl Handler<FromConn> for RemoteWorker {
+    type Result = ();
+
+    fn handle(&mut self, msg: FromConn, _ctx: &mut Context<Self>) {
+        self.last_seen = Instant::now();
+        match msg.0 {
+            FromWorker::Done(outcomes) => {
+                let mut done = Vec::with_capacity(outcomes.len());
+                for o in outcomes {
+                    // Only tasks this worker still holds count: never a duplicate.
+                    if self.in_flight.remove(&(o.run, o.task)).is_some() {
+                        if self.running == Some((o.run, o.task)) {
+                            self.running = None;
+                        }
+                        done.push(outcome_from_wire(o));
+                    }
+                }
+                if let (Some(id), false) = (self.id, done.is_empty()) {
+                    self.scheduler.do_send(TasksDone {
+                        worker: id,
+                        outcomes: done,
+                    });
+                }
+            }
+            FromWorker::Running { run, task } => self.running = Some((run, task)),
+            FromWorker::Heartbeat => {}
+        }
+    }
+}
+
+impl Handler<ConnClosed> for RemoteWorker {
+    type Result = ();
+
+    fn handle(&mut self, msg: ConnClosed, ctx: &mut Context<Self>) {
+        self.lose(msg.0, ctx);
+    }
+}
+
+impl Handler<ShutdownWorker> for RemoteWorker {
+    type Result = ();
+
+    fn handle(&mut self, _msg: ShutdownWorker, _ctx: &mut Context<Self>) {
+        self.send(&ToWorker::Shutdown);
+    }
+}

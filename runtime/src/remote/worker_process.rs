@@ -1,0 +1,223 @@
+//! Worker mode of the application's own binary.
+//!
+//! `main` calls [`run_if_worker`] first. Started by the runtime (or by a batch
+//! system, or by hand) with `GRIDPIPE_WORKER_CONNECT` set, the process becomes a
+//! worker and never returns into the application's code; otherwise the call returns
+//! at once. Every estimator type linked into the binary is known to its workers.
+//!
+//! Environment of a worker: `GRIDPIPE_WORKER_CONNECT` (scheduler address),
+//! `GRIDPIPE_SECRET_FILE` (a mode-0600 file) or `GRIDPIPE_SECRET`, and optionally
+//! `GRIDPIPE_WORKER_NAME`, `GRIDPIPE_WORKER_RESOURCES` (`gpu=1,io_big=1`),
+//! `GRIDPIPE_WORKER_QUEUE`, `GRIDPIPE_WORKER_JOB` (or Grid Engine's `JOB_ID`) and
+//! `GRIDPIPE_HEARTBEAT_TIMEOUT_MS` (default 10000).
+
+use super::protocol::{outcome_to_wire, unpack, FromWorker, ToWorker};
+use crate::actors::messages::TaskEnvelope;
+use crate::actors::worker::execute;
+use crate::resources::Resources;
+use crate::wire::auth::{build_identity, Secret};
+use crate::wire::frame::{read_msg, write_msg, DEFAULT_MAX_FRAME};
+use crate::wire::handshake::{worker_side, WorkerIdentity};
+use std::time::{Duration, Instant};
+
+/// Set to the scheduler's address to start a process in worker mode.
+pub const CONNECT_ENV: &str = "GRIDPIPE_WORKER_CONNECT";
+
+/// Becomes a worker when started as one (see the module docs); returns otherwise.
+/// Call it first in `main`, before logging set-up, a dashboard or binding a port.
+pub fn run_if_worker() {
+    let Ok(addr) = std::env::var(CONNECT_ENV) else {
+        return;
+    };
+    let code = match worker_main(&addr) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("gridpipe worker: {e}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+/// Parses `gpu=1,io_big=1`.
+pub fn parse_resources(text: &str) -> Result<Resources, String> {
+    let mut r = Resources::none();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = part
+            .split_once('=')
+            .ok_or_else(|| format!("resource {part:?} is not name=amount"))?;
+        let v: u32 = v
+            .trim()
+            .parse()
+            .map_err(|_| format!("resource {part:?}: amount is not a whole number"))?;
+        r = r.with(k.trim(), v);
+    }
+    Ok(r)
+}
+
+fn identity() -> Result<WorkerIdentity, String> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    Ok(WorkerIdentity {
+        name: var("GRIDPIPE_WORKER_NAME")
+            .unwrap_or_else(|| format!("worker-{}", std::process::id())),
+        resources: parse_resources(&var("GRIDPIPE_WORKER_RESOURCES").unwrap_or_default())?,
+        queue: var("GRIDPIPE_WORKER_QUEUE"),
+        job: var("GRIDPIPE_WORKER_JOB").or_else(|| var("JOB_ID")),
+    })
+}
+
+fn worker_main(addr: &str) -> Result<(), String> {
+    let secret = Secret::from_env()?;
+    let me = identity()?;
+    let timeout = std::env::var("GRIDPIPE_HEARTBEAT_TIMEOUT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::from_secs(10), Duration::from_millis);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(serve(addr.to_string(), secret, me, timeout))
+}
+
+async fn connect(addr: &str) -> Result<tokio::net::TcpStream, String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                return Ok(s);
+            }
+            Err(e) if Instant::now() > deadline => {
+                return Err(format!("cannot reach the scheduler at {addr}: {e}"))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+async fn serve(
+    addr: String,
+    secret: Secret,
+    me: WorkerIdentity,
+    timeout: Duration,
+) -> Result<(), String> {
+    let mut stream = connect(&addr).await?;
+    tokio::time::timeout(
+        timeout,
+        worker_side(&mut stream, &secret, build_identity(), me),
+    )
+    .await
+    .map_err(|_| "the scheduler did not finish the handshake".to_string())?
+    .map_err(|e| e.to_string())?;
+    let (mut rd, mut wr) = stream.into_split();
+    let (task_tx, task_rx) = std::sync::mpsc::channel::<Vec<TaskEnvelope>>();
+    let (out_tx, mut out_rx) = tokio::sync::mpsc::unbounded_channel::<FromWorker>();
+    // Estimator work runs on its own thread, never on the connection's event loop.
+    let exec_tx = out_tx.clone();
+    std::thread::Builder::new()
+        .name("gridpipe-executor".into())
+        .spawn(move || executor(task_rx, exec_tx))
+        .map_err(|e| e.to_string())?;
+    let writer = tokio::spawn(async move {
+        let mut beat = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            let msg = tokio::select! {
+                m = out_rx.recv() => match m { Some(m) => m, None => break },
+                _ = beat.tick() => FromWorker::Heartbeat,
+            };
+            if write_msg(&mut wr, &msg).await.is_err() {
+                break;
+            }
+        }
+    });
+    let result = loop {
+        // Anything from the scheduler, heartbeats included, proves it alive.
+        let msg = match tokio::time::timeout(
+            timeout,
+            read_msg::<_, ToWorker>(&mut rd, DEFAULT_MAX_FRAME),
+        )
+        .await
+        {
+            Err(_) => {
+                break Err(format!(
+                    "no word from the scheduler for {timeout:?}: exiting"
+                ))
+            }
+            // The scheduler closing the connection is the normal end of a worker.
+            Ok(Err(crate::wire::WireError::Closed)) => break Ok(()),
+            Ok(Err(e)) => break Err(format!("scheduler connection lost: {e}")),
+            Ok(Ok(m)) => m,
+        };
+        match msg {
+            ToWorker::Run { stages, tasks } => match unpack(&stages, tasks) {
+                Ok(envs) => {
+                    if task_tx.send(envs).is_err() {
+                        break Err("executor stopped".into());
+                    }
+                }
+                Err(e) => break Err(format!("bad task message: {e}")),
+            },
+            ToWorker::Heartbeat => {}
+            ToWorker::Shutdown => break Ok(()),
+        }
+    };
+    drop(task_tx);
+    writer.abort();
+    result
+}
+
+fn executor(
+    tasks: std::sync::mpsc::Receiver<Vec<TaskEnvelope>>,
+    out: tokio::sync::mpsc::UnboundedSender<FromWorker>,
+) {
+    let mut avg_s = 0.0f64;
+    for batch in tasks {
+        let total = batch.len();
+        let mut done = Vec::new();
+        let mut last_flush = Instant::now();
+        for (i, env) in batch.into_iter().enumerate() {
+            // Slow tasks are announced, so a task that kills its worker is known.
+            if avg_s > 1e-3 {
+                let _ = out.send(FromWorker::Running {
+                    run: env.run,
+                    task: env.task,
+                });
+            }
+            let o = execute(env);
+            let took = o.finished.duration_since(o.started).as_secs_f64();
+            avg_s = 0.8 * avg_s + 0.2 * took;
+            done.push(outcome_to_wire(o));
+            if i + 1 == total
+                || done.len() >= 512
+                || last_flush.elapsed() >= Duration::from_millis(1)
+            {
+                if out
+                    .send(FromWorker::Done(std::mem::take(&mut done)))
+                    .is_err()
+                {
+                    return;
+                }
+                last_flush = Instant::now();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resources_parse_with_clear_errors() {
+        assert_eq!(
+            parse_resources("gpu=1, io_big=2").unwrap(),
+            Resources::one("gpu", 1).with("io_big", 2)
+        );
+        assert!(parse_resources("").unwrap().is_empty());
+        assert!(parse_resources("gpu").unwrap_err().contains("name=amount"));
+        assert!(parse_resources("gpu=x")
+            .unwrap_err()
+            .contains("whole number"));
+    }
+}

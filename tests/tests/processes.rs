@@ -1,0 +1,189 @@
+//! Worker processes: the same results as in-process, models that travel, lost
+//! workers, and workers that end with their scheduler.
+
+use gridpipe_estimators::{Affine, FunctionTransformer, Pipeline, StandardScaler};
+use gridpipe_runtime::actors::scheduler::LiveWorkers;
+use gridpipe_runtime::wire::auth::{build_identity_of, Secret, SECRET_ENV};
+use gridpipe_runtime::wire::handshake::scheduler_side;
+use gridpipe_runtime::{Bag, Partitioning, Runtime, RuntimeConfig, TaskOp, DATA};
+use gridpipe_tests::*;
+use ndarray::{Array2, ArrayD};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const WORKER: &str = env!("CARGO_BIN_EXE_gridpipe-test-worker");
+
+fn processes(n: usize) -> Runtime {
+    Runtime::start(RuntimeConfig::processes(n).worker_program(WORKER)).unwrap()
+}
+
+fn data(n: usize, d: usize) -> Bag {
+    let x = Array2::from_shape_fn((n, d), |(i, j)| ((i * 31 + j * 17) % 101) as f64 - 50.0);
+    let keys = (0..n).map(|i| i.to_string()).collect();
+    Bag::from_rows(keys, x.into_dyn(), Partitioning::NPartitions(12)).unwrap()
+}
+
+fn pipeline() -> Pipeline {
+    Pipeline::new()
+        .add(
+            "affine",
+            FunctionTransformer::new(Affine {
+                scale: 2.0,
+                offset: 1.0,
+            }),
+        )
+        .add("scaler", StandardScaler::new())
+        .add("dummy", DummyWithFit::default())
+}
+
+#[test]
+fn processes_give_bitwise_the_same_results_as_threads() {
+    let local = Runtime::in_process(2).unwrap();
+    let remote = processes(2);
+    let a = pipeline().fit_transform(&local, data(3000, 4)).unwrap();
+    let mut p = pipeline();
+    let b = p.fit_transform(&remote, data(3000, 4)).unwrap();
+    let (ya, yb): (ArrayD<f64>, ArrayD<f64>) =
+        (a.bag.stack(DATA).unwrap(), b.bag.stack(DATA).unwrap());
+    assert!(ya
+        .iter()
+        .zip(yb.iter())
+        .all(|(x, y)| x.to_bits() == y.to_bits()));
+    // Models fitted in a worker process are applied by others and by this process.
+    assert_eq!(b.report.fits(), 2);
+    let fit_worker = b.report.workers_of("dummy", TaskOp::Fit)[0].name.clone();
+    let appliers: Vec<String> = b
+        .report
+        .workers_of("dummy", TaskOp::Transform)
+        .iter()
+        .map(|w| w.name.clone())
+        .collect();
+    assert!(
+        appliers.iter().any(|w| *w != fit_worker),
+        "fitted in {fit_worker}, applied in {appliers:?}"
+    );
+    let again = p.transform(&local, data(3000, 4)).unwrap();
+    assert_eq!(again.bag.stack(DATA).unwrap(), yb);
+}
+
+#[test]
+fn a_worker_killed_mid_run_loses_nothing_ten_times_over() {
+    let reference = Pipeline::new()
+        .add("slow", Sleepy { ms: 0 })
+        .add("scaler", StandardScaler::new())
+        .fit_transform(&Runtime::in_process(1).unwrap(), data(2400, 3))
+        .unwrap()
+        .bag
+        .stack(DATA)
+        .unwrap();
+    for round in 0..10 {
+        let rt = processes(3);
+        let victim = rt.worker_pids()[round % 3];
+        let killer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(60 + (round as u64 % 4) * 20));
+            kill9(victim);
+            Instant::now()
+        });
+        let out = Pipeline::new()
+            .add("slow", Sleepy { ms: 50 })
+            .add("scaler", StandardScaler::new())
+            .fit_transform(&rt, data(2400, 3))
+            .unwrap();
+        let finished = Instant::now();
+        let killed = killer.join().unwrap();
+        assert!(
+            killed < finished,
+            "round {round}: the kill came during the run"
+        );
+        let mut live = 3;
+        for _ in 0..100 {
+            live = futures::executor::block_on(rt.scheduler().send(LiveWorkers)).unwrap();
+            if live == 2 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(live, 2, "round {round}: the killed worker was noticed");
+        let y = out.bag.stack(DATA).unwrap();
+        assert_eq!(
+            y, reference,
+            "round {round}: same results after losing a worker"
+        );
+        assert_eq!(out.report.failed.len(), 0);
+        // Every partition's result came exactly once.
+        assert_eq!(
+            out.report
+                .tasks
+                .iter()
+                .filter(|t| out.report.label(t).op == TaskOp::Transform)
+                .count(),
+            24
+        );
+    }
+}
+
+fn spawn_worker(addr: &str, secret: &Secret, extra: &[(&str, &str)]) -> std::process::Child {
+    let mut c = std::process::Command::new(WORKER);
+    c.env("GRIDPIPE_WORKER_CONNECT", addr)
+        .env(SECRET_ENV, secret.to_hex());
+    for (k, v) in extra {
+        c.env(k, v);
+    }
+    c.spawn().unwrap()
+}
+
+fn wait_exit(
+    child: &mut std::process::Child,
+    within: Duration,
+) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+#[test]
+fn a_worker_exits_when_its_scheduler_goes_away_or_falls_silent() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let secret = Secret::generate();
+    let build = build_identity_of(Path::new(WORKER)).unwrap();
+    // 1. The scheduler closes the connection: the worker ends at once.
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let mut child = spawn_worker(&addr, &secret, &[]);
+    rt.block_on(async {
+        let (mut s, _) = listener.accept().await.unwrap();
+        scheduler_side(&mut s, &secret, &build, 0).await.unwrap();
+    });
+    assert!(
+        wait_exit(&mut child, Duration::from_secs(5)).is_some(),
+        "worker outlived its scheduler"
+    );
+    // 2. The scheduler stays connected but silent: the heartbeat timeout ends it.
+    let mut child = spawn_worker(&addr, &secret, &[("GRIDPIPE_HEARTBEAT_TIMEOUT_MS", "500")]);
+    let _held = rt.block_on(async {
+        let (mut s, _) = listener.accept().await.unwrap();
+        scheduler_side(&mut s, &secret, &build, 1).await.unwrap();
+        s
+    });
+    let status = wait_exit(&mut child, Duration::from_secs(5)).expect("silent scheduler detected");
+    assert!(!status.success(), "a lost scheduler is an error exit");
+    // 3. A wrong secret: the worker refuses and ends.
+    let mut child = spawn_worker(&addr, &Secret::generate(), &[]);
+    rt.block_on(async {
+        let (mut s, _) = listener.accept().await.unwrap();
+        assert!(scheduler_side(&mut s, &secret, &build, 2).await.is_err());
+    });
+    assert!(!wait_exit(&mut child, Duration::from_secs(5))
+        .expect("ends")
+        .success());
+}

@@ -322,5 +322,35 @@ pub fn link_estimators() {
         std::any::type_name::<gridpipe_estimators::StandardScaler>(),
         gridpipe_estimators::StandardScaler::new(),
         Sleepy { ms: 0 },
+        KillsWorkerOn {
+            poison: String::new(),
+        },
     ));
+}
+
+/// Stateless `x + 1`, except that the process aborts when a batch holds the key
+/// `poison` (a task that kills its worker).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KillsWorkerOn {
+    /// The deadly key.
+    pub poison: String,
+}
+
+#[typetag::serde]
+impl Estimator for KillsWorkerOn {
+    fn requires_fit(&self) -> bool {
+        false
+    }
+    fn transform(&self, x: ArrayViewD<'_, f64>, e: &Extra) -> Result<Transformed, EstimatorError> {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        if let Some(gridpipe_runtime::Column::Values(keys)) = e.get("key") {
+            if keys
+                .iter()
+                .any(|k| k.as_str() == Some(self.poison.as_str()))
+            {
+                std::process::abort();
+            }
+        }
+        Ok(x.mapv(|v| v + 1.0).into())
+    }
 }

@@ -187,3 +187,62 @@ fn a_worker_exits_when_its_scheduler_goes_away_or_falls_silent() {
         .expect("ends")
         .success());
 }
+
+#[test]
+fn a_task_that_kills_its_workers_is_quarantined_and_the_run_finishes() {
+    let rt = processes(4);
+    let bag = Bag::from_samples(samples(40, &[2], 0.0), Partitioning::NPartitions(10)).unwrap();
+    let out = Pipeline::new()
+        .step(
+            gridpipe_runtime::Step::new(
+                "fragile",
+                KillsWorkerOn {
+                    poison: "13".into(),
+                },
+            )
+            .transform_extra("key", "key"),
+        )
+        .transform(&rt, bag)
+        .unwrap();
+    let failed = out.bag.failed();
+    // The poison sample's partition (keys 12..15) is quarantined, with its keys.
+    let keys: Vec<&str> = failed.iter().map(|f| f.key.as_str()).collect();
+    assert_eq!(keys, vec!["12", "13", "14", "15"]);
+    assert!(
+        failed[0].reason.contains("killed its worker 3 times"),
+        "{}",
+        failed[0].reason
+    );
+    assert_eq!(out.bag.samples().len(), 36, "the rest of the run finished");
+    assert!(out
+        .bag
+        .samples()
+        .iter()
+        .all(|s| s.data.iter().all(|&v| v == 1.0)));
+}
+
+#[test]
+fn the_scheduler_keeps_serving_after_garbage_and_strangers() {
+    use std::io::Write;
+    let rt = processes(1);
+    let addr = rt.address().unwrap().to_string();
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    drop(s);
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.write_all(&u32::MAX.to_le_bytes()).unwrap();
+    drop(s);
+    let mut stranger = spawn_worker(&addr, &Secret::generate(), &[]);
+    assert!(!wait_exit(&mut stranger, Duration::from_secs(5))
+        .expect("refused")
+        .success());
+    let out = Pipeline::new()
+        .add("plus1", AddOffset(1.0))
+        .transform(
+            &rt,
+            Bag::from_samples(samples(10, &[2], 0.0), Partitioning::NPartitions(2)).unwrap(),
+        )
+        .unwrap();
+    assert!(out.bag.stack(DATA).unwrap().iter().all(|&v| v == 1.0));
+    assert_eq!(out.report.workers.len(), 1, "no stranger was admitted");
+}

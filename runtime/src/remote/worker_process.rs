@@ -177,8 +177,9 @@ fn executor(
         let mut done = Vec::new();
         let mut last_flush = Instant::now();
         for (i, env) in batch.into_iter().enumerate() {
-            // Slow tasks are announced, so a task that kills its worker is known.
-            if avg_s > 1e-3 {
+            // Slow tasks (and those of small batches, which are slow ones or few) are
+            // announced, so a task that kills its worker is known by the scheduler.
+            if avg_s > 1e-3 || total <= 16 {
                 let _ = out.send(FromWorker::Running {
                     run: env.run,
                     task: env.task,

@@ -75,6 +75,9 @@ pub struct ChainOutput {
     pub batch: Batch,
     /// Samples that failed in this chain (not before it).
     pub new_failures: usize,
+    /// The output stayed on the worker; `batch` is empty.
+    #[serde(default)]
+    pub held: bool,
     /// Per checkpointed step of the chain (by name): samples computed and taken
     /// from valid files.
     pub checkpoints: Vec<(String, OpStats)>,
@@ -321,6 +324,7 @@ pub fn run_chain(input: Arc<Batch>, stage: &StageExec) -> ChainOutput {
     }
     let contribution = stage.feeds.as_ref().map(|f| contribute(&mut batch, f));
     ChainOutput {
+        held: false,
         new_failures: batch.failures().len().saturating_sub(failed_before),
         batch,
         contribution,

@@ -147,6 +147,7 @@ impl Runtime {
                                 addr: addr.recipient(),
                                 queue: None,
                                 job: None,
+                                remote: false,
                             })
                             .await;
                     }

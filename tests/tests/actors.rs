@@ -87,6 +87,7 @@ async fn scheduler_counts_backlog_exactly_and_fills_windows() {
             addr: worker.recipient(),
             queue: None,
             job: None,
+            remote: false,
         })
         .await
         .unwrap();
@@ -153,6 +154,7 @@ async fn a_gpu_tagged_fit_waits_for_a_gpu_worker_and_runs_only_there() {
             addr: cpu.recipient(),
             queue: None,
             job: None,
+            remote: false,
         })
         .await
         .unwrap();
@@ -206,6 +208,7 @@ async fn a_gpu_tagged_fit_waits_for_a_gpu_worker_and_runs_only_there() {
             addr: gpu.recipient(),
             queue: None,
             job: None,
+            remote: false,
         })
         .await
         .unwrap();
@@ -281,8 +284,11 @@ async fn worker_actor_runs_batches_off_the_event_loop_and_reports_in_groups() {
             },
             resources: Resources::none(),
             payload: TaskPayload::Chain {
-                input: Arc::new(Batch::from_samples(samples(2, &[1], p as f64)).unwrap()),
+                input: ChainInput::Here(Arc::new(
+                    Batch::from_samples(samples(2, &[1], p as f64)).unwrap(),
+                )),
                 stage: stage.clone(),
+                hold: false,
             },
         })
         .collect();

@@ -68,6 +68,9 @@ impl Handler<Contribute> for EstimatorActor {
     type Result = ();
 
     fn handle(&mut self, msg: Contribute, _ctx: &mut Context<Self>) {
+        if self.missing == usize::MAX {
+            return; // the fit already has every input
+        }
         for (p, c) in msg.parts {
             let slot = &mut self.slots[p as usize];
             if slot.is_none() {

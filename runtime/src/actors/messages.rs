@@ -33,10 +33,12 @@ pub enum TaskKind {
 pub enum TaskPayload {
     /// Run a stage's chain on one partition.
     Chain {
-        /// The partition's data.
-        input: Arc<Batch>,
+        /// The partition's data (or a note that the worker holds it).
+        input: ChainInput,
         /// The stage's steps and models.
         stage: Arc<StageExec>,
+        /// Keep the output on the worker (only a summary comes back).
+        hold: bool,
     },
     /// Fit a step from every partition's contribution.
     Fit {
@@ -49,6 +51,15 @@ pub enum TaskPayload {
         /// Contributions in partition order.
         parts: Vec<Contribution>,
     },
+}
+
+/// Where a chain task's input is.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub enum ChainInput {
+    /// Sent with the task.
+    Here(Arc<Batch>),
+    /// Already on the worker, from the partition's previous stage.
+    Held,
 }
 
 /// One task handed to a worker.

@@ -75,8 +75,18 @@ pub struct PartitionSlot {
     index: u32,
     state: PartitionState,
     data: Option<Arc<Batch>>,
+    held_by: Option<u32>,
     owner: Option<u32>,
     stages_done: u16,
+}
+
+/// Where a dispatched stage finds its input.
+#[derive(Debug)]
+pub enum SlotInput {
+    /// The data, handed over with the task.
+    Here(Arc<Batch>),
+    /// The worker running the task already holds it.
+    Held,
 }
 
 impl PartitionSlot {
@@ -86,6 +96,7 @@ impl PartitionSlot {
             index,
             state: PartitionState::Ready { stage: 0 },
             data: Some(input),
+            held_by: None,
             owner: None,
             stages_done: 0,
         }
@@ -127,6 +138,50 @@ impl PartitionSlot {
         }
     }
 
+    /// The worker holding the partition's current data, when it stayed there.
+    pub fn held_by(&self) -> Option<u32> {
+        self.held_by
+    }
+
+    /// Hands the ready stage to `worker`; returns the stage and where its input is.
+    /// A partition held by a worker runs only there.
+    pub fn dispatch_to(&mut self, worker: u32) -> Result<(u16, SlotInput), ProtocolError> {
+        match (self.state, self.held_by) {
+            (PartitionState::Ready { stage }, Some(w)) if w == worker => {
+                self.state = PartitionState::Running { stage, worker };
+                Ok((stage, SlotInput::Held))
+            }
+            (PartitionState::Ready { .. }, Some(_)) => {
+                Err(self.violation("dispatch away from its holder"))
+            }
+            _ => self.dispatch(worker).map(|(s, d)| (s, SlotInput::Here(d))),
+        }
+    }
+
+    /// The worker holding the partition is gone: start again from `source` at the
+    /// first stage (its lineage). Not for a running partition (see `requeue`).
+    pub fn rebuild(&mut self, source: Arc<Batch>) -> Result<(), ProtocolError> {
+        match self.state {
+            PartitionState::Ready { .. } | PartitionState::WaitingForFit { .. } => {
+                self.state = PartitionState::Ready { stage: 0 };
+                self.data = Some(source);
+                self.held_by = None;
+                self.stages_done = 0;
+                Ok(())
+            }
+            _ => Err(self.violation("rebuild")),
+        }
+    }
+
+    /// Records that the stage's output stays on `worker` (not sent back).
+    pub fn complete_held(&mut self, worker: u32, next: Next) -> Result<(), ProtocolError> {
+        self.complete(worker, None, next)?;
+        if next != Next::Done {
+            self.held_by = Some(worker);
+        }
+        Ok(())
+    }
+
     /// Hands the ready stage to `worker`; returns the stage and the input data.
     pub fn dispatch(&mut self, worker: u32) -> Result<(u16, Arc<Batch>), ProtocolError> {
         match self.state {
@@ -157,6 +212,7 @@ impl PartitionSlot {
                 self.stages_done = stage + 1;
                 self.owner = Some(worker);
                 self.data = output;
+                self.held_by = None;
                 self.state = match next {
                     Next::Ready => PartitionState::Ready { stage: stage + 1 },
                     Next::WaitForFit => PartitionState::WaitingForFit { stage: stage + 1 },
@@ -185,6 +241,7 @@ impl PartitionSlot {
         match self.state {
             PartitionState::Running { stage, worker: w } if w == worker => {
                 self.data = Some(rebuilt);
+                self.held_by = None;
                 self.state = PartitionState::Ready { stage };
                 Ok(stage)
             }
@@ -239,6 +296,26 @@ mod tests {
         let err = s.complete(1, None, Next::Done).unwrap_err();
         assert_eq!(err.event, "complete", "only the running worker completes");
         assert!(err.to_string().contains("partition 3"));
+    }
+
+    #[test]
+    fn held_data_runs_only_on_its_holder_and_rebuilds_from_the_source() {
+        let mut s = slot();
+        s.dispatch_to(1).unwrap();
+        s.complete_held(1, Next::Ready).unwrap();
+        assert_eq!(s.held_by(), Some(1));
+        assert!(s.dispatch_to(0).is_err(), "held data runs where it is");
+        assert!(matches!(s.dispatch_to(1).unwrap(), (1, SlotInput::Held)));
+        s.complete_held(1, Next::WaitForFit).unwrap();
+        // Its holder is lost: back to the first stage with the source.
+        s.rebuild(Arc::new(Batch::empty())).unwrap();
+        assert_eq!(s.state(), PartitionState::Ready { stage: 0 });
+        assert_eq!(s.held_by(), None);
+        assert!(matches!(s.dispatch_to(0).unwrap(), (0, SlotInput::Here(_))));
+        assert!(
+            s.rebuild(Arc::new(Batch::empty())).is_err(),
+            "not while running"
+        );
     }
 
     #[test]

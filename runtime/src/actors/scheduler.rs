@@ -8,7 +8,7 @@
 
 use super::estimator_actor::EstimatorActor;
 use super::messages::*;
-use super::partition::{Next, PartitionSlot};
+use super::partition::{Next, PartitionSlot, SlotInput};
 use crate::bag::Bag;
 use crate::bag::FailedSample;
 use crate::batch::Batch;
@@ -40,6 +40,10 @@ struct WorkerSlot {
     free: Resources,
     in_flight: usize,
     alive: bool,
+    /// A worker process (its outputs can stay where they are), not a thread.
+    remote: bool,
+    /// Ready tasks whose input this worker holds: they run only here.
+    pinned: VecDeque<(Resources, TaskRef)>,
 }
 
 struct RunState {
@@ -53,6 +57,11 @@ struct RunState {
     estimators: Vec<Addr<EstimatorActor>>,
     fit_inputs: Vec<Option<Vec<Contribution>>>,
     fit_done: Vec<bool>,
+    /// Whether a fit's inputs were all gathered (later contributions are dropped).
+    fit_started: Vec<bool>,
+    /// The input partitions, kept while worker processes may hold partitions, to
+    /// rebuild those of a lost worker (their lineage starts here).
+    sources: Vec<Option<Arc<Batch>>>,
     waiting: Vec<Vec<u32>>,
     partitions_left: usize,
     fits_left: usize,
@@ -296,8 +305,13 @@ impl Scheduler {
         let span = tracing::info_span!("run", id = %id, partitions = bag.npartitions());
         let npart = bag.npartitions();
         let samples = bag.len();
-        let parts: Vec<PartitionSlot> = bag
-            .into_arcs()
+        let keep_sources = self.workers.iter().any(|w| w.remote) || !self.cluster_offers.is_empty();
+        let arcs = bag.into_arcs();
+        let sources: Vec<Option<Arc<Batch>>> = arcs
+            .iter()
+            .map(|b| keep_sources.then(|| b.clone()))
+            .collect();
+        let parts: Vec<PartitionSlot> = arcs
             .into_iter()
             .enumerate()
             .map(|(i, b)| PartitionSlot::new(i as u32, b))
@@ -329,6 +343,8 @@ impl Scheduler {
             estimators,
             fit_inputs: vec![None; nfits],
             fit_done: vec![false; nfits],
+            fit_started: vec![false; nfits],
+            sources,
             waiting: vec![Vec::new(); nstages],
             partitions_left: npart,
             fits_left: nfits,
@@ -366,9 +382,11 @@ impl Scheduler {
         Ok(run)
     }
 
-    /// Hands ready tasks to workers with room, in batches.
+    /// Hands ready tasks to workers with room, in batches: first the tasks whose
+    /// input the worker already holds, then the shared queues.
     fn dispatch(&mut self) {
-        let total_ready: usize = self.ready.values().map(|q| q.len()).sum();
+        let pinned: usize = self.workers.iter().map(|w| w.pinned.len()).sum();
+        let total_ready: usize = self.ready.values().map(|q| q.len()).sum::<usize>() + pinned;
         if total_ready == 0 || self.workers.is_empty() {
             return;
         }
@@ -381,32 +399,39 @@ impl Scheduler {
             if room == 0 || !worker.alive {
                 continue;
             }
-            let take = room.min(share);
+            let take = room.min(share.max(worker.pinned.len().min(room)));
             let mut batch = Vec::with_capacity(take);
+            while batch.len() < take {
+                let Some((shape, _)) = worker.pinned.front() else {
+                    break;
+                };
+                if !worker.free.covers(shape) {
+                    break;
+                }
+                let (shape, t) = worker.pinned.pop_front().expect("non-empty");
+                Self::hand_over(
+                    &mut self.runs,
+                    &mut self.in_flight,
+                    worker,
+                    &shape,
+                    t,
+                    &mut batch,
+                    &mut lost,
+                );
+            }
             // Shapes that need special resources first, so scarce workers serve them.
             for (shape, q) in self.ready.iter_mut().rev() {
                 while batch.len() < take && !q.is_empty() && worker.free.covers(shape) {
                     let t = q.pop_front().expect("non-empty");
-                    let Some(run) = self.runs.get_mut(&t.run) else {
-                        continue;
-                    };
-                    let Some(payload) = Self::payload(run, t.task, worker.info.id) else {
-                        // A ready task whose inputs are missing is a scheduler bug: fail
-                        // the run loudly rather than lose the task.
-                        tracing::error!(run = t.run, task = ?t.task, "ready task without its inputs");
-                        lost.push(t.run);
-                        continue;
-                    };
-                    worker.free.take(shape);
-                    worker.in_flight += 1;
-                    *self.in_flight.entry(shape.clone()).or_insert(0) += 1;
-                    batch.push(TaskEnvelope {
-                        ready_s: t.ready_s,
-                        run: t.run,
-                        task: t.task,
-                        resources: shape.clone(),
-                        payload,
-                    });
+                    Self::hand_over(
+                        &mut self.runs,
+                        &mut self.in_flight,
+                        worker,
+                        shape,
+                        t,
+                        &mut batch,
+                        &mut lost,
+                    );
                 }
             }
             if !batch.is_empty() {
@@ -422,13 +447,60 @@ impl Scheduler {
         }
     }
 
-    fn payload(run: &mut RunState, task: TaskKind, worker: u32) -> Option<TaskPayload> {
+    /// Moves one ready task into `batch` for `worker`, accounting for it.
+    fn hand_over(
+        runs: &mut HashMap<u32, RunState>,
+        in_flight: &mut BTreeMap<Resources, usize>,
+        worker: &mut WorkerSlot,
+        shape: &Resources,
+        t: TaskRef,
+        batch: &mut Vec<TaskEnvelope>,
+        lost: &mut Vec<u32>,
+    ) {
+        let Some(run) = runs.get_mut(&t.run) else {
+            return;
+        };
+        let Some(payload) = Self::payload(run, t.task, worker) else {
+            // A ready task whose inputs are missing is a scheduler bug: fail the run
+            // loudly rather than lose the task.
+            tracing::error!(run = t.run, task = ?t.task, "ready task without its inputs");
+            lost.push(t.run);
+            return;
+        };
+        worker.free.take(shape);
+        worker.in_flight += 1;
+        *in_flight.entry(shape.clone()).or_insert(0) += 1;
+        batch.push(TaskEnvelope {
+            ready_s: t.ready_s,
+            run: t.run,
+            task: t.task,
+            resources: shape.clone(),
+            payload,
+        });
+    }
+
+    fn payload(run: &mut RunState, task: TaskKind, worker: &WorkerSlot) -> Option<TaskPayload> {
         match task {
             TaskKind::Chain { partition, .. } => {
-                let (stage, input) = run.parts[partition as usize].dispatch(worker).ok()?;
+                let p = partition as usize;
+                let (stage, input) = run.parts[p].dispatch_to(worker.info.id).ok()?;
+                let s = stage as usize;
+                // A worker process keeps the output when it can run the next stage
+                // too and the partition can be rebuilt if the worker is lost.
+                let hold = worker.remote
+                    && run.sources[p].is_some()
+                    && run
+                        .plan
+                        .stages
+                        .get(s + 1)
+                        .is_some_and(|next| worker.info.resources.covers(&next.resources));
                 Some(TaskPayload::Chain {
-                    input,
-                    stage: run.stage_exec[stage as usize].clone()?,
+                    input: match input {
+                        SlotInput::Here(b) => ChainInput::Here(b),
+                        SlotInput::Held => ChainInput::Held,
+                    },
+                    stage: run.stage_exec[s].clone()?,
+                    hold,
                 })
             }
             TaskKind::Fit { fit } => {
@@ -441,6 +513,28 @@ impl Scheduler {
                     parts,
                 })
             }
+        }
+    }
+
+    /// Queues a partition's ready stage: with its holder when a worker holds its data.
+    fn enqueue_chain(&mut self, run_id: u32, partition: u32, stage: usize, ready_s: f64) {
+        let Some(run) = self.runs.get(&run_id) else {
+            return;
+        };
+        let shape = run.plan.stages[stage].resources.clone();
+        let t = TaskRef {
+            run: run_id,
+            task: TaskKind::Chain {
+                stage: stage as u16,
+                partition,
+            },
+            ready_s,
+        };
+        match run.parts[partition as usize].held_by() {
+            Some(w) if self.workers.get(w as usize).is_some_and(|w| w.alive) => {
+                self.workers[w as usize].pinned.push_back((shape, t));
+            }
+            _ => self.push_ready(&shape, t),
         }
     }
 
@@ -495,8 +589,13 @@ impl Scheduler {
                         contributions.push((o.run, fit, partition, c));
                     }
                     let keep = next != Next::Done || run.plan.collect;
-                    let output = keep.then(|| Arc::new(out.batch));
-                    if let Err(e) = run.parts[partition as usize].complete(worker, output, next) {
+                    let completed = if out.held {
+                        run.parts[partition as usize].complete_held(worker, next)
+                    } else {
+                        let output = keep.then(|| Arc::new(out.batch));
+                        run.parts[partition as usize].complete(worker, output, next)
+                    };
+                    if let Err(e) = completed {
                         tracing::error!(%e, "partition protocol violation");
                         continue;
                     }
@@ -513,18 +612,7 @@ impl Scheduler {
                     match next {
                         Next::Done => run.partitions_left -= 1,
                         Next::WaitForFit => run.waiting[next_stage].push(partition),
-                        Next::Ready => {
-                            let shape = run.plan.stages[next_stage].resources.clone();
-                            let t = TaskRef {
-                                run: o.run,
-                                task: TaskKind::Chain {
-                                    stage: next_stage as u16,
-                                    partition,
-                                },
-                                ready_s: finished_s,
-                            };
-                            self.push_ready(&shape, t);
-                        }
+                        Next::Ready => self.enqueue_chain(o.run, partition, next_stage, finished_s),
                     }
                 }
                 (TaskKind::Fit { fit }, TaskResult::Fit(result)) => {
@@ -548,31 +636,20 @@ impl Scheduler {
                             run.estimators[f].do_send(Fitted(model));
                             run.fit_done[f] = true;
                             run.fits_left -= 1;
+                            if let Err(e) = run.build_ready_stages() {
+                                self.fail_run(o.run, e);
+                                continue;
+                            }
                             if let Some(s) =
                                 run.plan.stages.iter().position(|s| s.after_fit == Some(f))
                             {
-                                if let Err(e) = run.build_stage(s) {
-                                    self.fail_run(o.run, e);
-                                    continue;
-                                }
-                                let run = self.runs.get_mut(&o.run).expect("run present");
-                                let shape = run.plan.stages[s].resources.clone();
                                 let waiting = std::mem::take(&mut run.waiting[s]);
-                                let mut refs = Vec::with_capacity(waiting.len());
-                                for p in waiting {
-                                    if run.parts[p as usize].release().is_ok() {
-                                        refs.push(TaskRef {
-                                            run: o.run,
-                                            task: TaskKind::Chain {
-                                                stage: s as u16,
-                                                partition: p,
-                                            },
-                                            ready_s: finished_s,
-                                        });
-                                    }
-                                }
-                                for t in refs {
-                                    self.push_ready(&shape, t);
+                                let released: Vec<u32> = waiting
+                                    .into_iter()
+                                    .filter(|&p| run.parts[p as usize].release().is_ok())
+                                    .collect();
+                                for p in released {
+                                    self.enqueue_chain(o.run, p, s, finished_s);
                                 }
                             }
                         }
@@ -619,7 +696,9 @@ impl Scheduler {
     }
 
     fn send_contributions(&self, (run, fit): (u32, usize), parts: Vec<(u32, Contribution)>) {
-        if let Some(r) = self.runs.get(&run) {
+        // A partition rebuilt after a worker loss contributes again; a fit that has
+        // all its inputs already takes nothing more.
+        if let Some(r) = self.runs.get(&run).filter(|r| !r.fit_started[fit]) {
             r.estimators[fit].do_send(Contribute { parts });
         }
     }
@@ -724,6 +803,8 @@ pub struct AddWorker {
     pub queue: Option<String>,
     /// Its batch-system job id, if any.
     pub job: Option<String>,
+    /// Whether it is a worker process (whose outputs can stay where they are).
+    pub remote: bool,
 }
 
 impl Handler<AddWorker> for Scheduler {
@@ -744,6 +825,8 @@ impl Handler<AddWorker> for Scheduler {
             free: msg.resources,
             in_flight: 0,
             alive: true,
+            remote: msg.remote,
+            pinned: VecDeque::new(),
         });
         self.dispatch();
         id
@@ -768,92 +851,123 @@ impl Handler<WorkerLost> for Scheduler {
     type Result = ();
 
     fn handle(&mut self, msg: WorkerLost, _ctx: &mut Context<Self>) {
-        let limit = self.config.max_task_kills;
-        if let Some(w) = self.workers.get_mut(msg.worker as usize) {
-            w.alive = false;
-            tracing::warn!(worker = %w.info.name, reason = %msg.reason, requeued = msg.unfinished.len(), "worker lost: requeueing its tasks");
+        let w = msg.worker;
+        if let Some(slot) = self.workers.get_mut(w as usize) {
+            slot.alive = false;
+            slot.pinned.clear();
+            tracing::warn!(worker = %slot.info.name, reason = %msg.reason, requeued = msg.unfinished.len(), "worker lost: requeueing its tasks");
         }
         for env in msg.unfinished {
-            if let Some(w) = self.workers.get_mut(msg.worker as usize) {
-                w.in_flight = w.in_flight.saturating_sub(1);
-            }
-            if let Some(c) = self.in_flight.get_mut(&env.resources) {
-                *c = c.saturating_sub(1);
-            }
-            let key = (env.run, env.task);
-            let kills = if msg.culprit == Some(key) {
-                let k = self.kills.entry(key).or_insert(0);
-                *k += 1;
-                *k
-            } else {
-                0
-            };
-            let Some(run) = self.runs.get_mut(&env.run) else {
-                continue;
-            };
-            match (env.task, env.payload) {
-                (TaskKind::Chain { partition, .. }, TaskPayload::Chain { input, .. }) => {
-                    if kills >= limit {
-                        // Quarantine: the partition's samples fail with the reason,
-                        // and the rest of the run goes on.
-                        let keys = input.keys().join(", ");
-                        let reason = format!("task killed its worker {kills} times; quarantined");
-                        tracing::error!(%keys, %reason, "poison task");
-                        let failed = input.with_all_failed("-", &reason);
-                        let outcome = TaskOutcome {
-                            ready_s: env.ready_s,
-                            run: env.run,
-                            task: env.task,
-                            resources: env.resources.clone(),
-                            started: Instant::now(),
-                            finished: Instant::now(),
-                            result: TaskResult::Chain(Box::new(crate::exec::ChainOutput {
-                                new_failures: failed.len(),
-                                batch: failed,
-                                contribution: None,
-                                checkpoints: Vec::new(),
-                            })),
-                        };
-                        let _ = run.parts[partition as usize].requeue(msg.worker, input);
-                        let _ = run.parts[partition as usize].dispatch(msg.worker);
-                        if let Some(w) = self.workers.get_mut(msg.worker as usize) {
-                            w.in_flight += 1;
-                        }
-                        *self.in_flight.entry(env.resources.clone()).or_insert(0) += 1;
-                        self.on_done(msg.worker, vec![outcome]);
-                        continue;
-                    }
-                    if run.parts[partition as usize]
-                        .requeue(msg.worker, input)
-                        .is_ok()
-                    {
-                        let shape = env.resources.clone();
-                        self.push_ready(
-                            &shape,
-                            TaskRef {
-                                run: env.run,
-                                task: env.task,
-                                ready_s: env.ready_s,
-                            },
-                        );
+            self.requeue_lost(w, env, msg.culprit);
+        }
+        // Partitions whose data lived on the lost worker start again from their
+        // source: their lineage is the input plus the stages, which run again.
+        let mut rebuilt = Vec::new();
+        for (run_id, run) in self.runs.iter_mut() {
+            for p in 0..run.parts.len() {
+                if run.parts[p].held_by() != Some(w) {
+                    continue;
+                }
+                if let Some(source) = run.sources[p].clone() {
+                    if run.parts[p].rebuild(source).is_ok() {
+                        rebuilt.push((*run_id, p as u32));
                     }
                 }
-                (TaskKind::Fit { fit }, TaskPayload::Fit { parts, .. }) => {
-                    if kills >= limit {
-                        let step = run.steps[run.plan.fits[fit as usize].step].name.clone();
-                        self.fail_run(
-                            env.run,
-                            RunError::FitFailed {
-                                step,
-                                reason: format!("the fit killed its worker {kills} times"),
-                            },
-                        );
-                        continue;
+            }
+        }
+        if !rebuilt.is_empty() {
+            tracing::warn!(
+                partitions = rebuilt.len(),
+                "rebuilding partitions held by the lost worker"
+            );
+        }
+        for (run, p) in rebuilt {
+            self.enqueue_chain(run, p, 0, 0.0);
+        }
+        self.fail_unservable(&msg.reason);
+        self.dispatch();
+    }
+}
+
+impl Scheduler {
+    /// Puts back one task a lost worker never reported; a task that killed its
+    /// worker `max_task_kills` times is quarantined instead.
+    fn requeue_lost(&mut self, w: u32, env: TaskEnvelope, culprit: Option<(u32, TaskKind)>) {
+        if let Some(slot) = self.workers.get_mut(w as usize) {
+            slot.in_flight = slot.in_flight.saturating_sub(1);
+        }
+        if let Some(c) = self.in_flight.get_mut(&env.resources) {
+            *c = c.saturating_sub(1);
+        }
+        let key = (env.run, env.task);
+        let kills = if culprit == Some(key) {
+            let k = self.kills.entry(key).or_insert(0);
+            *k += 1;
+            *k
+        } else {
+            0
+        };
+        let limit = self.config.max_task_kills;
+        let Some(run) = self.runs.get_mut(&env.run) else {
+            return;
+        };
+        match (env.task, env.payload) {
+            (TaskKind::Chain { partition, .. }, TaskPayload::Chain { input, .. }) => {
+                let p = partition as usize;
+                // The input: the one sent, or (when the worker held it) the source.
+                let (input, from_source) = match input {
+                    ChainInput::Here(b) => (Some(b), false),
+                    ChainInput::Held => (run.sources[p].clone(), true),
+                };
+                let Some(input) = input else {
+                    self.fail_run(
+                        env.run,
+                        RunError::InvalidPipeline(
+                            "a lost partition has no source to rebuild it from".into(),
+                        ),
+                    );
+                    return;
+                };
+                if kills >= limit {
+                    // Quarantine: the partition's samples fail with the reason, and
+                    // the rest of the run goes on.
+                    let reason = format!("task killed its worker {kills} times; quarantined");
+                    tracing::error!(keys = %input.keys().join(", "), %reason, "poison task");
+                    let failed = input.with_all_failed("-", &reason);
+                    let _ = run.parts[p].requeue(w, input);
+                    let _ = run.parts[p].dispatch(w);
+                    if let Some(slot) = self.workers.get_mut(w as usize) {
+                        slot.in_flight += 1;
                     }
-                    run.fit_inputs[fit as usize] = Some(parts);
-                    let shape = env.resources.clone();
+                    *self.in_flight.entry(env.resources.clone()).or_insert(0) += 1;
+                    let now = Instant::now();
+                    let outcome = TaskOutcome {
+                        ready_s: env.ready_s,
+                        run: env.run,
+                        task: env.task,
+                        resources: env.resources,
+                        started: now,
+                        finished: now,
+                        result: TaskResult::Chain(Box::new(crate::exec::ChainOutput {
+                            held: false,
+                            new_failures: failed.len(),
+                            batch: failed,
+                            contribution: None,
+                            checkpoints: Vec::new(),
+                        })),
+                    };
+                    self.on_done(w, vec![outcome]);
+                    return;
+                }
+                if run.parts[p].requeue(w, input).is_err() {
+                    return;
+                }
+                if from_source {
+                    let _ = run.parts[p].rebuild(run.sources[p].clone().expect("source"));
+                    self.enqueue_chain(env.run, partition, 0, env.ready_s);
+                } else {
                     self.push_ready(
-                        &shape,
+                        &env.resources,
                         TaskRef {
                             run: env.run,
                             task: env.task,
@@ -861,11 +975,26 @@ impl Handler<WorkerLost> for Scheduler {
                         },
                     );
                 }
-                _ => tracing::error!("lost task with a mismatched payload"),
             }
+            (TaskKind::Fit { fit }, TaskPayload::Fit { parts, .. }) => {
+                if kills >= limit {
+                    let step = run.steps[run.plan.fits[fit as usize].step].name.clone();
+                    let reason = format!("the fit killed its worker {kills} times");
+                    self.fail_run(env.run, RunError::FitFailed { step, reason });
+                    return;
+                }
+                run.fit_inputs[fit as usize] = Some(parts);
+                self.push_ready(
+                    &env.resources,
+                    TaskRef {
+                        run: env.run,
+                        task: env.task,
+                        ready_s: env.ready_s,
+                    },
+                );
+            }
+            _ => tracing::error!("lost task with a mismatched payload"),
         }
-        self.fail_unservable(&msg.reason);
-        self.dispatch();
     }
 }
 
@@ -932,6 +1061,10 @@ impl Handler<FitReady> for Scheduler {
             return;
         };
         let f = msg.fit as usize;
+        if run.fit_started[f] {
+            return;
+        }
+        run.fit_started[f] = true;
         run.fit_inputs[f] = Some(msg.parts);
         let shape = run.plan.fits[f].resources.clone();
         let ready_s = run.now();
@@ -956,6 +1089,11 @@ impl Handler<GetBacklog> for Scheduler {
             .ready
             .iter()
             .map(|(shape, q)| (shape, q.len(), 0))
+            .chain(
+                self.workers
+                    .iter()
+                    .flat_map(|w| w.pinned.iter().map(|(shape, _)| (shape, 1, 0))),
+            )
             .chain(self.in_flight.iter().map(|(shape, n)| (shape, 0, *n)));
         for (shape, ready, in_flight) in counts {
             let e = shapes.entry(shape.clone()).or_insert_with(|| ShapeBacklog {

@@ -4,7 +4,9 @@
 //! so CPU-heavy estimator work never blocks an actor system. It receives batches of
 //! tasks one way and reports finished tasks one way, grouped by time and count.
 
-use super::messages::{RunTasks, TaskEnvelope, TaskOutcome, TaskPayload, TaskResult, TasksDone};
+use super::messages::{
+    ChainInput, RunTasks, TaskEnvelope, TaskOutcome, TaskPayload, TaskResult, TasksDone,
+};
 use crate::exec::{run_chain, run_fit};
 use actix::prelude::*;
 use std::time::{Duration, Instant};
@@ -43,9 +45,15 @@ pub fn execute(env: TaskEnvelope) -> TaskOutcome {
     let _span = tracing::debug_span!("task", run = env.run, task = ?env.task).entered();
     let started = Instant::now();
     let result = match env.payload {
-        TaskPayload::Chain { input, stage } => {
-            TaskResult::Chain(Box::new(run_chain(input, &stage)))
-        }
+        TaskPayload::Chain {
+            input: ChainInput::Here(input),
+            stage,
+            ..
+        } => TaskResult::Chain(Box::new(run_chain(input, &stage))),
+        TaskPayload::Chain {
+            input: ChainInput::Held,
+            ..
+        } => unreachable!("held inputs are resolved by the worker process before execution"),
         TaskPayload::Fit {
             step,
             template,

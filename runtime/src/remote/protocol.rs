@@ -1,7 +1,8 @@
 //! Messages between the scheduler and a worker process, after the handshake.
 
-use crate::actors::messages::{TaskEnvelope, TaskKind, TaskOutcome, TaskPayload, TaskResult};
-use crate::batch::Batch;
+use crate::actors::messages::{
+    ChainInput, TaskEnvelope, TaskKind, TaskOutcome, TaskPayload, TaskResult,
+};
 use crate::estimator::Estimator;
 use crate::exec::{ChainOutput, Contribution, StageExec};
 use crate::resources::Resources;
@@ -62,10 +63,12 @@ pub struct WireTask {
 pub enum WirePayload {
     /// A chain over one partition.
     Chain {
-        /// The partition.
-        input: Arc<Batch>,
+        /// The partition, or a note that the worker holds it.
+        input: ChainInput,
         /// Index into the message's stages.
         stage: u32,
+        /// Keep the output on the worker.
+        hold: bool,
     },
     /// A fit.
     Fit {
@@ -112,7 +115,7 @@ pub fn pack(envelopes: &[TaskEnvelope]) -> ToWorker {
     let mut tasks = Vec::with_capacity(envelopes.len());
     for e in envelopes {
         let payload = match &e.payload {
-            TaskPayload::Chain { input, stage } => {
+            TaskPayload::Chain { input, stage, hold } => {
                 let idx = match stages.iter().position(|s| Arc::ptr_eq(s, stage)) {
                     Some(i) => i,
                     None => {
@@ -123,6 +126,7 @@ pub fn pack(envelopes: &[TaskEnvelope]) -> ToWorker {
                 WirePayload::Chain {
                     input: input.clone(),
                     stage: idx as u32,
+                    hold: *hold,
                 }
             }
             TaskPayload::Fit {
@@ -157,8 +161,9 @@ pub fn unpack(
         .into_iter()
         .map(|t| {
             let payload = match t.payload {
-                WirePayload::Chain { input, stage } => TaskPayload::Chain {
+                WirePayload::Chain { input, stage, hold } => TaskPayload::Chain {
                     input,
+                    hold,
                     stage: stages
                         .get(stage as usize)
                         .cloned()

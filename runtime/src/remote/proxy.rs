@@ -136,6 +136,7 @@ impl Actor for RemoteWorker {
                 addr: ctx.address().recipient(),
                 queue: identity.queue,
                 job: identity.job,
+                remote: true,
             })
             .into_actor(self)
             .then(|id, act, ctx| {

@@ -12,12 +12,15 @@
 //! `GRIDPIPE_HEARTBEAT_TIMEOUT_MS` (default 10000).
 
 use super::protocol::{outcome_to_wire, unpack, FromWorker, ToWorker};
-use crate::actors::messages::TaskEnvelope;
+use crate::actors::messages::{ChainInput, TaskEnvelope, TaskKind, TaskPayload, TaskResult};
 use crate::actors::worker::execute;
+use crate::batch::Batch;
 use crate::resources::Resources;
 use crate::wire::auth::{build_identity, Secret};
 use crate::wire::frame::{read_msg, write_msg, DEFAULT_MAX_FRAME};
 use crate::wire::handshake::{worker_side, WorkerIdentity};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Set to the scheduler's address to start a process in worker mode.
@@ -167,16 +170,56 @@ async fn serve(
     result
 }
 
+/// Partitions this worker keeps between stages, by (run, partition).
+type Held = HashMap<(u32, u32), Arc<Batch>>;
+
+/// Gives a task its held input; `false` when the worker does not have it.
+fn resolve_held(env: &mut TaskEnvelope, held: &mut Held) -> bool {
+    let (TaskKind::Chain { partition, .. }, TaskPayload::Chain { input, .. }) =
+        (env.task, &mut env.payload)
+    else {
+        return true;
+    };
+    if let ChainInput::Held = input {
+        match held.remove(&(env.run, partition)) {
+            Some(b) => *input = ChainInput::Here(b),
+            None => return false,
+        }
+    }
+    true
+}
+
+/// Keeps a chain's output here when the scheduler asked for it; only a summary
+/// (failures, checkpoint counts, the fit contribution) goes back.
+fn keep_output(o: &mut crate::actors::messages::TaskOutcome, hold: bool, held: &mut Held) {
+    if let (true, TaskKind::Chain { partition, .. }, TaskResult::Chain(c)) =
+        (hold, o.task, &mut o.result)
+    {
+        let b = std::mem::replace(&mut c.batch, Batch::empty());
+        held.insert((o.run, partition), Arc::new(b));
+        c.held = true;
+    }
+}
+
 fn executor(
     tasks: std::sync::mpsc::Receiver<Vec<TaskEnvelope>>,
     out: tokio::sync::mpsc::UnboundedSender<FromWorker>,
 ) {
     let mut avg_s = 0.0f64;
+    let mut held = Held::new();
     for batch in tasks {
         let total = batch.len();
         let mut done = Vec::new();
         let mut last_flush = Instant::now();
-        for (i, env) in batch.into_iter().enumerate() {
+        for (i, mut env) in batch.into_iter().enumerate() {
+            if !resolve_held(&mut env, &mut held) {
+                // Should never happen; the scheduler rebuilds what a lost worker held.
+                eprintln!(
+                    "gridpipe worker: a partition this worker should hold is missing; exiting"
+                );
+                std::process::exit(3);
+            }
+            let hold = matches!(env.payload, TaskPayload::Chain { hold: true, .. });
             // Slow tasks (and those of small batches, which are slow ones or few) are
             // announced, so a task that kills its worker is known by the scheduler.
             if avg_s > 1e-3 || total <= 16 {
@@ -185,7 +228,8 @@ fn executor(
                     task: env.task,
                 });
             }
-            let o = execute(env);
+            let mut o = execute(env);
+            keep_output(&mut o, hold, &mut held);
             let took = o.finished.duration_since(o.started).as_secs_f64();
             avg_s = 0.8 * avg_s + 0.2 * took;
             done.push(outcome_to_wire(o));

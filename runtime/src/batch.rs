@@ -159,14 +159,7 @@ impl Batch {
             }
             keys.push(s.key);
         }
-        let mut batch = Batch {
-            keys: Arc::new(keys),
-            arrays: BTreeMap::new(),
-            values: BTreeMap::new(),
-            lazy: BTreeMap::new(),
-            failures: Arc::new(BTreeMap::new()),
-            sets: None,
-        };
+        let mut batch = Batch::with_keys(keys);
         batch
             .arrays
             .insert(DATA.to_string(), Arc::new(data.finish(n)));
@@ -216,14 +209,7 @@ impl Batch {
             loaders.push(s.loader);
             keys.push(s.key);
         }
-        let mut batch = Batch {
-            keys: Arc::new(keys),
-            arrays: BTreeMap::new(),
-            values: BTreeMap::new(),
-            lazy: BTreeMap::new(),
-            failures: Arc::new(BTreeMap::new()),
-            sets: None,
-        };
+        let mut batch = Batch::with_keys(keys);
         batch.lazy.insert(DATA.to_string(), Arc::new(loaders));
         for (name, col) in names.into_iter().zip(columns) {
             batch.insert_value_column(name, col)?;
@@ -741,11 +727,16 @@ impl Column {
 impl Batch {
     /// A batch from keys and an already stacked data array (first axis = sample).
     pub(crate) fn from_parts(keys: Vec<String>, data: ArrayD<f64>) -> Batch {
-        let mut arrays = BTreeMap::new();
-        arrays.insert(DATA.to_string(), Arc::new(data));
+        let mut b = Batch::with_keys(keys);
+        b.arrays.insert(DATA.to_string(), Arc::new(data));
+        b
+    }
+
+    /// A batch of these keys and no column yet.
+    fn with_keys(keys: Vec<String>) -> Batch {
         Batch {
             keys: Arc::new(keys),
-            arrays,
+            arrays: BTreeMap::new(),
             values: BTreeMap::new(),
             lazy: BTreeMap::new(),
             failures: Arc::new(BTreeMap::new()),

@@ -5,6 +5,7 @@
 //! per-sample cost is close to the cost of the arithmetic. Keys, attributes and
 //! failures sit beside it, shared (`Arc`) between a step's input and its output.
 
+use crate::columns::ColumnMap;
 use crate::error::{DataError, LoadError};
 use crate::sample::{Attributes, DelayedSample, Loader, Sample, SampleSet};
 use crate::value::Value;
@@ -52,9 +53,9 @@ pub type SetOutcome = (SampleSet, Vec<(String, Failure)>);
 pub struct Batch {
     keys: Arc<Vec<String>>,
     #[serde(with = "crate::wire::raw::array_map")]
-    arrays: BTreeMap<String, Arc<ArrayD<f64>>>,
-    values: BTreeMap<String, Arc<Vec<Value>>>,
-    lazy: BTreeMap<String, Arc<Vec<Arc<dyn Loader>>>>,
+    arrays: ColumnMap<Arc<ArrayD<f64>>>,
+    values: ColumnMap<Arc<Vec<Value>>>,
+    lazy: ColumnMap<Arc<Vec<Arc<dyn Loader>>>>,
     failures: Arc<BTreeMap<usize, Failure>>,
     sets: Option<Arc<SetLayout>>,
 }
@@ -335,7 +336,7 @@ impl Batch {
     /// its row failed (naming `step`), so one bad file never sinks the partition.
     pub fn load_columns(&mut self, names: &[&str], step: &str) {
         for name in names {
-            let Some(loaders) = self.lazy.remove(*name) else {
+            let Some(loaders) = self.lazy.remove(name) else {
                 continue;
             };
             let mut loaded = Vec::with_capacity(loaders.len());
@@ -583,10 +584,10 @@ impl Batch {
         let mut out = Vec::with_capacity(n);
         for row in 0..n {
             let mut attributes = Attributes::new();
-            for (name, col) in &self.values {
+            for (name, col) in self.values.iter() {
                 attributes.insert(name.clone(), col[row].clone());
             }
-            for (name, a) in &self.arrays {
+            for (name, a) in self.arrays.iter() {
                 if name != DATA {
                     attributes.insert(
                         name.clone(),
@@ -736,9 +737,9 @@ impl Batch {
     fn with_keys(keys: Vec<String>) -> Batch {
         Batch {
             keys: Arc::new(keys),
-            arrays: BTreeMap::new(),
-            values: BTreeMap::new(),
-            lazy: BTreeMap::new(),
+            arrays: ColumnMap::new(),
+            values: ColumnMap::new(),
+            lazy: ColumnMap::new(),
             failures: Arc::new(BTreeMap::new()),
             sets: None,
         }

@@ -16,6 +16,7 @@ pub mod actors;
 pub mod bag;
 pub mod batch;
 pub mod checkpoint;
+pub mod columns;
 pub mod config;
 pub mod error;
 pub mod estimator;

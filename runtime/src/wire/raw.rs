@@ -1,6 +1,7 @@
 //! Raw blocks: an `f64` array travels as its shape plus its little-endian bytes (one
 //! msgpack `bin`), not as one msgpack number per element.
 
+use crate::columns::ColumnMap;
 use ndarray::{ArrayD, IxDyn};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
@@ -107,21 +108,22 @@ pub mod array_map {
 
     /// Writes each array as shape + raw bytes.
     pub fn serialize<S: Serializer>(
-        m: &BTreeMap<String, Arc<ArrayD<f64>>>,
+        m: &ColumnMap<Arc<ArrayD<f64>>>,
         s: S,
     ) -> Result<S::Ok, S::Error> {
-        let raw: BTreeMap<&String, Raw<'static>> = m.iter().map(|(k, v)| (k, to_raw(v))).collect();
-        raw.serialize(s)
+        m.serialize_with(s, |v| to_raw(v))
     }
 
     /// Reads a map written by [`serialize`].
     pub fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
-    ) -> Result<BTreeMap<String, Arc<ArrayD<f64>>>, D::Error> {
+    ) -> Result<ColumnMap<Arc<ArrayD<f64>>>, D::Error> {
         let raw: BTreeMap<String, Raw<'de>> = BTreeMap::deserialize(d)?;
-        raw.into_iter()
-            .map(|(k, r)| from_raw::<D::Error>(r).map(|a| (k, Arc::new(a))))
-            .collect()
+        let mut out = ColumnMap::new();
+        for (k, r) in raw {
+            out.insert(k, Arc::new(from_raw::<D::Error>(r)?));
+        }
+        Ok(out)
     }
 }
 

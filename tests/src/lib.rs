@@ -354,3 +354,17 @@ impl Estimator for KillsWorkerOn {
         Ok(x.mapv(|v| v + 1.0).into())
     }
 }
+
+/// The benchmark's pipeline: `x -> 2x + 1`, then a standard scaler.
+pub fn affine_then_scaler() -> gridpipe_estimators::Pipeline {
+    use gridpipe_estimators::{Affine, FunctionTransformer, Pipeline, StandardScaler};
+    Pipeline::new()
+        .add(
+            "affine",
+            FunctionTransformer::new(Affine {
+                scale: 2.0,
+                offset: 1.0,
+            }),
+        )
+        .add("scaler", StandardScaler::new())
+}

@@ -1,7 +1,7 @@
 //! Worker processes: the same results as in-process, models that travel, lost
 //! workers, and workers that end with their scheduler.
 
-use gridpipe_estimators::{Affine, FunctionTransformer, Pipeline, StandardScaler};
+use gridpipe_estimators::{Pipeline, StandardScaler};
 use gridpipe_runtime::actors::scheduler::LiveWorkers;
 use gridpipe_runtime::wire::auth::{build_identity_of, Secret, SECRET_ENV};
 use gridpipe_runtime::wire::handshake::scheduler_side;
@@ -24,16 +24,7 @@ fn data(n: usize, d: usize) -> Bag {
 }
 
 fn pipeline() -> Pipeline {
-    Pipeline::new()
-        .add(
-            "affine",
-            FunctionTransformer::new(Affine {
-                scale: 2.0,
-                offset: 1.0,
-            }),
-        )
-        .add("scaler", StandardScaler::new())
-        .add("dummy", DummyWithFit::default())
+    affine_then_scaler().add("dummy", DummyWithFit::default())
 }
 
 #[test]

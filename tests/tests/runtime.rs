@@ -1,6 +1,6 @@
 //! The runtime end to end: resource tags, determinism, reports, embedding.
 
-use gridpipe_estimators::{Affine, FunctionTransformer, Pipeline, StandardScaler};
+use gridpipe_estimators::Pipeline;
 use gridpipe_runtime::{
     Bag, Partitioning, Resources, RunError, Runtime, RuntimeConfig, Step, TaskOp, DATA,
 };
@@ -21,15 +21,7 @@ fn rows_bag(x: &Array2<f64>, parts: usize) -> Bag {
 }
 
 fn scaler_pipeline() -> Pipeline {
-    Pipeline::new()
-        .add(
-            "affine",
-            FunctionTransformer::new(Affine {
-                scale: 2.0,
-                offset: 1.0,
-            }),
-        )
-        .add("scaler", StandardScaler::new())
+    affine_then_scaler()
 }
 
 #[test]

@@ -1,8 +1,20 @@
 //! Grid Engine (Sun / Son of Grid Engine) support for gridpipe.
 //!
-//! For now this crate holds the *queue specs*: named descriptions of how
-//! jobs are submitted with `qsub` and what the workers they start offer.
-//! Job submission itself comes later.
+//! This crate holds:
+//!
+//! - the *queue specs* ([`QueueSpec`], [`QueueSpecs`]): named descriptions
+//!   of how jobs are submitted with `qsub` and what the workers they start
+//!   offer;
+//! - job scripts ([`job_script`], [`JobTemplate`]): the text given to `qsub`
+//!   to start one worker (queue, `-l` requests, log folder, and the worker's
+//!   environment; the secret only as a file path);
+//! - the [`BatchSystem`] trait (submit, status, delete) with the real
+//!   implementation [`SgeCommands`] (`qsub -terse`, `qstat -xml`, `qdel`,
+//!   each with a time limit) and the in-memory [`FakeBatchSystem`] for tests;
+//! - job ids and states ([`JobId`], [`JobState`], [`JobStatus`]) and the
+//!   `qstat -xml` parser ([`parse_qstat_xml`]); errors are [`SgeError`].
+//!
+//! The cluster itself (scaling, adaptivity) builds on these later.
 //!
 //! Queue specs are loaded from TOML, one table per label, and a `default`
 //! label is required:
@@ -54,13 +66,28 @@
 //! [`QueueSpecError`]s whose messages name the label and the key (and the
 //! file, when loaded from one).
 
+mod batch;
+mod command;
 mod error;
+mod fake;
+mod job;
 mod load;
 mod memory;
+mod qstat;
+mod script;
+mod sge_commands;
+mod sge_error;
 mod spec;
 mod specs;
 
+pub use batch::BatchSystem;
 pub use error::{MemoryError, QueueSpecError};
+pub use fake::{FakeBatchSystem, FakeJob};
+pub use job::{JobId, JobState, JobStatus};
 pub use memory::Memory;
+pub use qstat::parse_qstat_xml;
+pub use script::{bash_quote, job_name, job_script, JobTemplate};
+pub use sge_commands::{parse_qsub_output, SgeCommands};
+pub use sge_error::SgeError;
 pub use spec::QueueSpec;
 pub use specs::QueueSpecs;

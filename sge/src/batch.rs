@@ -1,0 +1,54 @@
+//! The interface to a batch system: submit, query and delete jobs.
+
+use std::sync::Arc;
+
+use crate::job::{JobId, JobStatus};
+use crate::sge_error::SgeError;
+
+/// Submits, queries and deletes worker jobs.
+///
+/// All calls block (they may run external commands for seconds): call them
+/// from a blocking thread, never on an async executor's thread. Implemented
+/// by [`crate::SgeCommands`] (real `qsub`/`qstat`/`qdel`) and
+/// [`crate::FakeBatchSystem`] (in memory, for tests).
+pub trait BatchSystem: Send + Sync {
+    /// Submits a job running `script` (see [`crate::job_script`]) for the
+    /// queue spec `label`, and returns its id.
+    fn submit(&self, label: &str, script: &str) -> Result<JobId, SgeError>;
+
+    /// The status of each job in `ids`, in the same order. A job the batch
+    /// system no longer knows is reported [`crate::JobState::Finished`].
+    fn status(&self, ids: &[JobId]) -> Result<Vec<JobStatus>, SgeError>;
+
+    /// Deletes the jobs in `ids` (running ones are killed). An id that no
+    /// longer exists is not an error.
+    fn delete(&self, ids: &[JobId]) -> Result<(), SgeError>;
+}
+
+impl<T: BatchSystem + ?Sized> BatchSystem for Arc<T> {
+    fn submit(&self, label: &str, script: &str) -> Result<JobId, SgeError> {
+        (**self).submit(label, script)
+    }
+
+    fn status(&self, ids: &[JobId]) -> Result<Vec<JobStatus>, SgeError> {
+        (**self).status(ids)
+    }
+
+    fn delete(&self, ids: &[JobId]) -> Result<(), SgeError> {
+        (**self).delete(ids)
+    }
+}
+
+impl<T: BatchSystem + ?Sized> BatchSystem for Box<T> {
+    fn submit(&self, label: &str, script: &str) -> Result<JobId, SgeError> {
+        (**self).submit(label, script)
+    }
+
+    fn status(&self, ids: &[JobId]) -> Result<Vec<JobStatus>, SgeError> {
+        (**self).status(ids)
+    }
+
+    fn delete(&self, ids: &[JobId]) -> Result<(), SgeError> {
+        (**self).delete(ids)
+    }
+}

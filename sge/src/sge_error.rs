@@ -63,6 +63,14 @@ pub enum SgeError {
     /// A [`crate::JobTemplate`] holds a value that cannot be put in a job script.
     #[error("invalid job template: {0}")]
     InvalidTemplate(String),
+    /// A queue's jobs could not be managed (e.g. still listed after deletion).
+    #[error("queue {queue}: {message}")]
+    Queue {
+        /// The queue's label.
+        queue: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 impl SgeError {
@@ -73,7 +81,7 @@ impl SgeError {
             | Self::Timeout { command, .. }
             | Self::CommandFailed { command, .. }
             | Self::UnexpectedOutput { command, .. } => Some(command),
-            Self::QstatXml { .. } | Self::InvalidTemplate(_) => None,
+            Self::QstatXml { .. } | Self::InvalidTemplate(_) | Self::Queue { .. } => None,
         }
     }
 }

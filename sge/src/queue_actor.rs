@@ -1,0 +1,392 @@
+//! [`QueueActor`]: one per queue spec; submits, tracks and deletes that queue's jobs.
+//!
+//! Counts are per queue: [`ScaleTo`] sets how many jobs (pending + running) this
+//! queue should have, within the spec's `max_jobs`, and never touches another
+//! queue's jobs. Batch-system calls block, so they run on tokio's blocking pool,
+//! never on the actor's event loop; a message's state change is applied when its
+//! call returns (atomically: the next message waits).
+
+use crate::batch::BatchSystem;
+use crate::job::{JobId, JobState, JobStatus};
+use crate::script::{job_script, JobTemplate};
+use crate::sge_error::SgeError;
+use crate::spec::QueueSpec;
+use actix::prelude::*;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Jobs of one queue, by state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueueJobs {
+    /// Jobs waiting in the batch system.
+    pub pending: Vec<JobId>,
+    /// Jobs running.
+    pub running: Vec<JobId>,
+}
+
+impl QueueJobs {
+    /// Pending plus running.
+    pub fn active(&self) -> usize {
+        self.pending.len() + self.running.len()
+    }
+}
+
+/// What a [`ScaleTo`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScaleChange {
+    /// Jobs submitted.
+    pub submitted: Vec<JobId>,
+    /// Jobs deleted.
+    pub deleted: Vec<JobId>,
+}
+
+/// The actor of one queue spec.
+pub struct QueueActor {
+    label: String,
+    spec: QueueSpec,
+    backend: Arc<dyn BatchSystem>,
+    template: JobTemplate,
+    /// Active jobs in submission order, with their last known state.
+    jobs: Vec<(JobId, JobState)>,
+    close_timeout: Duration,
+}
+
+impl QueueActor {
+    /// An actor for queue `label` submitting jobs made from `template`.
+    pub fn new(
+        label: impl Into<String>,
+        spec: QueueSpec,
+        backend: Arc<dyn BatchSystem>,
+        template: JobTemplate,
+    ) -> Self {
+        Self {
+            label: label.into(),
+            spec,
+            backend,
+            template,
+            jobs: Vec::new(),
+            close_timeout: Duration::from_secs(60),
+        }
+    }
+
+    fn counts(&self) -> QueueJobs {
+        let mut q = QueueJobs::default();
+        for (id, s) in &self.jobs {
+            match s {
+                JobState::Running => q.running.push(id.clone()),
+                _ => q.pending.push(id.clone()),
+            }
+        }
+        q
+    }
+
+    /// Which jobs to delete to come down to `target`: pending ones first (newest
+    /// first), then running ones (newest first).
+    fn victims(&self, target: usize) -> Vec<JobId> {
+        let excess = self.jobs.len().saturating_sub(target);
+        let pending = self
+            .jobs
+            .iter()
+            .rev()
+            .filter(|(_, s)| *s != JobState::Running);
+        let running = self
+            .jobs
+            .iter()
+            .rev()
+            .filter(|(_, s)| *s == JobState::Running);
+        pending
+            .chain(running)
+            .take(excess)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    fn apply_statuses(&mut self, statuses: Vec<JobStatus>) {
+        let by_id: BTreeMap<JobId, JobState> =
+            statuses.into_iter().map(|s| (s.id, s.state)).collect();
+        let label = self.label.clone();
+        self.jobs.retain_mut(|(id, state)| match by_id.get(id) {
+            Some(JobState::Failed(code)) => {
+                tracing::warn!(queue = %label, job = %id, %code, "job in an error state");
+                *state = JobState::Failed(code.clone());
+                true
+            }
+            Some(JobState::Finished) | None => false,
+            Some(s) => {
+                *state = s.clone();
+                true
+            }
+        });
+    }
+}
+
+impl Actor for QueueActor {
+    type Context = Context<Self>;
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        // Never leave a job behind: delete what is left, with a blocking call on a
+        // thread of its own (not on the event loop).
+        let ids: Vec<JobId> = self.jobs.drain(..).map(|(id, _)| id).collect();
+        if ids.is_empty() {
+            return;
+        }
+        let backend = self.backend.clone();
+        let label = self.label.clone();
+        let _ = std::thread::spawn(move || {
+            if let Err(e) = backend.delete(&ids) {
+                tracing::error!(queue = %label, error = %e, "could not delete jobs at stop");
+            }
+        })
+        .join();
+    }
+}
+
+/// Sets the number of this queue's jobs (pending + running); capped by `max_jobs`.
+#[derive(Message)]
+#[rtype(result = "Result<ScaleChange, SgeError>")]
+pub struct ScaleTo(pub usize);
+
+/// Asks the batch system for the state of this queue's jobs.
+#[derive(Message)]
+#[rtype(result = "Result<QueueJobs, SgeError>")]
+pub struct Refresh;
+
+/// This queue's jobs as last seen (no batch-system call).
+#[derive(Message)]
+#[rtype(result = "QueueJobs")]
+pub struct Jobs;
+
+/// Deletes every job of this queue and waits until the batch system lists none.
+#[derive(Message)]
+#[rtype(result = "Result<(), SgeError>")]
+pub struct Close;
+
+impl Handler<Jobs> for QueueActor {
+    type Result = MessageResult<Jobs>;
+
+    fn handle(&mut self, _msg: Jobs, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.counts())
+    }
+}
+
+impl Handler<ScaleTo> for QueueActor {
+    type Result = AtomicResponse<Self, Result<ScaleChange, SgeError>>;
+
+    fn handle(&mut self, msg: ScaleTo, _ctx: &mut Context<Self>) -> Self::Result {
+        let cap = self.spec.max_jobs.map_or(usize::MAX, |m| m as usize);
+        let target = msg.0.min(cap);
+        let backend = self.backend.clone();
+        let (label, have) = (self.label.clone(), self.jobs.len());
+        let victims = self.victims(target);
+        let script = job_script(&self.label, &self.spec, &self.template);
+        let want = target.saturating_sub(have);
+        let work = async move {
+            let script = script?;
+            tokio::task::spawn_blocking(move || -> Result<ScaleChange, SgeError> {
+                let mut change = ScaleChange::default();
+                if !victims.is_empty() {
+                    backend.delete(&victims)?;
+                    change.deleted = victims;
+                }
+                for _ in 0..want {
+                    change.submitted.push(backend.submit(&label, &script)?);
+                }
+                Ok(change)
+            })
+            .await
+            .unwrap_or_else(|e| {
+                Err(SgeError::Queue {
+                    queue: String::new(),
+                    message: format!("submit task failed: {e}"),
+                })
+            })
+        };
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(|res, act, _| {
+            if let Ok(change) = &res {
+                act.jobs.retain(|(id, _)| !change.deleted.contains(id));
+                act.jobs.extend(change.submitted.iter().map(|id| (id.clone(), JobState::Pending)));
+                tracing::info!(queue = %act.label, submitted = change.submitted.len(), deleted = change.deleted.len(), "scaled");
+            }
+            res
+        })))
+    }
+}
+
+impl Handler<Refresh> for QueueActor {
+    type Result = AtomicResponse<Self, Result<QueueJobs, SgeError>>;
+
+    fn handle(&mut self, _msg: Refresh, _ctx: &mut Context<Self>) -> Self::Result {
+        let ids: Vec<JobId> = self.jobs.iter().map(|(id, _)| id.clone()).collect();
+        let backend = self.backend.clone();
+        let work = async move {
+            tokio::task::spawn_blocking(move || backend.status(&ids))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(SgeError::Queue {
+                        queue: String::new(),
+                        message: format!("status task failed: {e}"),
+                    })
+                })
+        };
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(|res, act, _| {
+            let statuses = res?;
+            act.apply_statuses(statuses);
+            Ok(act.counts())
+        })))
+    }
+}
+
+impl Handler<Close> for QueueActor {
+    type Result = AtomicResponse<Self, Result<(), SgeError>>;
+
+    fn handle(&mut self, _msg: Close, _ctx: &mut Context<Self>) -> Self::Result {
+        let ids: Vec<JobId> = self.jobs.iter().map(|(id, _)| id.clone()).collect();
+        let backend = self.backend.clone();
+        let timeout = self.close_timeout;
+        let label = self.label.clone();
+        let work = async move {
+            tokio::task::spawn_blocking(move || -> Result<(), SgeError> {
+                if ids.is_empty() {
+                    return Ok(());
+                }
+                backend.delete(&ids)?;
+                let start = Instant::now();
+                loop {
+                    let left: Vec<String> = backend
+                        .status(&ids)?
+                        .into_iter()
+                        .filter(|s| s.state.is_active())
+                        .map(|s| s.id.to_string())
+                        .collect();
+                    if left.is_empty() {
+                        return Ok(());
+                    }
+                    if start.elapsed() > timeout {
+                        return Err(SgeError::Queue {
+                            queue: label,
+                            message: format!(
+                                "jobs still listed {timeout:?} after deletion: {}",
+                                left.join(", ")
+                            ),
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            })
+            .await
+            .unwrap_or_else(|e| {
+                Err(SgeError::Queue {
+                    queue: String::new(),
+                    message: format!("close task failed: {e}"),
+                })
+            })
+        };
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(|res, act, _| {
+            if res.is_ok() {
+                act.jobs.clear();
+            }
+            res
+        })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::FakeBatchSystem;
+    use std::path::PathBuf;
+
+    fn template() -> JobTemplate {
+        JobTemplate {
+            name: "gridpipe-worker".into(),
+            program: PathBuf::from("/opt/app/bin/app"),
+            scheduler_addr: "10.0.0.1:7000".into(),
+            secret_file: PathBuf::from("/shared/secret"),
+            log_dir: PathBuf::from("/shared/logs"),
+            hold: false,
+        }
+    }
+
+    fn actor(fake: &Arc<FakeBatchSystem>, max_jobs: Option<u32>) -> Addr<QueueActor> {
+        let mut spec = QueueSpec::new("q_1day");
+        spec.max_jobs = max_jobs;
+        QueueActor::new("default", spec, fake.clone(), template()).start()
+    }
+
+    #[actix_rt::test]
+    async fn scales_within_its_own_queue_and_max_jobs() {
+        let fake = Arc::new(FakeBatchSystem::new());
+        let q = actor(&fake, Some(4));
+        let c = q.send(ScaleTo(3)).await.unwrap().unwrap();
+        assert_eq!(c.submitted.len(), 3);
+        assert_eq!(fake.submissions(), 3);
+        assert!(fake
+            .jobs()
+            .iter()
+            .all(|j| j.queue.as_deref() == Some("q_1day")));
+        let c = q.send(ScaleTo(10)).await.unwrap().unwrap();
+        assert_eq!(c.submitted.len(), 1, "capped at max_jobs = 4");
+        assert_eq!(q.send(Jobs).await.unwrap().active(), 4);
+    }
+
+    #[actix_rt::test]
+    async fn shrinking_deletes_pending_jobs_first_then_the_newest_running() {
+        let fake = Arc::new(FakeBatchSystem::new());
+        let q = actor(&fake, None);
+        let ids = q.send(ScaleTo(4)).await.unwrap().unwrap().submitted;
+        fake.set_state(&ids[0], JobState::Running);
+        fake.set_state(&ids[1], JobState::Running);
+        let seen = q.send(Refresh).await.unwrap().unwrap();
+        assert_eq!((seen.pending.len(), seen.running.len()), (2, 2));
+        let c = q.send(ScaleTo(1)).await.unwrap().unwrap();
+        assert_eq!(
+            c.deleted,
+            vec![ids[3].clone(), ids[2].clone(), ids[1].clone()]
+        );
+        let left = q.send(Jobs).await.unwrap();
+        assert_eq!(left.running, vec![ids[0].clone()]);
+        assert!(left.pending.is_empty());
+    }
+
+    #[actix_rt::test]
+    async fn finished_jobs_leave_and_failed_submissions_are_errors() {
+        let fake = Arc::new(FakeBatchSystem::new());
+        let q = actor(&fake, None);
+        let ids = q.send(ScaleTo(2)).await.unwrap().unwrap().submitted;
+        fake.set_state(&ids[0], JobState::Finished);
+        let seen = q.send(Refresh).await.unwrap().unwrap();
+        assert_eq!(seen.active(), 1);
+        fake.fail_next_submits(1);
+        assert!(q.send(ScaleTo(3)).await.unwrap().is_err());
+    }
+
+    #[actix_rt::test]
+    async fn close_deletes_every_job_and_waits_until_none_is_listed() {
+        let fake = Arc::new(FakeBatchSystem::new());
+        let q = actor(&fake, None);
+        q.send(ScaleTo(3)).await.unwrap().unwrap();
+        fake.start_pending();
+        q.send(Close).await.unwrap().unwrap();
+        assert!(fake.active_jobs().is_empty());
+        assert_eq!(q.send(Jobs).await.unwrap().active(), 0);
+    }
+
+    #[actix_rt::test]
+    async fn a_stopped_actor_leaves_no_job_behind() {
+        let fake = Arc::new(FakeBatchSystem::new());
+        let q = actor(&fake, None);
+        q.send(ScaleTo(2)).await.unwrap().unwrap();
+        drop(q);
+        for _ in 0..100 {
+            if fake.active_jobs().is_empty() {
+                break;
+            }
+            actix_rt::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            fake.active_jobs().is_empty(),
+            "jobs deleted when the actor stopped"
+        );
+    }
+}

@@ -141,6 +141,17 @@ wait_for() {
     done
 }
 
+# stop_pid PID GRACE TERM_WAIT NAME: wait GRACE s for an orderly exit, then TERM
+# (waiting TERM_WAIT s), then KILL; dies naming NAME if the process survives.
+stop_pid() {
+    local pid=$1 grace=$2 term_wait=$3 name=$4
+    wait_gone "$pid" "$grace" && return 0
+    kill "$pid" 2>/dev/null || true
+    wait_gone "$pid" "$term_wait" && return 0
+    kill -KILL "$pid" 2>/dev/null || true
+    wait_gone "$pid" 5 || die "$name (pid $pid) does not stop"
+}
+
 # wait_gone PID SECONDS
 wait_gone() {
     local pid=$1 secs=$2 deadline
@@ -195,13 +206,7 @@ stop_execd() {
             say "qconf -ke $HOST failed; killing pid $pid"
         fi
     fi
-    if ! wait_gone "$pid" "$secs"; then
-        kill "$pid" 2>/dev/null || true
-        if ! wait_gone "$pid" 10; then
-            kill -KILL "$pid" 2>/dev/null || true
-            wait_gone "$pid" 5 || die "sge_execd (pid $pid) does not stop"
-        fi
-    fi
+    stop_pid "$pid" "$secs" 10 sge_execd
 }
 
 stop_qmaster() {
@@ -215,13 +220,7 @@ stop_qmaster() {
     else
         say "qconf -km failed; killing pid $pid"
     fi
-    if ! wait_gone "$pid" "$secs"; then
-        kill "$pid" 2>/dev/null || true
-        if ! wait_gone "$pid" 15; then
-            kill -KILL "$pid" 2>/dev/null || true
-            wait_gone "$pid" 5 || die "sge_qmaster (pid $pid) does not stop"
-        fi
-    fi
+    stop_pid "$pid" "$secs" 15 sge_qmaster
 }
 
 # ---------------------------------------------------------------- setup steps

@@ -114,6 +114,21 @@ fn normalise_label(v: f64) -> f64 {
     }
 }
 
+/// Rows that could not be scored, with why.
+type RowFailures = Vec<(usize, String)>;
+
+impl LogisticRegression {
+    /// Class probabilities per row (columns in `classes()` order) and the rows
+    /// that cannot be scored.
+    fn probabilities(
+        &self,
+        x: &ArrayViewD<'_, f64>,
+    ) -> Result<(ndarray::Array2<f64>, RowFailures), EstimatorError> {
+        let (model, x) = self.prepare(x)?;
+        Ok((model.predict_probabilities(&x), failed_rows(&x.view())))
+    }
+}
+
 #[typetag::serde]
 impl Estimator for LogisticRegression {
     fn fit(&mut self, x: ArrayViewD<'_, f64>, extra: &Extra) -> Result<(), EstimatorError> {
@@ -191,11 +206,10 @@ impl Estimator for LogisticRegression {
         x: ArrayViewD<'_, f64>,
         _extra: &Extra,
     ) -> Result<Transformed, EstimatorError> {
-        let (model, x) = self.prepare(&x)?;
-        let probabilities = model.predict_probabilities(&x);
+        let (probabilities, failed) = self.probabilities(&x)?;
         Ok(Transformed {
             data: probabilities.into_dyn(),
-            failed: failed_rows(&x.view()),
+            failed,
         })
     }
 
@@ -204,8 +218,7 @@ impl Estimator for LogisticRegression {
         x: ArrayViewD<'_, f64>,
         _extra: &Extra,
     ) -> Result<Transformed, EstimatorError> {
-        let (model, x) = self.prepare(&x)?;
-        let probabilities = model.predict_probabilities(&x);
+        let (probabilities, failed) = self.probabilities(&x)?;
         let labels: Array1<f64> = probabilities
             .axis_iter(Axis(0))
             .map(|row| {
@@ -218,7 +231,7 @@ impl Estimator for LogisticRegression {
             .collect();
         Ok(Transformed {
             data: labels.into_dyn(),
-            failed: failed_rows(&x.view()),
+            failed,
         })
     }
 }

@@ -55,6 +55,13 @@ pub enum WorkerMode {
         /// The worker executable.
         program: Option<std::path::PathBuf>,
     },
+    /// No workers of its own: worker processes of `program` (default: this
+    /// executable) started elsewhere, e.g. by a batch system, connect to
+    /// [`RuntimeConfig::bind`] with the runtime's secret.
+    External {
+        /// The worker executable the connecting workers run.
+        program: Option<std::path::PathBuf>,
+    },
 }
 
 impl RuntimeConfig {
@@ -83,6 +90,14 @@ impl RuntimeConfig {
     pub fn processes(n: usize) -> Self {
         let mut c = Self::in_process(n);
         c.mode = WorkerMode::Processes { program: None };
+        c
+    }
+
+    /// No workers of its own; workers started elsewhere connect to `bind`.
+    pub fn external(bind: impl Into<String>) -> Self {
+        let mut c = Self::in_process(0);
+        c.mode = WorkerMode::External { program: None };
+        c.bind = bind.into();
         c
     }
 

@@ -141,7 +141,8 @@ impl RunReport {
     }
 
     /// One line per task:
-    /// `task step=<steps> op=<fit|transform> partition=<i|-> queue=<queue|-> job=<id|-> worker=<name>`.
+    /// `task step=<steps> op=<fit|transform> partition=<i|-> queue=<queue|-> job=<id|->`
+    /// (the worker of each task is in [`RunReport::tasks`]).
     pub fn task_lines(&self) -> Vec<String> {
         self.tasks
             .iter()
@@ -149,13 +150,12 @@ impl RunReport {
                 let l = self.label(t);
                 let w = self.worker(t);
                 format!(
-                    "task step={} op={} partition={} queue={} job={} worker={}",
+                    "task step={} op={} partition={} queue={} job={}",
                     l.step_names(),
                     l.op.as_str(),
                     t.partition.map_or("-".to_string(), |p| p.to_string()),
                     w.queue.as_deref().unwrap_or("-"),
                     w.job.as_deref().unwrap_or("-"),
-                    w.name
                 )
             })
             .collect()

@@ -28,6 +28,7 @@ pub struct Runtime {
     config: RuntimeConfig,
     processes: Option<LocalWorkers>,
     address: Option<String>,
+    secret: Option<Secret>,
 }
 
 impl Runtime {
@@ -36,39 +37,30 @@ impl Runtime {
         match &config.mode {
             WorkerMode::Threads => Self::start_threads(config),
             WorkerMode::Processes { program } => {
-                let program = match program {
-                    Some(p) => p.clone(),
-                    None => std::env::current_exe().map_err(|e| RunError::Start(e.to_string()))?,
-                };
+                let program = worker_program(program.as_deref())?;
                 Self::start_processes(config.clone(), &program)
+            }
+            WorkerMode::External { program } => {
+                let build = build_identity_for(&worker_program(program.as_deref())?)?;
+                let mut rt = Self::start_threads(config)?;
+                rt.listen(build)?;
+                Ok(rt)
             }
         }
     }
 
-    fn start_processes(
-        config: RuntimeConfig,
-        program: &std::path::Path,
-    ) -> Result<Runtime, RunError> {
-        let specs = config.workers.clone();
-        let mut threadless = config.clone();
-        threadless.workers.clear();
-        let mut rt = Self::start_threads(threadless)?;
-        rt.config = config.clone();
-        rt.workers = specs.len();
+    /// Listens on the configured address for worker processes whose executable has
+    /// build identity `build`, with a fresh secret; returns the bound address.
+    fn listen(&mut self, build: String) -> Result<String, RunError> {
         let secret = Secret::generate();
-        let build = if std::env::current_exe().ok().as_deref() == Some(program) {
-            build_identity().to_string()
-        } else {
-            crate::wire::auth::build_identity_of(program).map_err(RunError::Start)?
-        };
         let (tx, rx) = std::sync::mpsc::channel();
         let (bind, scheduler, timeout, s2) = (
-            config.bind.clone(),
-            rt.scheduler.clone(),
-            config.heartbeat_timeout,
+            self.config.bind.clone(),
+            self.scheduler.clone(),
+            self.config.heartbeat_timeout,
             secret.clone(),
         );
-        rt.system.arbiter().spawn(async move {
+        self.system.arbiter().spawn(async move {
             match tokio::net::TcpListener::bind(&bind).await {
                 Ok(l) => {
                     let _ = tx.send(
@@ -87,6 +79,24 @@ impl Runtime {
             .recv()
             .map_err(|_| RunError::Start("listener did not start".into()))?
             .map_err(RunError::Start)?;
+        tracing::info!(%addr, "listening for worker processes");
+        self.address = Some(addr.clone());
+        self.secret = Some(secret);
+        Ok(addr)
+    }
+
+    fn start_processes(
+        config: RuntimeConfig,
+        program: &std::path::Path,
+    ) -> Result<Runtime, RunError> {
+        let specs = config.workers.clone();
+        let mut threadless = config.clone();
+        threadless.workers.clear();
+        let mut rt = Self::start_threads(threadless)?;
+        rt.config = config.clone();
+        rt.workers = specs.len();
+        let addr = rt.listen(build_identity_for(program)?)?;
+        let secret = rt.secret.clone().expect("listen sets the secret");
         let mut procs = LocalWorkers::spawn(program, &addr, &secret, &specs)
             .map_err(|e| RunError::Start(format!("cannot start {}: {e}", program.display())))?;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -108,13 +118,24 @@ impl Runtime {
         }
         tracing::info!(workers = specs.len(), %addr, "worker processes connected");
         rt.processes = Some(procs);
-        rt.address = Some(addr);
         Ok(rt)
     }
 
-    /// The address worker processes connect to (processes mode).
+    /// The address worker processes connect to (processes and external modes).
     pub fn address(&self) -> Option<&str> {
         self.address.as_deref()
+    }
+
+    /// The secret worker processes must prove they know (processes and external
+    /// modes); give it to workers as a mode-0600 file ([`Secret::write_file`]).
+    pub fn secret(&self) -> Option<&Secret> {
+        self.secret.as_ref()
+    }
+
+    /// The runtime's actor system, to start companion actors on (e.g. a cluster's
+    /// queue actors) so they live and stop with it.
+    pub fn arbiter(&self) -> ArbiterHandle {
+        self.system.arbiter().clone()
     }
 
     /// Process ids of this runtime's worker processes (processes mode).
@@ -168,6 +189,7 @@ impl Runtime {
             config,
             processes: None,
             address: None,
+            secret: None,
         })
     }
 
@@ -236,6 +258,22 @@ impl Runtime {
         }
         // Workers see their scheduler gone and exit; any left are killed.
         self.processes = None;
+    }
+}
+
+/// The worker executable: `program`, or this executable.
+pub fn worker_program(program: Option<&std::path::Path>) -> Result<std::path::PathBuf, RunError> {
+    match program {
+        Some(p) => Ok(p.to_path_buf()),
+        None => std::env::current_exe().map_err(|e| RunError::Start(e.to_string())),
+    }
+}
+
+fn build_identity_for(program: &std::path::Path) -> Result<String, RunError> {
+    if std::env::current_exe().ok().as_deref() == Some(program) {
+        Ok(build_identity().to_string())
+    } else {
+        crate::wire::auth::build_identity_of(program).map_err(RunError::Start)
     }
 }
 

@@ -14,7 +14,11 @@
 //! - job ids and states ([`JobId`], [`JobState`], [`JobStatus`]) and the
 //!   `qstat -xml` parser ([`parse_qstat_xml`]); errors are [`SgeError`].
 //!
-//! The cluster itself (scaling, adaptivity) builds on these later.
+//! - the cluster ([`SgeCluster`]): a gridpipe runtime whose workers are Grid
+//!   Engine jobs, with a [`QueueActor`] per queue spec and a [`JobWatch`] that
+//!   keeps each queue at its target, replaces ended jobs, surfaces the stderr of
+//!   jobs that end before their worker connects, and deletes every job on close,
+//!   drop, Ctrl-C or SIGTERM. Tunables are in [`ClusterOptions`].
 //!
 //! Queue specs are loaded from TOML, one table per label, and a `default`
 //! label is required:
@@ -67,10 +71,16 @@
 //! file, when loaded from one).
 
 mod batch;
+mod cluster;
+mod cluster_error;
+mod cluster_options;
 mod command;
 mod error;
 mod fake;
+mod interrupt;
 mod job;
+mod job_log;
+mod job_watch;
 mod load;
 mod memory;
 mod qstat;
@@ -82,12 +92,22 @@ mod spec;
 mod specs;
 
 pub use batch::BatchSystem;
+pub use cluster::SgeCluster;
+pub use cluster_error::ClusterError;
+pub use cluster_options::{advertised_address, ClusterOptions};
 pub use error::{MemoryError, QueueSpecError};
 pub use fake::{FakeBatchSystem, FakeJob};
 pub use job::{JobId, JobState, JobStatus};
+pub use job_log::{job_stderr_path, job_stderr_tail};
+pub use job_watch::{
+    CloseAll, ClusterStatus, JobProblem, JobWatch, Poll, QueueStatus, SetTarget, Status,
+    WatchedQueueSpec,
+};
 pub use memory::Memory;
 pub use qstat::parse_qstat_xml;
-pub use queue_actor::{Close, Jobs, QueueActor, QueueJobs, Refresh, ScaleChange, ScaleTo};
+pub use queue_actor::{
+    Close, Jobs, QueueActor, QueueJobs, Refresh, ScaleChange, ScaleTo, TakeEnded,
+};
 pub use script::{bash_quote, job_name, job_script, JobTemplate};
 pub use sge_commands::{parse_qsub_output, SgeCommands};
 pub use sge_error::SgeError;

@@ -23,12 +23,17 @@ pub struct QueueJobs {
     pub pending: Vec<JobId>,
     /// Jobs running.
     pub running: Vec<JobId>,
+    /// Jobs held in an error state by the batch system (e.g. `Eqw`); they still
+    /// count against the queue until deleted.
+    pub failed: Vec<JobId>,
+    /// Jobs that ended (or were deleted) since the queue actor started.
+    pub finished: Vec<JobId>,
 }
 
 impl QueueJobs {
-    /// Pending plus running.
+    /// Pending, running and failed: the jobs the batch system still lists.
     pub fn active(&self) -> usize {
-        self.pending.len() + self.running.len()
+        self.pending.len() + self.running.len() + self.failed.len()
     }
 }
 
@@ -49,6 +54,10 @@ pub struct QueueActor {
     template: JobTemplate,
     /// Active jobs in submission order, with their last known state.
     jobs: Vec<(JobId, JobState)>,
+    /// Jobs gone from the batch system, oldest first.
+    finished: Vec<JobId>,
+    /// Of those, the ones not yet handed out by [`TakeEnded`].
+    unreported: Vec<JobId>,
     close_timeout: Duration,
 }
 
@@ -66,15 +75,21 @@ impl QueueActor {
             backend,
             template,
             jobs: Vec::new(),
+            finished: Vec::new(),
+            unreported: Vec::new(),
             close_timeout: Duration::from_secs(60),
         }
     }
 
     fn counts(&self) -> QueueJobs {
-        let mut q = QueueJobs::default();
+        let mut q = QueueJobs {
+            finished: self.finished.clone(),
+            ..QueueJobs::default()
+        };
         for (id, s) in &self.jobs {
             match s {
                 JobState::Running => q.running.push(id.clone()),
+                JobState::Failed(_) => q.failed.push(id.clone()),
                 _ => q.pending.push(id.clone()),
             }
         }
@@ -106,18 +121,28 @@ impl QueueActor {
         let by_id: BTreeMap<JobId, JobState> =
             statuses.into_iter().map(|s| (s.id, s.state)).collect();
         let label = self.label.clone();
+        let mut ended = Vec::new();
         self.jobs.retain_mut(|(id, state)| match by_id.get(id) {
             Some(JobState::Failed(code)) => {
                 tracing::warn!(queue = %label, job = %id, %code, "job in an error state");
                 *state = JobState::Failed(code.clone());
                 true
             }
-            Some(JobState::Finished) | None => false,
+            Some(JobState::Finished) | None => {
+                ended.push(id.clone());
+                false
+            }
             Some(s) => {
                 *state = s.clone();
                 true
             }
         });
+        self.note_ended(ended);
+    }
+
+    fn note_ended(&mut self, ended: Vec<JobId>) {
+        self.finished.extend(ended.iter().cloned());
+        self.unreported.extend(ended);
     }
 }
 
@@ -156,6 +181,20 @@ pub struct Refresh;
 #[derive(Message)]
 #[rtype(result = "QueueJobs")]
 pub struct Jobs;
+
+/// The jobs that ended since the last `TakeEnded` (as seen by [`Refresh`]; jobs
+/// deleted by [`ScaleTo`] or [`Close`] are not included).
+#[derive(Message)]
+#[rtype(result = "Vec<JobId>")]
+pub struct TakeEnded;
+
+impl Handler<TakeEnded> for QueueActor {
+    type Result = MessageResult<TakeEnded>;
+
+    fn handle(&mut self, _msg: TakeEnded, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(std::mem::take(&mut self.unreported))
+    }
+}
 
 /// Deletes every job of this queue and waits until the batch system lists none.
 #[derive(Message)]
@@ -205,6 +244,7 @@ impl Handler<ScaleTo> for QueueActor {
         AtomicResponse::new(Box::pin(work.into_actor(self).map(|res, act, _| {
             if let Ok(change) = &res {
                 act.jobs.retain(|(id, _)| !change.deleted.contains(id));
+                act.finished.extend(change.deleted.iter().cloned());
                 act.jobs.extend(change.submitted.iter().map(|id| (id.clone(), JobState::Pending)));
                 tracing::info!(queue = %act.label, submitted = change.submitted.len(), deleted = change.deleted.len(), "scaled");
             }
@@ -284,7 +324,8 @@ impl Handler<Close> for QueueActor {
         };
         AtomicResponse::new(Box::pin(work.into_actor(self).map(|res, act, _| {
             if res.is_ok() {
-                act.jobs.clear();
+                let gone: Vec<JobId> = act.jobs.drain(..).map(|(id, _)| id).collect();
+                act.finished.extend(gone);
             }
             res
         })))

@@ -44,10 +44,12 @@ pub struct JobTemplate {
 /// export GRIDPIPE_WORKER_CONNECT='<scheduler_addr>'
 /// export GRIDPIPE_SECRET_FILE='<secret_file>'
 /// export GRIDPIPE_WORKER_RESOURCES='<name=amount,...>'   from spec.resources
-/// export GRIDPIPE_WORKER_QUEUE='<label>'
-/// export GRIDPIPE_WORKER_NAME="sge-$JOB_ID"
+/// export GRIDPIPE_WORKER_NAME='sge-<label>-'"$JOB_ID"
 /// exec '<program>'
 /// ```
+///
+/// The worker reports Grid Engine's `$QUEUE` (the queue the job runs in) and
+/// `$JOB_ID` as its queue and job.
 ///
 /// Values in the shell lines are single-quoted for bash (an embedded `'`
 /// becomes `'\''`), so any UTF-8 path works there. The `#$` lines are read
@@ -85,12 +87,14 @@ pub fn job_script(label: &str, spec: &QueueSpec, t: &JobTemplate) -> Result<Stri
         ("GRIDPIPE_WORKER_CONNECT", t.scheduler_addr.as_str()),
         ("GRIDPIPE_SECRET_FILE", utf8(&t.secret_file, "secret_file")?),
         ("GRIDPIPE_WORKER_RESOURCES", &resources),
-        ("GRIDPIPE_WORKER_QUEUE", label),
     ];
     for (name, value) in exports {
         script.push_str(&format!("export {name}={}\n", bash_quote(value)));
     }
-    script.push_str("export GRIDPIPE_WORKER_NAME=\"sge-$JOB_ID\"\n");
+    script.push_str(&format!(
+        "export GRIDPIPE_WORKER_NAME={}\"$JOB_ID\"\n",
+        bash_quote(&format!("sge-{label}-"))
+    ));
     script.push_str(&format!(
         "exec {}\n",
         bash_quote(utf8(&t.program, "program")?)
@@ -182,8 +186,7 @@ mod tests {
 export GRIDPIPE_WORKER_CONNECT='10.0.0.5:8786'
 export GRIDPIPE_SECRET_FILE='/shared/gridpipe/secret'
 export GRIDPIPE_WORKER_RESOURCES=''
-export GRIDPIPE_WORKER_QUEUE='default'
-export GRIDPIPE_WORKER_NAME="sge-$JOB_ID"
+export GRIDPIPE_WORKER_NAME='sge-default-'"$JOB_ID"
 exec '/shared/gridpipe/bin/worker'
 "#;
         assert_eq!(job_script("default", &spec, &template()).unwrap(), expected);
@@ -211,8 +214,7 @@ exec '/shared/gridpipe/bin/worker'
 export GRIDPIPE_WORKER_CONNECT='10.0.0.5:8786'
 export GRIDPIPE_SECRET_FILE='/shared/gridpipe/secret'
 export GRIDPIPE_WORKER_RESOURCES='gpu=1,ram=2'
-export GRIDPIPE_WORKER_QUEUE='gpu'
-export GRIDPIPE_WORKER_NAME="sge-$JOB_ID"
+export GRIDPIPE_WORKER_NAME='sge-gpu-'"$JOB_ID"
 exec '/shared/gridpipe/bin/worker'
 "#;
         assert_eq!(job_script("gpu", &spec, &t).unwrap(), expected);

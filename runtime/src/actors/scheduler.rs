@@ -392,6 +392,13 @@ impl Scheduler {
         }
         let window = self.window();
         let share = total_ready.div_ceil(self.workers.len()).max(1);
+        // Workers offering a resource are kept for the tasks that need one, as long
+        // as a plain worker (or a cluster queue of them) exists for plain tasks.
+        let plain_available = self
+            .workers
+            .iter()
+            .any(|w| w.alive && w.info.resources.is_empty())
+            || self.cluster_offers.iter().any(|r| r.is_empty());
         let mut lost = Vec::new();
         for w in 0..self.workers.len() {
             let worker = &mut self.workers[w];
@@ -420,7 +427,11 @@ impl Scheduler {
                 );
             }
             // Shapes that need special resources first, so scarce workers serve them.
+            let reserved = plain_available && !worker.info.resources.is_empty();
             for (shape, q) in self.ready.iter_mut().rev() {
+                if reserved && shape.is_empty() {
+                    continue;
+                }
                 while batch.len() < take && !q.is_empty() && worker.free.covers(shape) {
                     let t = q.pop_front().expect("non-empty");
                     Self::hand_over(
@@ -749,7 +760,7 @@ impl Scheduler {
 
     /// Fails the runs whose ready tasks no live worker and no cluster queue can ever
     /// run (e.g. after the last worker with a resource was lost), instead of waiting.
-    fn fail_unservable(&mut self, last_loss: &str) {
+    fn fail_unservable(&mut self, why: &str) {
         let mut doomed = Vec::new();
         for (shape, q) in &self.ready {
             if q.is_empty() || self.servable(shape).is_ok() {
@@ -762,9 +773,7 @@ impl Scheduler {
         doomed.sort_by_key(|(r, _)| *r);
         doomed.dedup_by_key(|(r, _)| *r);
         for (run, shape) in doomed {
-            let reason = format!(
-                "no worker left that can run tasks needing {shape} (the last one was lost: {last_loss})"
-            );
+            let reason = format!("no worker left that can run tasks needing {shape} ({why})");
             self.fail_run(run, RunError::NoWorker(reason));
         }
     }
@@ -884,7 +893,7 @@ impl Handler<WorkerLost> for Scheduler {
         for (run, p) in rebuilt {
             self.enqueue_chain(run, p, 0, 0.0);
         }
-        self.fail_unservable(&msg.reason);
+        self.fail_unservable(&format!("the last one was lost: {}", msg.reason));
         self.dispatch();
     }
 }
@@ -1011,8 +1020,43 @@ impl Handler<LiveWorkers> for Scheduler {
     }
 }
 
+/// A worker as the scheduler sees it.
+#[derive(Clone, Debug)]
+pub struct WorkerState {
+    /// Who and where it is.
+    pub info: WorkerInfo,
+    /// Whether it is connected and alive.
+    pub alive: bool,
+    /// Tasks handed to it and not yet reported.
+    pub in_flight: usize,
+}
+
+/// Every worker that ever joined, alive or not, in joining order.
+#[derive(Message)]
+#[rtype(result = "Vec<WorkerState>")]
+pub struct ListWorkers;
+
+impl Handler<ListWorkers> for Scheduler {
+    type Result = MessageResult<ListWorkers>;
+
+    fn handle(&mut self, _msg: ListWorkers, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(
+            self.workers
+                .iter()
+                .map(|w| WorkerState {
+                    info: w.info.clone(),
+                    alive: w.alive,
+                    in_flight: w.in_flight,
+                })
+                .collect(),
+        )
+    }
+}
+
 /// Declares what attached cluster queues can offer: a task needing such a resource is
 /// accepted at submit time and waits in its ready queue for a worker that has it.
+/// When the offer shrinks (a queue given up), waiting runs that nothing can serve
+/// any more fail with [`RunError::NoWorker`].
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct OfferResources(pub Vec<Resources>);
@@ -1022,6 +1066,7 @@ impl Handler<OfferResources> for Scheduler {
 
     fn handle(&mut self, msg: OfferResources, _ctx: &mut Context<Self>) {
         self.cluster_offers = msg.0;
+        self.fail_unservable("no cluster queue offers it any more");
     }
 }
 

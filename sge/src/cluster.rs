@@ -1,0 +1,261 @@
+//! [`SgeCluster`]: a gridpipe runtime whose workers are Grid Engine jobs.
+
+use crate::batch::BatchSystem;
+use crate::cluster_error::ClusterError;
+use crate::cluster_options::{advertised_address, host_name, ClusterOptions};
+use crate::interrupt;
+use crate::job_watch::{
+    CloseAll, ClusterStatus, JobWatch, Poll, SetTarget, Status, WatchedQueueSpec,
+};
+use crate::queue_actor::{QueueActor, ScaleChange};
+use crate::script::{job_name, job_script, JobTemplate};
+use crate::sge_commands::SgeCommands;
+use crate::specs::QueueSpecs;
+use actix::prelude::*;
+use gridpipe_runtime::actors::scheduler::LiveWorkers;
+use gridpipe_runtime::runtime::worker_program;
+use gridpipe_runtime::{Runtime, WorkerMode};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A gridpipe runtime whose workers are Grid Engine jobs, one queue actor per
+/// queue spec.
+///
+/// Compute on it with the same calls as in-process, through
+/// [`SgeCluster::runtime`]. Scaling is **per queue**: [`SgeCluster::scale_queue`]
+/// sets how many jobs (pending + running) one queue spec should have, within
+/// its `max_jobs`, and never touches another queue's jobs; [`SgeCluster::scale`]
+/// does so for the `default` spec. A job that ends (or is deleted) is replaced
+/// to keep the count. [`SgeCluster::close`] deletes every job it submitted and
+/// returns when the batch system lists none of them; dropping the cluster, or
+/// Ctrl-C / SIGTERM while it lives, does the same.
+pub struct SgeCluster {
+    runtime: Option<Runtime>,
+    watch: Addr<JobWatch>,
+    dir: PathBuf,
+    secret_file: PathBuf,
+    signal_ticket: Option<u64>,
+    closed: bool,
+}
+
+impl SgeCluster {
+    /// A cluster of `specs` on the real Grid Engine (`qsub`, `qstat`, `qdel`),
+    /// with default options.
+    pub fn new(specs: QueueSpecs) -> Result<SgeCluster, ClusterError> {
+        Self::with_options(specs, ClusterOptions::default())
+    }
+
+    /// A cluster of `specs` on the real Grid Engine with `options`.
+    pub fn with_options(
+        specs: QueueSpecs,
+        options: ClusterOptions,
+    ) -> Result<SgeCluster, ClusterError> {
+        Self::with_backend(specs, options, Arc::new(SgeCommands::new()))
+    }
+
+    /// A cluster of `specs` submitting through `backend` (e.g. a
+    /// [`crate::FakeBatchSystem`] in tests).
+    pub fn with_backend(
+        specs: QueueSpecs,
+        options: ClusterOptions,
+        backend: Arc<dyn BatchSystem>,
+    ) -> Result<SgeCluster, ClusterError> {
+        let mut config = options.runtime.clone();
+        let program = match &config.mode {
+            WorkerMode::External { program } => worker_program(program.as_deref())?,
+            _ => worker_program(None)?,
+        };
+        config.mode = WorkerMode::External {
+            program: Some(program.clone()),
+        };
+        config.workers.clear();
+        let dir = make_work_dir(&options.work_dir)?;
+        let log_dir = dir.join("logs");
+        create_dir(&log_dir)?;
+        let runtime = Runtime::start(config)?;
+        let bound = runtime.address().unwrap_or_default().to_string();
+        let scheduler_addr = advertised_address(&bound, options.advertise.as_deref(), &host_name());
+        let secret_file = dir.join("secret");
+        runtime
+            .secret()
+            .ok_or(ClusterError::Stopped)?
+            .write_file(&secret_file)
+            .map_err(|source| ClusterError::Io {
+                path: secret_file.clone(),
+                source,
+            })?;
+        let arbiter = runtime.arbiter();
+        let mut queues = Vec::new();
+        for (label, spec) in specs.iter() {
+            let template = JobTemplate {
+                name: format!("{}-{label}", options.job_name),
+                program: program.clone(),
+                scheduler_addr: scheduler_addr.clone(),
+                secret_file: secret_file.clone(),
+                log_dir: log_dir.clone(),
+                hold: false,
+            };
+            job_script(label, spec, &template)?;
+            let (l, s, b, t) = (
+                label.to_string(),
+                spec.clone(),
+                backend.clone(),
+                template.clone(),
+            );
+            let addr = QueueActor::start_in_arbiter(&arbiter, move |_| QueueActor::new(l, s, b, t));
+            queues.push(WatchedQueueSpec {
+                label: label.to_string(),
+                spec: spec.clone(),
+                addr,
+                job_name: job_name(&template.name),
+            });
+        }
+        let (sched, max_fail, poll) = (
+            runtime.scheduler(),
+            options.max_start_failures,
+            options.poll_interval,
+        );
+        let watch = JobWatch::start_in_arbiter(&arbiter, move |_| {
+            JobWatch::new(queues, sched, log_dir, max_fail, poll)
+        });
+        let signal_ticket = options
+            .handle_signals
+            .then(|| interrupt::register(watch.clone()));
+        tracing::info!(%bound, %scheduler_addr, dir = %dir.display(), "cluster started");
+        Ok(SgeCluster {
+            runtime: Some(runtime),
+            watch,
+            dir,
+            secret_file,
+            signal_ticket,
+            closed: false,
+        })
+    }
+
+    /// The runtime to compute on (the same API as in-process).
+    pub fn runtime(&self) -> &Runtime {
+        self.runtime
+            .as_ref()
+            .expect("the runtime lives until close")
+    }
+
+    /// The cluster's work folder (secret file and `logs/`).
+    pub fn work_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Sets the `default` queue's jobs (pending + running) to `jobs`.
+    pub fn scale(&self, jobs: usize) -> Result<ScaleChange, ClusterError> {
+        self.scale_queue("default", jobs)
+    }
+
+    /// Sets queue `label`'s jobs (pending + running) to `jobs`, within its
+    /// `max_jobs`; other queues keep theirs. A queue that was given up is tried
+    /// again.
+    pub fn scale_queue(&self, label: &str, jobs: usize) -> Result<ScaleChange, ClusterError> {
+        let msg = SetTarget {
+            label: label.to_string(),
+            jobs,
+        };
+        futures::executor::block_on(self.watch.send(msg)).map_err(|_| ClusterError::Stopped)?
+    }
+
+    /// Reads every job's state from the batch system now.
+    pub fn refresh(&self) -> Result<ClusterStatus, ClusterError> {
+        futures::executor::block_on(self.watch.send(Poll)).map_err(|_| ClusterError::Stopped)
+    }
+
+    /// The queues' job states as last read (every poll interval).
+    pub fn status(&self) -> Result<ClusterStatus, ClusterError> {
+        futures::executor::block_on(self.watch.send(Status)).map_err(|_| ClusterError::Stopped)
+    }
+
+    /// Waits until at least `workers` workers are connected. Fails early when a
+    /// queue is given up, and after `timeout` with the queues' job states.
+    pub fn wait_for_workers(&self, workers: usize, timeout: Duration) -> Result<(), ClusterError> {
+        let start = Instant::now();
+        let scheduler = self.runtime().scheduler();
+        loop {
+            let live = futures::executor::block_on(scheduler.send(LiveWorkers))
+                .map_err(|_| ClusterError::Stopped)?;
+            if live >= workers {
+                return Ok(());
+            }
+            let status = self.status()?;
+            if let Some((label, q)) = status.queues.iter().find(|(_, q)| q.given_up.is_some()) {
+                return Err(ClusterError::QueueGivenUp {
+                    label: label.clone(),
+                    reason: q.given_up.clone().unwrap_or_default(),
+                });
+            }
+            if start.elapsed() > timeout {
+                return Err(ClusterError::WorkersTimeout {
+                    wanted: workers,
+                    live,
+                    waited_s: start.elapsed().as_secs_f64(),
+                    jobs: status.describe(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Deletes every job the cluster submitted, waits until the batch system
+    /// lists none of them, and stops the runtime.
+    pub fn close(mut self) -> Result<(), ClusterError> {
+        self.close_inner()
+    }
+
+    fn close_inner(&mut self) -> Result<(), ClusterError> {
+        if self.closed {
+            return Ok(());
+        }
+        self.closed = true;
+        let result = futures::executor::block_on(self.watch.send(CloseAll))
+            .map_err(|_| ClusterError::Stopped);
+        if let Some(t) = self.signal_ticket.take() {
+            interrupt::unregister(t);
+        }
+        let _ = std::fs::remove_file(&self.secret_file);
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown();
+        }
+        let result = result?;
+        if result.is_ok() {
+            tracing::info!(dir = %self.dir.display(), "cluster closed; every job deleted");
+        }
+        result
+    }
+}
+
+impl Drop for SgeCluster {
+    fn drop(&mut self) {
+        if let Err(e) = self.close_inner() {
+            tracing::error!(error = %e, "closing the cluster on drop");
+        }
+    }
+}
+
+fn create_dir(dir: &Path) -> Result<(), ClusterError> {
+    std::fs::create_dir_all(dir).map_err(|source| ClusterError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+/// A fresh folder under `root` for one cluster: `cluster-<pid>-<nanos>-<n>`.
+fn make_work_dir(root: &Path) -> Result<PathBuf, ClusterError> {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    create_dir(root)?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = root.join(format!("cluster-{}-{nanos:09}-{n}", std::process::id()));
+    std::fs::create_dir(&dir).map_err(|source| ClusterError::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    Ok(dir)
+}

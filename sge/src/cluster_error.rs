@@ -1,0 +1,57 @@
+//! [`ClusterError`]: what can go wrong with an [`crate::SgeCluster`].
+
+use crate::sge_error::SgeError;
+use gridpipe_runtime::RunError;
+use std::path::PathBuf;
+use thiserror::Error;
+
+/// Why a cluster call failed.
+#[derive(Debug, Error)]
+pub enum ClusterError {
+    /// A label that no queue spec has.
+    #[error("no queue spec labelled `{label}` (the specs have: {known})")]
+    UnknownQueue {
+        /// The label asked for.
+        label: String,
+        /// The labels the specs have, comma-separated.
+        known: String,
+    },
+    /// A batch-system command failed.
+    #[error(transparent)]
+    Sge(#[from] SgeError),
+    /// The cluster's runtime could not start.
+    #[error("cannot start the cluster's runtime: {0}")]
+    Start(#[from] RunError),
+    /// A file of the cluster's work folder could not be written or removed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A queue was given up after its jobs kept ending before their worker
+    /// connected.
+    #[error("queue `{label}` was given up: {reason}")]
+    QueueGivenUp {
+        /// The queue spec's label.
+        label: String,
+        /// What happened, with the last job's stderr.
+        reason: String,
+    },
+    /// Workers did not connect in time.
+    #[error("{wanted} workers wanted, {live} connected after {waited_s:.1} s; jobs: {jobs}")]
+    WorkersTimeout {
+        /// Workers waited for.
+        wanted: usize,
+        /// Workers connected.
+        live: usize,
+        /// Seconds waited.
+        waited_s: f64,
+        /// The queues' job states.
+        jobs: String,
+    },
+    /// The cluster's actors are gone (it was closed).
+    #[error("the cluster has stopped")]
+    Stopped,
+}

@@ -1,0 +1,393 @@
+//! [`JobWatch`]: the cluster's actor over its queue actors.
+//!
+//! It keeps each queue at its target number of jobs, reads job states from the
+//! batch system every poll interval, replaces jobs that ended, notices jobs that
+//! ended before their worker connected (their stderr goes to the log and to
+//! [`ClusterStatus::problems`]), gives a queue up after repeated such failures
+//! (the scheduler is told, so runs that only that queue could serve fail instead
+//! of waiting), and deletes every job on [`CloseAll`].
+
+use crate::cluster_error::ClusterError;
+use crate::job::JobId;
+use crate::job_log::job_stderr_tail;
+use crate::queue_actor::{Close, QueueActor, QueueJobs, Refresh, ScaleChange, ScaleTo, TakeEnded};
+use crate::sge_error::SgeError;
+use crate::spec::QueueSpec;
+use actix::prelude::*;
+use gridpipe_runtime::actors::scheduler::{ListWorkers, OfferResources, Scheduler, WorkerState};
+use gridpipe_runtime::Resources;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A job that ended before its worker connected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobProblem {
+    /// The queue spec's label.
+    pub label: String,
+    /// The Grid Engine queue.
+    pub queue: String,
+    /// The job.
+    pub job: JobId,
+    /// The end of the job's stderr.
+    pub stderr: String,
+}
+
+impl std::fmt::Display for JobProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "job {} of queue `{}` ({}) ended before its worker connected; stderr: {}",
+            self.job, self.label, self.queue, self.stderr
+        )
+    }
+}
+
+/// One queue as the cluster sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueStatus {
+    /// The Grid Engine queue (`qsub -q`).
+    pub queue: String,
+    /// How many jobs (pending + running) the queue should have.
+    pub target: usize,
+    /// Its jobs by state, as last read from the batch system.
+    pub jobs: QueueJobs,
+    /// Why the queue was given up, if it was.
+    pub given_up: Option<String>,
+}
+
+/// The cluster's queues and problems.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterStatus {
+    /// Per queue-spec label.
+    pub queues: BTreeMap<String, QueueStatus>,
+    /// Jobs that ended before their worker connected, oldest first.
+    pub problems: Vec<JobProblem>,
+}
+
+impl ClusterStatus {
+    /// One line per queue: `label (queue): target T, pending P, running R, failed F`.
+    pub fn describe(&self) -> String {
+        self.queues
+            .iter()
+            .map(|(label, q)| {
+                format!(
+                    "{label} ({}): target {}, pending {}, running {}, failed {}{}",
+                    q.queue,
+                    q.target,
+                    q.jobs.pending.len(),
+                    q.jobs.running.len(),
+                    q.jobs.failed.len(),
+                    q.given_up
+                        .as_deref()
+                        .map(|r| format!(", given up: {r}"))
+                        .unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+struct WatchedQueue {
+    addr: Addr<QueueActor>,
+    spec: QueueSpec,
+    job_name: String,
+    target: usize,
+    failures_in_a_row: u32,
+    given_up: Option<String>,
+    last: QueueJobs,
+}
+
+/// The cluster's supervising actor (see the module docs).
+pub struct JobWatch {
+    queues: BTreeMap<String, WatchedQueue>,
+    scheduler: Addr<Scheduler>,
+    log_dir: PathBuf,
+    max_start_failures: u32,
+    poll_interval: Duration,
+    problems: Vec<JobProblem>,
+    closing: bool,
+}
+
+/// A queue handed to [`JobWatch::new`].
+pub struct WatchedQueueSpec {
+    /// The queue spec's label.
+    pub label: String,
+    /// Its spec.
+    pub spec: QueueSpec,
+    /// Its queue actor.
+    pub addr: Addr<QueueActor>,
+    /// The (sanitised) job name its jobs get, to find their log files.
+    pub job_name: String,
+}
+
+impl JobWatch {
+    /// A watch over `queues`, reporting to `scheduler`.
+    pub fn new(
+        queues: Vec<WatchedQueueSpec>,
+        scheduler: Addr<Scheduler>,
+        log_dir: PathBuf,
+        max_start_failures: u32,
+        poll_interval: Duration,
+    ) -> Self {
+        let queues = queues
+            .into_iter()
+            .map(|q| {
+                (
+                    q.label,
+                    WatchedQueue {
+                        addr: q.addr,
+                        spec: q.spec,
+                        job_name: q.job_name,
+                        target: 0,
+                        failures_in_a_row: 0,
+                        given_up: None,
+                        last: QueueJobs::default(),
+                    },
+                )
+            })
+            .collect();
+        Self {
+            queues,
+            scheduler,
+            log_dir,
+            max_start_failures: max_start_failures.max(1),
+            poll_interval,
+            problems: Vec::new(),
+            closing: false,
+        }
+    }
+
+    /// What the queues not given up offer to the scheduler.
+    fn offers(&self) -> Vec<Resources> {
+        self.queues
+            .values()
+            .filter(|q| q.given_up.is_none())
+            .map(|q| {
+                q.spec
+                    .resources
+                    .iter()
+                    .map(|(k, v)| (k.clone(), *v))
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn status(&self) -> ClusterStatus {
+        ClusterStatus {
+            queues: self
+                .queues
+                .iter()
+                .map(|(label, q)| {
+                    (
+                        label.clone(),
+                        QueueStatus {
+                            queue: q.spec.queue.clone(),
+                            target: q.target,
+                            jobs: q.last.clone(),
+                            given_up: q.given_up.clone(),
+                        },
+                    )
+                })
+                .collect(),
+            problems: self.problems.clone(),
+        }
+    }
+
+    /// Takes in one round of job states: records jobs that ended before their
+    /// worker connected, gives up queues, and tops queues up to their target.
+    fn absorb(&mut self, round: Vec<PolledQueue>, workers: &[WorkerState]) {
+        let connected: BTreeSet<&str> = workers
+            .iter()
+            .filter_map(|w| w.info.job.as_deref())
+            .collect();
+        let mut offers_changed = false;
+        for polled in round {
+            let Some(q) = self.queues.get_mut(&polled.label) else {
+                continue;
+            };
+            match polled.jobs {
+                Ok(jobs) => q.last = jobs,
+                Err(e) => {
+                    tracing::warn!(queue = %polled.label, error = %e, "cannot read job states")
+                }
+            }
+            for id in polled.ended {
+                if connected.contains(id.as_str()) {
+                    q.failures_in_a_row = 0;
+                    tracing::info!(queue = %polled.label, job = %id, "worker job ended");
+                    continue;
+                }
+                let stderr = job_stderr_tail(&self.log_dir, &q.job_name, &id, 4096);
+                let problem = JobProblem {
+                    label: polled.label.clone(),
+                    queue: q.spec.queue.clone(),
+                    job: id,
+                    stderr,
+                };
+                tracing::error!("{problem}");
+                self.problems.push(problem.clone());
+                q.failures_in_a_row += 1;
+                if q.given_up.is_none() && q.failures_in_a_row >= self.max_start_failures {
+                    let reason = format!(
+                        "{} jobs in a row ended before their worker connected; the last: {problem}",
+                        q.failures_in_a_row
+                    );
+                    tracing::error!(queue = %polled.label, "queue given up: {reason}");
+                    q.given_up = Some(reason);
+                    offers_changed = true;
+                }
+            }
+            if !self.closing && q.given_up.is_none() && q.last.active() < q.target {
+                let (label, target) = (polled.label.clone(), q.target);
+                tracing::info!(queue = %label, have = q.last.active(), target, "topping up the queue");
+                let addr = q.addr.clone();
+                actix::spawn(async move {
+                    match addr.send(ScaleTo(target)).await {
+                        Ok(Err(e)) => tracing::error!(queue = %label, error = %e, "cannot submit"),
+                        Err(_) => tracing::warn!(queue = %label, "queue actor gone"),
+                        Ok(Ok(_)) => {}
+                    }
+                });
+            }
+        }
+        if offers_changed {
+            self.scheduler.do_send(OfferResources(self.offers()));
+        }
+    }
+}
+
+/// One queue's part of a poll.
+struct PolledQueue {
+    label: String,
+    jobs: Result<QueueJobs, SgeError>,
+    ended: Vec<JobId>,
+}
+
+impl Actor for JobWatch {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.scheduler.do_send(OfferResources(self.offers()));
+        ctx.run_interval(self.poll_interval, |act, ctx| {
+            if !act.closing {
+                ctx.notify(Poll);
+            }
+        });
+    }
+}
+
+/// Reads every queue's job states now, acts on them and returns the status.
+#[derive(Message)]
+#[rtype(result = "ClusterStatus")]
+pub struct Poll;
+
+impl Handler<Poll> for JobWatch {
+    type Result = AtomicResponse<Self, ClusterStatus>;
+
+    fn handle(&mut self, _msg: Poll, _ctx: &mut Context<Self>) -> Self::Result {
+        let addrs: Vec<(String, Addr<QueueActor>)> = self
+            .queues
+            .iter()
+            .map(|(l, q)| (l.clone(), q.addr.clone()))
+            .collect();
+        let scheduler = self.scheduler.clone();
+        let work = async move {
+            let mut round = Vec::new();
+            for (label, addr) in addrs {
+                let jobs = addr.send(Refresh).await.unwrap_or_else(|_| {
+                    Err(SgeError::Queue {
+                        queue: label.clone(),
+                        message: "queue actor gone".into(),
+                    })
+                });
+                let ended = addr.send(TakeEnded).await.unwrap_or_default();
+                round.push(PolledQueue { label, jobs, ended });
+            }
+            let workers = scheduler.send(ListWorkers).await.unwrap_or_default();
+            (round, workers)
+        };
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(
+            |(round, workers), act, _| {
+                act.absorb(round, &workers);
+                act.status()
+            },
+        )))
+    }
+}
+
+/// The status as last read (no batch-system call).
+#[derive(Message)]
+#[rtype(result = "ClusterStatus")]
+pub struct Status;
+
+impl Handler<Status> for JobWatch {
+    type Result = MessageResult<Status>;
+
+    fn handle(&mut self, _msg: Status, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.status())
+    }
+}
+
+/// Sets how many jobs (pending + running) queue `label` should have; a queue
+/// that was given up is tried again.
+#[derive(Message)]
+#[rtype(result = "Result<ScaleChange, ClusterError>")]
+pub struct SetTarget {
+    /// The queue spec's label.
+    pub label: String,
+    /// Jobs wanted (capped by the spec's `max_jobs`).
+    pub jobs: usize,
+}
+
+impl Handler<SetTarget> for JobWatch {
+    type Result = ResponseFuture<Result<ScaleChange, ClusterError>>;
+
+    fn handle(&mut self, msg: SetTarget, _ctx: &mut Context<Self>) -> Self::Result {
+        let known = self.queues.keys().cloned().collect::<Vec<_>>().join(", ");
+        let Some(q) = self.queues.get_mut(&msg.label) else {
+            let label = msg.label;
+            return Box::pin(async move { Err(ClusterError::UnknownQueue { label, known }) });
+        };
+        let cap = q.spec.max_jobs.map_or(usize::MAX, |m| m as usize);
+        q.target = msg.jobs.min(cap);
+        if q.given_up.take().is_some() {
+            q.failures_in_a_row = 0;
+            self.scheduler.do_send(OfferResources(self.offers()));
+        }
+        let q = &self.queues[&msg.label];
+        let (addr, target) = (q.addr.clone(), q.target);
+        Box::pin(async move {
+            addr.send(ScaleTo(target))
+                .await
+                .map_err(|_| ClusterError::Stopped)?
+                .map_err(ClusterError::from)
+        })
+    }
+}
+
+/// Deletes every job of every queue and waits until the batch system lists none
+/// of them; stops topping queues up.
+#[derive(Message)]
+#[rtype(result = "Result<(), ClusterError>")]
+pub struct CloseAll;
+
+impl Handler<CloseAll> for JobWatch {
+    type Result = ResponseFuture<Result<(), ClusterError>>;
+
+    fn handle(&mut self, _msg: CloseAll, _ctx: &mut Context<Self>) -> Self::Result {
+        self.closing = true;
+        for q in self.queues.values_mut() {
+            q.target = 0;
+        }
+        let addrs: Vec<Addr<QueueActor>> = self.queues.values().map(|q| q.addr.clone()).collect();
+        Box::pin(async move {
+            let results = futures::future::join_all(addrs.iter().map(|a| a.send(Close))).await;
+            for r in results {
+                r.map_err(|_| ClusterError::Stopped)??;
+            }
+            Ok(())
+        })
+    }
+}

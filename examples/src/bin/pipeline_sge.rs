@@ -42,6 +42,9 @@ struct Args {
     /// Shared folder for the secret file and the job logs.
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// Jobs are named `<job-name>-<queue label>`.
+    #[arg(long, default_value = "gridpipe")]
+    job_name: String,
 }
 
 const BUILT_IN_SPECS: &str = include_str!("../../queues.toml");
@@ -54,7 +57,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(path) => QueueSpecs::from_toml_file(path)?,
         None => QueueSpecs::from_toml_str(BUILT_IN_SPECS)?,
     };
-    let mut options = ClusterOptions::default().bind(&args.bind);
+    let mut options = ClusterOptions::default()
+        .bind(&args.bind)
+        .job_name(&args.job_name);
     if let Some(dir) = &args.work_dir {
         options = options.work_dir(dir);
     }

@@ -864,7 +864,11 @@ impl Handler<WorkerLost> for Scheduler {
         if let Some(slot) = self.workers.get_mut(w as usize) {
             slot.alive = false;
             slot.pinned.clear();
-            tracing::warn!(worker = %slot.info.name, reason = %msg.reason, requeued = msg.unfinished.len(), "worker lost: requeueing its tasks");
+            if msg.unfinished.is_empty() && self.runs.is_empty() {
+                tracing::info!(worker = %slot.info.name, reason = %msg.reason, "idle worker left");
+            } else {
+                tracing::warn!(worker = %slot.info.name, reason = %msg.reason, requeued = msg.unfinished.len(), "worker lost: requeueing its tasks");
+            }
         }
         for env in msg.unfinished {
             self.requeue_lost(w, env, msg.culprit);

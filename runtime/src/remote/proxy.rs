@@ -60,7 +60,11 @@ impl RemoteWorker {
             return;
         }
         self.lost = true;
-        tracing::warn!(worker = %self.hello.identity.name, %reason, tasks = self.in_flight.len(), "worker lost");
+        if self.in_flight.is_empty() {
+            tracing::info!(worker = %self.hello.identity.name, %reason, "idle worker left");
+        } else {
+            tracing::warn!(worker = %self.hello.identity.name, %reason, tasks = self.in_flight.len(), "worker lost");
+        }
         if let Some(id) = self.id {
             self.scheduler.do_send(WorkerLost {
                 worker: id,

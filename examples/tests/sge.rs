@@ -1,0 +1,337 @@
+//! Tests against the real Grid Engine of `scripts/grid-engine.sh` (which
+//! `scripts/test.sh` sets up and starts). They fail, never skip, when it is not
+//! running. They share the grid's few slots, so they run one at a time.
+
+use gridpipe_estimators::Pipeline;
+use gridpipe_examples::seed::{seed_samples, MyFitTransformer, MyTransformer};
+use gridpipe_runtime::{
+    Bag, Partitioning, Resources, Runtime, RuntimeConfig, Sample, Step, TaskOp,
+};
+use gridpipe_sge::{
+    parse_qstat_xml, ClusterError, ClusterOptions, QueueSpec, QueueSpecs, SgeCluster,
+};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+static GRID: Mutex<()> = Mutex::new(());
+
+/// Takes the grid for one test, after checking that Grid Engine answers.
+fn grid() -> MutexGuard<'static, ()> {
+    let guard = GRID.lock().unwrap_or_else(|e| e.into_inner());
+    let out = Command::new("qstat").args(["-u", "*"]).output();
+    match out {
+        Ok(o) if o.status.success() => guard,
+        Ok(o) => panic!(
+            "Grid Engine does not answer (run `bash scripts/grid-engine.sh setup && bash scripts/grid-engine.sh start` as root): {}",
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => panic!(
+            "qstat cannot run, Grid Engine is not installed (run `bash scripts/grid-engine.sh setup` as root): {e}"
+        ),
+    }
+}
+
+/// Every job Grid Engine lists, of every user: (id, name).
+fn listed_jobs() -> Vec<(String, String)> {
+    let out = Command::new("qstat")
+        .args(["-u", "*", "-xml"])
+        .output()
+        .expect("qstat runs");
+    assert!(out.status.success(), "qstat failed");
+    parse_qstat_xml(&String::from_utf8_lossy(&out.stdout))
+        .expect("qstat xml parses")
+        .into_iter()
+        .map(|s| (s.id.to_string(), s.name))
+        .collect()
+}
+
+/// The queue `qacct` recorded for job `id` (accounting lags a second or so).
+fn accounted_queue(id: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = Command::new("qacct")
+            .args(["-j", id])
+            .output()
+            .expect("qacct runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        if let Some(q) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("qname"))
+            .map(|q| q.trim().to_string())
+        {
+            return q;
+        }
+        assert!(Instant::now() < deadline, "qacct never listed job {id}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn work_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gridpipe-sge-test-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn options(test: &str) -> ClusterOptions {
+    ClusterOptions::default()
+        .work_dir(work_dir(test))
+        .job_name(format!("gp-{test}"))
+        .worker_program(env!("CARGO_BIN_EXE_pipeline_sge"))
+        .handle_signals(false)
+}
+
+fn seed_specs() -> QueueSpecs {
+    QueueSpecs::new(QueueSpec::new("q_1day").with_io_big(true))
+        .unwrap()
+        .with(
+            "gpu",
+            QueueSpec::new("q_gpu")
+                .with_resource_spec("gpu=1")
+                .with_resource("gpu", 1)
+                .with_max_jobs(1),
+        )
+        .unwrap()
+}
+
+fn seed_pipeline(fit: Duration) -> Pipeline {
+    Pipeline::new()
+        .step(Step::new("my_transformer", MyTransformer).transform_extra("metadata", "metadata"))
+        .step(
+            Step::new("my_fit_transformer", MyFitTransformer::new(fit))
+                .fit_resources(Resources::one("gpu", 1)),
+        )
+}
+
+fn outputs(samples: &[Sample]) -> Vec<(String, Vec<f64>)> {
+    samples
+        .iter()
+        .map(|s| (s.key.clone(), s.data.iter().copied().collect()))
+        .collect()
+}
+
+/// The seed's example: the fit (tagged gpu) runs in q_gpu and every transform
+/// in q_1day, as the report says and Grid Engine's accounting confirms; no job
+/// is left afterwards.
+#[test]
+fn pipeline_sge_runs_the_fit_in_q_gpu_and_every_transform_in_q_1day() {
+    let _grid = grid();
+    let dir = work_dir("example");
+    let out = Command::new(env!("CARGO_BIN_EXE_pipeline_sge"))
+        .args([
+            "--fit-seconds",
+            "0.5",
+            "--job-name",
+            "gp-example",
+            "--work-dir",
+        ])
+        .arg(&dir)
+        .output()
+        .expect("pipeline_sge starts");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "pipeline_sge failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let data: Vec<&str> = stdout.lines().filter(|l| l.starts_with("key=")).collect();
+    assert_eq!(data.len(), 10);
+    assert!(
+        data.iter()
+            .all(|l| l.ends_with("data=[4.0, 6.0, 4.0, 6.0]")),
+        "{stdout}"
+    );
+    let tasks: Vec<&str> = stdout.lines().filter(|l| l.starts_with("task ")).collect();
+    assert_eq!(tasks.len(), 11, "{stdout}");
+    let field = |line: &str, key: &str| -> String {
+        line.split(' ')
+            .find_map(|f| f.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key}= in {line}"))
+            .to_string()
+    };
+    let mut jobs = BTreeSet::new();
+    for line in &tasks {
+        let (queue, job) = (field(line, "queue"), field(line, "job"));
+        if field(line, "op") == "fit" {
+            assert_eq!(queue, "q_gpu", "{line}");
+        } else {
+            assert_eq!(queue, "q_1day", "{line}");
+        }
+        assert_eq!(accounted_queue(&job), queue, "qacct disagrees with {line}");
+        jobs.insert(job);
+    }
+    let left: Vec<_> = listed_jobs()
+        .into_iter()
+        .filter(|(id, name)| jobs.contains(id) || name.starts_with("gp-example-"))
+        .collect();
+    assert!(left.is_empty(), "jobs left after the example: {left:?}");
+}
+
+/// Killing worker jobs with `qdel` in the middle of a run (the gpu job during
+/// the fit, and a default job holding partitions) does not change the result:
+/// lost tasks run again on replacement jobs; `close` leaves no job listed.
+#[test]
+fn deleting_running_worker_jobs_mid_run_gives_identical_results() {
+    let _grid = grid();
+    let bag = || Bag::from_samples(seed_samples(20), Partitioning::NPartitions(8)).unwrap();
+    let reference = {
+        let config = RuntimeConfig::in_process(1).with_worker(Resources::one("gpu", 1));
+        let rt = Runtime::start(config).unwrap();
+        let out = seed_pipeline(Duration::ZERO)
+            .fit_transform(&rt, bag())
+            .unwrap();
+        outputs(&out.bag.samples())
+    };
+    let cluster = SgeCluster::with_options(seed_specs(), options("qdel")).unwrap();
+    cluster.scale_queue("gpu", 1).unwrap();
+    cluster.scale(2).unwrap();
+    cluster
+        .wait_for_workers(3, Duration::from_secs(60))
+        .unwrap();
+    let status = cluster.refresh().unwrap();
+    let gpu_job = status.queues["gpu"].jobs.running[0].to_string();
+    let default_job = status.queues["default"].jobs.running[0].to_string();
+    let mut all_jobs: BTreeSet<String> = status
+        .queues
+        .values()
+        .flat_map(|q| {
+            q.jobs
+                .running
+                .iter()
+                .chain(&q.jobs.pending)
+                .map(|j| j.to_string())
+        })
+        .collect();
+    let out = std::thread::scope(|s| {
+        let run = s.spawn(|| {
+            seed_pipeline(Duration::from_secs(4))
+                .fit_transform(cluster.runtime(), bag())
+                .unwrap()
+        });
+        std::thread::sleep(Duration::from_millis(1500));
+        let qdel = Command::new("qdel")
+            .args([&gpu_job, &default_job])
+            .output()
+            .unwrap();
+        assert!(
+            qdel.status.success(),
+            "{}",
+            String::from_utf8_lossy(&qdel.stderr)
+        );
+        run.join().unwrap()
+    });
+    assert_eq!(outputs(&out.bag.samples()), reference);
+    let fit = out
+        .report
+        .tasks
+        .iter()
+        .find(|t| out.report.label(t).op == TaskOp::Fit)
+        .unwrap();
+    let fit_worker = out.report.worker(fit);
+    assert_eq!(fit_worker.queue.as_deref(), Some("q_gpu"));
+    assert_ne!(
+        fit_worker.job.as_deref(),
+        Some(gpu_job.as_str()),
+        "the fit ran again on a new gpu job"
+    );
+    for w in &out.report.workers {
+        if let Some(j) = &w.job {
+            all_jobs.insert(j.clone());
+        }
+    }
+    for q in cluster.status().unwrap().queues.values() {
+        all_jobs.extend(q.jobs.finished.iter().map(|j| j.to_string()));
+    }
+    cluster.close().unwrap();
+    let left: Vec<_> = listed_jobs()
+        .into_iter()
+        .filter(|(id, _)| all_jobs.contains(id))
+        .collect();
+    assert!(left.is_empty(), "jobs left after close: {left:?}");
+}
+
+/// A queue spec naming a Grid Engine queue that does not exist gives an error
+/// that names the queue.
+#[test]
+fn a_queue_that_does_not_exist_is_an_error_naming_it() {
+    let _grid = grid();
+    let specs = QueueSpecs::new(QueueSpec::new("q_does_not_exist")).unwrap();
+    let cluster = SgeCluster::with_options(specs, options("noqueue")).unwrap();
+    let err = cluster.scale(1).unwrap_err();
+    assert!(err.to_string().contains("q_does_not_exist"), "{err}");
+    cluster.close().unwrap();
+}
+
+/// A job whose worker dies before connecting is reported with its stderr, and
+/// after a few such jobs the queue is given up with that stderr in the error.
+#[test]
+fn a_job_that_dies_before_its_worker_connects_is_reported_with_its_stderr() {
+    let _grid = grid();
+    let dir = work_dir("broken-program");
+    std::fs::create_dir_all(&dir).unwrap();
+    let program = dir.join("broken-worker.sh");
+    std::fs::write(
+        &program,
+        "#!/bin/sh\necho 'boom: the model file is missing' >&2\nexit 3\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let specs = QueueSpecs::new(QueueSpec::new("q_1day")).unwrap();
+    let options = options("broken").worker_program(&program);
+    let cluster = SgeCluster::with_options(specs, options).unwrap();
+    cluster.scale(1).unwrap();
+    let err = cluster
+        .wait_for_workers(1, Duration::from_secs(90))
+        .unwrap_err();
+    assert!(matches!(err, ClusterError::QueueGivenUp { .. }), "{err}");
+    assert!(
+        err.to_string().contains("boom: the model file is missing"),
+        "{err}"
+    );
+    let problems = cluster.status().unwrap().problems;
+    assert!(problems.len() >= 3, "{problems:?}");
+    cluster.close().unwrap();
+}
+
+/// Ctrl-C while a run waits on the grid deletes every job of the program
+/// before it exits.
+#[test]
+fn ctrl_c_deletes_every_job_before_exiting() {
+    let _grid = grid();
+    let name = format!("gp-sigint-{}", std::process::id());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pipeline_sge"))
+        .args(["--fit-seconds", "120", "--job-name", &name, "--work-dir"])
+        .arg(work_dir("sigint"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while listed_jobs()
+        .iter()
+        .filter(|(_, n)| n.starts_with(&name))
+        .count()
+        < 3
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the example's jobs never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "exit status {status:?}");
+    let left: Vec<_> = listed_jobs()
+        .into_iter()
+        .filter(|(_, n)| n.starts_with(&name))
+        .collect();
+    assert!(left.is_empty(), "jobs left after Ctrl-C: {left:?}");
+}

@@ -335,3 +335,20 @@ fn ctrl_c_deletes_every_job_before_exiting() {
         .collect();
     assert!(left.is_empty(), "jobs left after Ctrl-C: {left:?}");
 }
+
+/// A step tagged for a resource that no queue spec offers is refused when the
+/// graph is submitted, naming the step and the resource, instead of waiting in
+/// `qw` forever.
+#[test]
+fn a_resource_no_queue_offers_is_an_error_at_submit() {
+    let cluster = SgeCluster::with_options(seed_specs(), options("tpu")).unwrap();
+    let mut pipeline = Pipeline::new().step(
+        Step::new("trainer", MyFitTransformer::new(Duration::ZERO))
+            .fit_resources(Resources::one("tpu", 1)),
+    );
+    let bag = Bag::from_samples(seed_samples(4), Partitioning::NPartitions(2)).unwrap();
+    let err = pipeline.fit(cluster.runtime(), bag).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("trainer") && text.contains("tpu"), "{text}");
+    cluster.close().unwrap();
+}

@@ -2,7 +2,7 @@
 
 use crate::batch::BatchSystem;
 use crate::cluster_error::ClusterError;
-use crate::cluster_options::{advertised_address, host_name, ClusterOptions};
+use crate::cluster_options::{advertised_address, host_memory_bytes, host_name, ClusterOptions};
 use crate::interrupt;
 use crate::job_watch::{
     CloseAll, ClusterStatus, JobWatch, Poll, SetTarget, Status, WatchedQueueSpec,
@@ -61,6 +61,11 @@ impl SgeCluster {
         options: ClusterOptions,
         backend: Arc<dyn BatchSystem>,
     ) -> Result<SgeCluster, ClusterError> {
+        if let Some(bytes) = host_memory_bytes() {
+            for warning in specs.warnings_above_host(bytes) {
+                tracing::warn!("{warning}");
+            }
+        }
         let mut config = options.runtime.clone();
         let program = match &config.mode {
             WorkerMode::External { program } => worker_program(program.as_deref())?,

@@ -126,6 +126,20 @@ pub fn host_name() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// This host's total memory in bytes (`MemTotal` of `/proc/meminfo`), if known.
+pub fn host_memory_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +156,12 @@ mod tests {
             advertised_address("0.0.0.0:4000", Some("10.1.2.3:4000"), "vm"),
             "10.1.2.3:4000"
         );
+    }
+
+    #[test]
+    fn host_memory_is_read() {
+        let bytes = host_memory_bytes().expect("/proc/meminfo has MemTotal");
+        assert!(bytes > 64 << 20, "{bytes}");
     }
 
     #[test]

@@ -169,6 +169,7 @@ impl Runtime {
                                 queue: None,
                                 job: None,
                                 remote: false,
+                                release: None,
                             })
                             .await;
                     }

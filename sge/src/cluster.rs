@@ -12,7 +12,7 @@ use crate::script::{job_name, job_script, JobTemplate};
 use crate::sge_commands::SgeCommands;
 use crate::specs::QueueSpecs;
 use actix::prelude::*;
-use gridpipe_runtime::actors::scheduler::LiveWorkers;
+use gridpipe_runtime::actors::scheduler::{LiveWorkers, OfferResources};
 use gridpipe_runtime::runtime::worker_program;
 use gridpipe_runtime::{Runtime, WorkerMode};
 use std::path::{Path, PathBuf};
@@ -108,7 +108,10 @@ impl SgeCluster {
                 backend.clone(),
                 template.clone(),
             );
-            let addr = QueueActor::start_in_arbiter(&arbiter, move |_| QueueActor::new(l, s, b, t));
+            let close_timeout = options.close_timeout;
+            let addr = QueueActor::start_in_arbiter(&arbiter, move |_| {
+                QueueActor::new(l, s, b, t).with_close_timeout(close_timeout)
+            });
             queues.push(WatchedQueueSpec {
                 label: label.to_string(),
                 spec: spec.clone(),
@@ -121,9 +124,11 @@ impl SgeCluster {
             options.max_start_failures,
             options.poll_interval,
         );
-        let watch = JobWatch::start_in_arbiter(&arbiter, move |_| {
-            JobWatch::new(queues, sched, log_dir, max_fail, poll)
-        });
+        let watch = JobWatch::new(queues, sched, log_dir, max_fail, poll);
+        // The scheduler knows what the queues offer before any graph is submitted.
+        futures::executor::block_on(runtime.scheduler().send(OfferResources(watch.offers())))
+            .map_err(|_| ClusterError::Stopped)?;
+        let watch = JobWatch::start_in_arbiter(&arbiter, move |_| watch);
         let signal_ticket = options
             .handle_signals
             .then(|| interrupt::register(watch.clone()));

@@ -160,7 +160,7 @@ impl JobWatch {
     }
 
     /// What the queues not given up offer to the scheduler.
-    fn offers(&self) -> Vec<Resources> {
+    pub fn offers(&self) -> Vec<Resources> {
         self.queues
             .values()
             .filter(|q| q.given_up.is_none())
@@ -269,7 +269,6 @@ impl Actor for JobWatch {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        self.scheduler.do_send(OfferResources(self.offers()));
         ctx.run_interval(self.poll_interval, |act, ctx| {
             if !act.closing {
                 ctx.notify(Poll);

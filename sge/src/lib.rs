@@ -83,6 +83,7 @@ mod job_log;
 mod job_watch;
 mod load;
 mod memory;
+mod policy;
 mod qstat;
 mod queue_actor;
 mod script;
@@ -104,6 +105,10 @@ pub use job_watch::{
     WatchedQueueSpec,
 };
 pub use memory::Memory;
+pub use policy::{
+    apply, decide, workers_wanted, Action, Bounds, Decision, PolicyConfig, PolicyInput, QueueView,
+    ShapeDemand, WorkerView,
+};
 pub use qstat::parse_qstat_xml;
 pub use queue_actor::{
     Close, Jobs, QueueActor, QueueJobs, Refresh, ScaleChange, ScaleTo, TakeEnded,

@@ -59,6 +59,8 @@ pub struct QueueActor {
     /// Of those, the ones not yet handed out by [`TakeEnded`].
     unreported: Vec<JobId>,
     close_timeout: Duration,
+    /// Closed: no more submissions.
+    closed: bool,
 }
 
 impl QueueActor {
@@ -78,7 +80,15 @@ impl QueueActor {
             finished: Vec::new(),
             unreported: Vec::new(),
             close_timeout: Duration::from_secs(60),
+            closed: false,
         }
+    }
+
+    /// How long [`Close`] waits for the batch system to list none of the jobs
+    /// (default 60 s).
+    pub fn with_close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
     }
 
     fn counts(&self) -> QueueJobs {
@@ -214,6 +224,8 @@ impl Handler<ScaleTo> for QueueActor {
 
     fn handle(&mut self, msg: ScaleTo, _ctx: &mut Context<Self>) -> Self::Result {
         let cap = self.spec.max_jobs.map_or(usize::MAX, |m| m as usize);
+        // A closed queue submits nothing more (a late top-up must not outlive close).
+        let cap = if self.closed { 0 } else { cap };
         let target = msg.0.min(cap);
         let backend = self.backend.clone();
         let (label, have) = (self.label.clone(), self.jobs.len());
@@ -281,6 +293,7 @@ impl Handler<Close> for QueueActor {
     type Result = AtomicResponse<Self, Result<(), SgeError>>;
 
     fn handle(&mut self, _msg: Close, _ctx: &mut Context<Self>) -> Self::Result {
+        self.closed = true;
         let ids: Vec<JobId> = self.jobs.iter().map(|(id, _)| id.clone()).collect();
         let backend = self.backend.clone();
         let timeout = self.close_timeout;

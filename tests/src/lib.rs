@@ -307,6 +307,29 @@ impl Estimator for Sleepy {
     }
 }
 
+/// Learns the mean of every value after sleeping `ms` milliseconds (a slow fit,
+/// gathered), and subtracts it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SlowFit {
+    /// Milliseconds the fit sleeps.
+    pub ms: u64,
+    /// The learnt mean.
+    pub mean: Option<f64>,
+}
+
+#[typetag::serde]
+impl Estimator for SlowFit {
+    fn fit(&mut self, x: ArrayViewD<'_, f64>, _e: &Extra) -> Result<(), EstimatorError> {
+        std::thread::sleep(std::time::Duration::from_millis(self.ms));
+        self.mean = x.mean();
+        Ok(())
+    }
+    fn transform(&self, x: ArrayViewD<'_, f64>, _e: &Extra) -> Result<Transformed, EstimatorError> {
+        let m = self.mean.ok_or(EstimatorError::NotFitted)?;
+        Ok(x.mapv(|v| v - m).into())
+    }
+}
+
 /// Kills the process `pid` with SIGKILL.
 pub fn kill9(pid: u32) {
     let _ = std::process::Command::new("kill")
@@ -322,6 +345,7 @@ pub fn link_estimators() {
         std::any::type_name::<gridpipe_estimators::StandardScaler>(),
         gridpipe_estimators::StandardScaler::new(),
         Sleepy { ms: 0 },
+        SlowFit::default(),
         KillsWorkerOn {
             poison: String::new(),
         },

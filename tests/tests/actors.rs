@@ -88,6 +88,7 @@ async fn scheduler_counts_backlog_exactly_and_fills_windows() {
             queue: None,
             job: None,
             remote: false,
+            release: None,
         })
         .await
         .unwrap();
@@ -155,6 +156,7 @@ async fn a_gpu_tagged_fit_waits_for_a_gpu_worker_and_runs_only_there() {
             queue: None,
             job: None,
             remote: false,
+            release: None,
         })
         .await
         .unwrap();
@@ -209,6 +211,7 @@ async fn a_gpu_tagged_fit_waits_for_a_gpu_worker_and_runs_only_there() {
             queue: None,
             job: None,
             remote: false,
+            release: None,
         })
         .await
         .unwrap();

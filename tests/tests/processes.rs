@@ -254,3 +254,92 @@ fn the_scheduler_keeps_serving_after_garbage_and_strangers() {
     assert!(out.bag.stack(DATA).unwrap().iter().all(|&v| v == 1.0));
     assert_eq!(out.report.workers.len(), 1, "no stranger was admitted");
 }
+
+/// Retiring (draining) an idle worker process in the middle of a run hands the
+/// partitions it holds back: the drain completes while the run goes on, the
+/// drained worker gets no task afterwards, and the result is unchanged.
+#[test]
+fn draining_a_worker_mid_run_hands_its_partitions_on() {
+    use gridpipe_estimators::{Affine, FunctionTransformer, Pipeline};
+    use gridpipe_runtime::actors::scheduler::{Drain, ListWorkers};
+    let pipeline = || {
+        Pipeline::new()
+            .add(
+                "affine",
+                FunctionTransformer::new(Affine {
+                    scale: 2.0,
+                    offset: 1.0,
+                }),
+            )
+            .add(
+                "slow",
+                SlowFit {
+                    ms: 1500,
+                    mean: None,
+                },
+            )
+            .add(
+                "after",
+                FunctionTransformer::new(Affine {
+                    scale: 3.0,
+                    offset: 0.0,
+                }),
+            )
+    };
+    let reference = pipeline()
+        .fit_transform(&Runtime::in_process(2).unwrap(), data(2000, 3))
+        .unwrap();
+    let rt = processes(2);
+    let scheduler = rt.scheduler();
+    let started = Instant::now();
+    let (out, drained_at, drained) = std::thread::scope(|s| {
+        let run = s.spawn(|| pipeline().fit_transform(&rt, data(2000, 3)).unwrap());
+        // Wait for the fit: one worker busy with it, the other idle and holding
+        // the first stage's partitions.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let idle = loop {
+            let workers = futures::executor::block_on(scheduler.send(ListWorkers)).unwrap();
+            if workers.iter().any(|w| w.in_flight == 1) {
+                if let Some(w) = workers.iter().find(|w| w.in_flight == 0) {
+                    break w.info.id;
+                }
+            }
+            assert!(Instant::now() < deadline, "the fit never started");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        futures::executor::block_on(scheduler.send(Drain(idle))).unwrap();
+        let drained_at = started.elapsed().as_secs_f64();
+        let out = run.join().unwrap();
+        (out, drained_at, idle)
+    });
+    let (a, b): (ArrayD<f64>, ArrayD<f64>) = (
+        reference.bag.stack(DATA).unwrap(),
+        out.bag.stack(DATA).unwrap(),
+    );
+    assert!(a
+        .iter()
+        .zip(b.iter())
+        .all(|(x, y)| x.to_bits() == y.to_bits()));
+    assert!(
+        drained_at < out.report.wall_s,
+        "the drain finished at {drained_at} s, after the run ({} s)",
+        out.report.wall_s
+    );
+    let late: Vec<_> = out
+        .report
+        .tasks
+        .iter()
+        .filter(|t| t.worker == drained && t.started_s > drained_at + 0.05)
+        .collect();
+    assert!(
+        late.is_empty(),
+        "tasks on the drained worker after the drain: {late:?}"
+    );
+    assert!(
+        out.report
+            .tasks
+            .iter()
+            .any(|t| t.worker == drained && t.partition.is_some()),
+        "the drained worker ran (and held) first-stage partitions"
+    );
+}

@@ -161,7 +161,7 @@ pub struct Fitted(pub Arc<dyn Estimator>);
 pub struct GetModel;
 
 /// Backlog of one resource shape.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ShapeBacklog {
     /// The shape (what the tasks need).
     pub resources: Resources,
@@ -169,7 +169,37 @@ pub struct ShapeBacklog {
     pub ready: usize,
     /// Tasks handed to a worker (queued there or running).
     pub in_flight: usize,
+    /// Estimated seconds of work of the ready tasks whose stage (or fit) already
+    /// has a measured task in its run (the mean of those).
+    pub ready_work_s: f64,
+    /// Ready tasks whose stage has no measured task yet.
+    pub ready_unknown: usize,
+    /// When the oldest ready task became ready.
+    pub oldest_ready: Option<Instant>,
 }
+
+/// Scheduler -> worker: send back the data of these held partitions
+/// (`(run, partition)`); the worker is being retired.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct ReleaseHeld(pub Vec<(u32, u32)>);
+
+/// Worker -> scheduler: the data of held partitions it was asked to release
+/// (`None` for one it did not have).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct PartitionsReturned {
+    /// The worker's index.
+    pub worker: u32,
+    /// `(run, partition, data)`.
+    pub parts: Vec<(u32, u32, Option<Arc<Batch>>)>,
+}
+
+/// Scheduler -> subscriber: the backlog or the workers changed since the
+/// subscriber last asked for the backlog (one notice per [`GetBacklog`]).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct BacklogChanged;
 
 /// Anyone -> scheduler: the exact backlog per resource shape.
 #[derive(Message, Debug)]

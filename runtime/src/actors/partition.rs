@@ -173,6 +173,21 @@ impl PartitionSlot {
         }
     }
 
+    /// The holder `worker` sent the partition's data back (it is being retired):
+    /// the data is here again and the next stage may run anywhere.
+    pub fn hand_back(&mut self, worker: u32, data: Arc<Batch>) -> Result<(), ProtocolError> {
+        match (self.state, self.held_by) {
+            (PartitionState::Ready { .. } | PartitionState::WaitingForFit { .. }, Some(w))
+                if w == worker =>
+            {
+                self.data = Some(data);
+                self.held_by = None;
+                Ok(())
+            }
+            _ => Err(self.violation("hand back from a worker that does not hold it")),
+        }
+    }
+
     /// Records that the stage's output stays on `worker` (not sent back).
     pub fn complete_held(&mut self, worker: u32, next: Next) -> Result<(), ProtocolError> {
         self.complete(worker, None, next)?;
@@ -304,6 +319,10 @@ mod tests {
         s.dispatch_to(1).unwrap();
         s.complete_held(1, Next::Ready).unwrap();
         assert_eq!(s.held_by(), Some(1));
+        assert!(
+            s.hand_back(0, Arc::new(Batch::empty())).is_err(),
+            "only the holder hands back"
+        );
         assert!(s.dispatch_to(0).is_err(), "held data runs where it is");
         assert!(matches!(s.dispatch_to(1).unwrap(), (1, SlotInput::Held)));
         s.complete_held(1, Next::WaitForFit).unwrap();

@@ -24,7 +24,7 @@ use crate::step::Step;
 use actix::prelude::*;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A task waiting in a ready queue.
 #[derive(Clone, Copy, Debug)]
@@ -37,9 +37,20 @@ struct TaskRef {
 struct WorkerSlot {
     info: WorkerInfo,
     addr: Recipient<RunTasks>,
+    /// Where to ask for held partitions back (worker processes).
+    release: Option<Recipient<ReleaseHeld>>,
     free: Resources,
     in_flight: usize,
     alive: bool,
+    /// Being retired: no new tasks; held partitions are being sent back.
+    draining: bool,
+    drain_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
+    joined: Instant,
+    left: Option<Instant>,
+    /// Since when it has had no task (None while it has some).
+    idle_since: Option<Instant>,
+    /// Seconds spent running tasks.
+    busy_s: f64,
     /// A worker process (its outputs can stay where they are), not a thread.
     remote: bool,
     /// Ready tasks whose input this worker holds: they run only here.
@@ -63,6 +74,8 @@ struct RunState {
     /// rebuild those of a lost worker (their lineage starts here).
     sources: Vec<Option<Arc<Batch>>>,
     waiting: Vec<Vec<u32>>,
+    /// Per task label (stages, then fits): seconds measured and tasks measured.
+    label_time: Vec<(f64, u32)>,
     partitions_left: usize,
     fits_left: usize,
     tasks: Vec<TaskRecord>,
@@ -162,6 +175,10 @@ pub struct Scheduler {
     avg_task_s: f64,
     /// How many workers each task has been running on when they died.
     kills: HashMap<(u32, TaskKind), u32>,
+    /// Who is told when the backlog or the workers change.
+    watchers: Vec<Recipient<BacklogChanged>>,
+    /// Whether the watchers were told and have not asked for the backlog since.
+    watchers_told: bool,
 }
 
 impl Scheduler {
@@ -178,6 +195,38 @@ impl Scheduler {
             in_flight: BTreeMap::new(),
             avg_task_s: avg,
             kills: HashMap::new(),
+            watchers: Vec::new(),
+            watchers_told: false,
+        }
+    }
+
+    /// Tells the watchers that the backlog or the workers changed (once until they
+    /// next ask for the backlog).
+    fn tell_watchers(&mut self) {
+        if self.watchers_told || self.watchers.is_empty() {
+            return;
+        }
+        self.watchers_told = true;
+        self.watchers.retain(|w| w.try_send(BacklogChanged).is_ok());
+    }
+
+    /// Answers the drain waiters of worker `w` once it has no task and holds no
+    /// partition (or is gone).
+    fn check_drained(&mut self, w: u32) {
+        let Some(slot) = self.workers.get(w as usize) else {
+            return;
+        };
+        if slot.drain_waiters.is_empty() {
+            return;
+        }
+        let holds = self
+            .runs
+            .values()
+            .any(|r| r.parts.iter().any(|p| p.held_by() == Some(w)));
+        if !slot.alive || (slot.in_flight == 0 && !holds) {
+            for tx in self.workers[w as usize].drain_waiters.drain(..) {
+                let _ = tx.send(());
+            }
         }
     }
 
@@ -201,7 +250,7 @@ impl Scheduler {
         if self
             .workers
             .iter()
-            .any(|w| w.alive && w.info.resources.covers(need))
+            .any(|w| w.alive && !w.draining && w.info.resources.covers(need))
             || self.cluster_offers.iter().any(|r| r.covers(need))
         {
             return Ok(());
@@ -258,6 +307,11 @@ impl Scheduler {
         }
         let plan = Plan::build(&work);
         let steps: Vec<Arc<Step>> = steps.into_iter().map(|s| s.step).collect();
+        if self.cluster_offers.is_empty() && !self.workers.iter().any(|w| w.alive) {
+            return Err(RunError::NoWorker(
+                "the runtime has no live worker and no cluster queue".into(),
+            ));
+        }
         // Every tag must be servable by some worker or attached queue.
         for stage in &plan.stages {
             if let Err((resource, amount)) = self.servable(&stage.resources) {
@@ -346,6 +400,7 @@ impl Scheduler {
             fit_started: vec![false; nfits],
             sources,
             waiting: vec![Vec::new(); nstages],
+            label_time: vec![(0.0, 0); nstages + nfits],
             partitions_left: npart,
             fits_left: nfits,
             tasks: Vec::with_capacity(plan.task_count(npart)),
@@ -397,13 +452,13 @@ impl Scheduler {
         let plain_available = self
             .workers
             .iter()
-            .any(|w| w.alive && w.info.resources.is_empty())
+            .any(|w| w.alive && !w.draining && w.info.resources.is_empty())
             || self.cluster_offers.iter().any(|r| r.is_empty());
         let mut lost = Vec::new();
         for w in 0..self.workers.len() {
             let worker = &mut self.workers[w];
             let room = window.saturating_sub(worker.in_flight);
-            if room == 0 || !worker.alive {
+            if room == 0 || !worker.alive || worker.draining {
                 continue;
             }
             let take = room.min(share.max(worker.pinned.len().min(room)));
@@ -480,6 +535,7 @@ impl Scheduler {
         };
         worker.free.take(shape);
         worker.in_flight += 1;
+        worker.idle_since = None;
         *in_flight.entry(shape.clone()).or_insert(0) += 1;
         batch.push(TaskEnvelope {
             ready_s: t.ready_s,
@@ -499,6 +555,7 @@ impl Scheduler {
                 // A worker process keeps the output when it can run the next stage
                 // too and the partition can be rebuilt if the worker is lost.
                 let hold = worker.remote
+                    && !worker.draining
                     && run.sources[p].is_some()
                     && run
                         .plan
@@ -564,10 +621,15 @@ impl Scheduler {
         let mut contributions: Vec<(u32, usize, u32, Contribution)> = Vec::new();
         let mut finished_runs = Vec::new();
         for o in outcomes {
-            busy += o.finished.duration_since(o.started).as_secs_f64();
+            let took = o.finished.duration_since(o.started).as_secs_f64();
+            busy += took;
             {
                 let w = &mut self.workers[worker as usize];
                 w.in_flight -= 1;
+                w.busy_s += took;
+                if w.in_flight == 0 {
+                    w.idle_since = Some(o.finished.max(Instant::now()));
+                }
                 let total = w.info.resources.clone();
                 w.free.give_back(&o.resources, &total);
             }
@@ -578,6 +640,14 @@ impl Scheduler {
                 continue;
             };
             let (started_s, finished_s) = (run.since(o.started), run.since(o.finished));
+            let label = match o.task {
+                TaskKind::Chain { stage, .. } => stage as usize,
+                TaskKind::Fit { fit } => run.plan.stages.len() + fit as usize,
+            };
+            if let Some(t) = run.label_time.get_mut(label) {
+                t.0 += took;
+                t.1 += 1;
+            }
             match (o.task, o.result) {
                 (TaskKind::Chain { stage, partition }, TaskResult::Chain(out)) => {
                     let out = *out;
@@ -814,6 +884,8 @@ pub struct AddWorker {
     pub job: Option<String>,
     /// Whether it is a worker process (whose outputs can stay where they are).
     pub remote: bool,
+    /// Where to ask a worker process for its held partitions back.
+    pub release: Option<Recipient<ReleaseHeld>>,
 }
 
 impl Handler<AddWorker> for Scheduler {
@@ -831,13 +903,21 @@ impl Handler<AddWorker> for Scheduler {
                 job: msg.job,
             },
             addr: msg.addr,
+            release: msg.release,
             free: msg.resources,
             in_flight: 0,
             alive: true,
+            draining: false,
+            drain_waiters: Vec::new(),
+            joined: Instant::now(),
+            left: None,
+            idle_since: Some(Instant::now()),
+            busy_s: 0.0,
             remote: msg.remote,
             pinned: VecDeque::new(),
         });
         self.dispatch();
+        self.tell_watchers();
         id
     }
 }
@@ -863,6 +943,7 @@ impl Handler<WorkerLost> for Scheduler {
         let w = msg.worker;
         if let Some(slot) = self.workers.get_mut(w as usize) {
             slot.alive = false;
+            slot.left.get_or_insert_with(Instant::now);
             slot.pinned.clear();
             if msg.unfinished.is_empty() && self.runs.is_empty() {
                 tracing::info!(worker = %slot.info.name, reason = %msg.reason, "idle worker left");
@@ -899,6 +980,8 @@ impl Handler<WorkerLost> for Scheduler {
         }
         self.fail_unservable(&format!("the last one was lost: {}", msg.reason));
         self.dispatch();
+        self.check_drained(w);
+        self.tell_watchers();
     }
 }
 
@@ -1024,6 +1107,115 @@ impl Handler<LiveWorkers> for Scheduler {
     }
 }
 
+/// Tells `0` whenever the backlog or the workers change (at most once between two
+/// [`GetBacklog`]s), e.g. a cluster's supervisor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WatchBacklog(pub Recipient<BacklogChanged>);
+
+impl Handler<WatchBacklog> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, msg: WatchBacklog, _ctx: &mut Context<Self>) {
+        self.watchers.push(msg.0);
+        self.watchers_told = false;
+        self.tell_watchers();
+    }
+}
+
+/// Retires worker `0`: it gets no new task, its held partitions are sent back
+/// (so the rest of the run goes on elsewhere), and the reply comes once it has no
+/// task and holds nothing (or is gone). Delete its job after that.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Drain(pub u32);
+
+impl Handler<Drain> for Scheduler {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, msg: Drain, _ctx: &mut Context<Self>) -> Self::Result {
+        let w = msg.0;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let Some(slot) = self.workers.get_mut(w as usize) else {
+            return Box::pin(async {});
+        };
+        slot.draining = true;
+        slot.drain_waiters.push(tx);
+        let held: Vec<(u32, u32)> = self
+            .runs
+            .iter()
+            .flat_map(|(id, r)| {
+                r.parts
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.held_by() == Some(w))
+                    .map(move |(i, _)| (*id, i as u32))
+            })
+            .collect();
+        let slot = &self.workers[w as usize];
+        tracing::info!(worker = %slot.info.name, held = held.len(), in_flight = slot.in_flight, "draining worker");
+        if !held.is_empty() {
+            match &slot.release {
+                Some(r) => r.do_send(ReleaseHeld(held)),
+                None => {
+                    tracing::error!(worker = %slot.info.name, "a worker holds partitions but cannot release them")
+                }
+            }
+        }
+        self.check_drained(w);
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
+}
+
+impl Handler<PartitionsReturned> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, msg: PartitionsReturned, _ctx: &mut Context<Self>) {
+        let w = msg.worker;
+        let mut back = std::collections::HashSet::new();
+        for (run_id, p, data) in msg.parts {
+            let Some(run) = self.runs.get_mut(&run_id) else {
+                continue;
+            };
+            let Some(slot) = run.parts.get_mut(p as usize) else {
+                continue;
+            };
+            let ok = match data {
+                Some(b) => slot.hand_back(w, b).is_ok(),
+                None => match run.sources[p as usize].clone() {
+                    Some(source) => slot.rebuild(source).is_ok(),
+                    None => false,
+                },
+            };
+            if ok {
+                back.insert((run_id, p));
+            } else {
+                tracing::error!(
+                    run = run_id,
+                    partition = p,
+                    "a returned partition does not fit its state"
+                );
+            }
+        }
+        // Tasks pinned to the worker for those partitions may now run anywhere.
+        if let Some(slot) = self.workers.get_mut(w as usize) {
+            let pinned = std::mem::take(&mut slot.pinned);
+            let (free, keep): (Vec<_>, Vec<_>) = pinned.into_iter().partition(|(_, t)| {
+                matches!(t.task, TaskKind::Chain { partition, .. } if back.contains(&(t.run, partition)))
+            });
+            self.workers[w as usize].pinned = keep.into_iter().collect();
+            for (shape, t) in free {
+                self.push_ready(&shape, t);
+            }
+        }
+        self.dispatch();
+        self.check_drained(w);
+        self.tell_watchers();
+    }
+}
+
 /// A worker as the scheduler sees it.
 #[derive(Clone, Debug)]
 pub struct WorkerState {
@@ -1033,6 +1225,16 @@ pub struct WorkerState {
     pub alive: bool,
     /// Tasks handed to it and not yet reported.
     pub in_flight: usize,
+    /// Being retired (no new tasks).
+    pub draining: bool,
+    /// When it joined.
+    pub joined: Instant,
+    /// When it was lost or left, if it did.
+    pub left: Option<Instant>,
+    /// Since when it has had no task (None while it has some or is gone).
+    pub idle_since: Option<Instant>,
+    /// Seconds it spent running tasks.
+    pub busy_s: f64,
 }
 
 /// Every worker that ever joined, alive or not, in joining order.
@@ -1051,6 +1253,11 @@ impl Handler<ListWorkers> for Scheduler {
                     info: w.info.clone(),
                     alive: w.alive,
                     in_flight: w.in_flight,
+                    draining: w.draining,
+                    joined: w.joined,
+                    left: w.left,
+                    idle_since: w.idle_since.filter(|_| w.alive),
+                    busy_s: w.busy_s,
                 })
                 .collect(),
         )
@@ -1085,6 +1292,7 @@ impl Handler<Submit> for Scheduler {
                 }
                 self.finish_if_done(run);
                 self.dispatch();
+                self.tell_watchers();
             }
             Err(e) => {
                 let _ = msg.reply.send(Err(e));
@@ -1099,6 +1307,8 @@ impl Handler<TasksDone> for Scheduler {
     fn handle(&mut self, msg: TasksDone, _ctx: &mut Context<Self>) {
         self.on_done(msg.worker, msg.outcomes);
         self.dispatch();
+        self.check_drained(msg.worker);
+        self.tell_watchers();
     }
 }
 
@@ -1126,6 +1336,7 @@ impl Handler<FitReady> for Scheduler {
             },
         );
         self.dispatch();
+        self.tell_watchers();
     }
 }
 
@@ -1133,6 +1344,7 @@ impl Handler<GetBacklog> for Scheduler {
     type Result = MessageResult<GetBacklog>;
 
     fn handle(&mut self, _msg: GetBacklog, _ctx: &mut Context<Self>) -> Self::Result {
+        self.watchers_told = false;
         let mut shapes: BTreeMap<Resources, ShapeBacklog> = BTreeMap::new();
         let counts = self
             .ready
@@ -1149,9 +1361,35 @@ impl Handler<GetBacklog> for Scheduler {
                 resources: shape.clone(),
                 ready: 0,
                 in_flight: 0,
+                ready_work_s: 0.0,
+                ready_unknown: 0,
+                oldest_ready: None,
             });
             e.ready += ready;
             e.in_flight += in_flight;
+        }
+        let ready_tasks = self
+            .ready
+            .iter()
+            .flat_map(|(shape, q)| q.iter().map(move |t| (shape, t)));
+        let pinned_tasks = self
+            .workers
+            .iter()
+            .flat_map(|w| w.pinned.iter().map(|(shape, t)| (shape, t)));
+        for (shape, t) in ready_tasks.chain(pinned_tasks) {
+            let (Some(e), Some(run)) = (shapes.get_mut(shape), self.runs.get(&t.run)) else {
+                continue;
+            };
+            let label = match t.task {
+                TaskKind::Chain { stage, .. } => stage as usize,
+                TaskKind::Fit { fit } => run.plan.stages.len() + fit as usize,
+            };
+            match run.label_time.get(label) {
+                Some(&(sum, n)) if n > 0 => e.ready_work_s += sum / n as f64,
+                _ => e.ready_unknown += 1,
+            }
+            let at = run.started + Duration::from_secs_f64(t.ready_s.max(0.0));
+            e.oldest_ready = Some(e.oldest_ready.map_or(at, |o| o.min(at)));
         }
         MessageResult(
             shapes

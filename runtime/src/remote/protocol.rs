@@ -3,6 +3,7 @@
 use crate::actors::messages::{
     ChainInput, TaskEnvelope, TaskKind, TaskOutcome, TaskPayload, TaskResult,
 };
+use crate::batch::Batch;
 use crate::estimator::Estimator;
 use crate::exec::{ChainOutput, Contribution, StageExec};
 use crate::resources::Resources;
@@ -25,6 +26,9 @@ pub enum ToWorker {
     Heartbeat,
     /// Finish and exit.
     Shutdown,
+    /// Send back the data of these held partitions (`(run, partition)`), after
+    /// the tasks already sent.
+    Release(Vec<(u32, u32)>),
 }
 
 /// Worker -> scheduler.
@@ -41,6 +45,8 @@ pub enum FromWorker {
     },
     /// The worker is alive.
     Heartbeat,
+    /// The held partitions asked for by `Release` (`None`: not here).
+    Released(Vec<(u32, u32, Option<Arc<Batch>>)>),
 }
 
 /// One task on the wire.

@@ -4,7 +4,9 @@
 //! go back to the scheduler to run elsewhere.
 
 use super::protocol::{outcome_from_wire, pack, FromWorker, ToWorker};
-use crate::actors::messages::{RunTasks, TaskEnvelope, TaskKind, TasksDone};
+use crate::actors::messages::{
+    PartitionsReturned, ReleaseHeld, RunTasks, TaskEnvelope, TaskKind, TasksDone,
+};
 use crate::actors::scheduler::{AddWorker, Scheduler, WorkerLost};
 use crate::wire::frame::{encode, read_msg, DEFAULT_MAX_FRAME};
 use crate::wire::handshake::Hello;
@@ -141,6 +143,7 @@ impl Actor for RemoteWorker {
                 queue: identity.queue,
                 job: identity.job,
                 remote: true,
+                release: Some(ctx.address().recipient()),
             })
             .into_actor(self)
             .then(|id, act, ctx| {
@@ -207,8 +210,22 @@ impl Handler<FromConn> for RemoteWorker {
                 }
             }
             FromWorker::Running { run, task } => self.running = Some((run, task)),
+            FromWorker::Released(parts) => {
+                if let Some(id) = self.id {
+                    self.scheduler
+                        .do_send(PartitionsReturned { worker: id, parts });
+                }
+            }
             FromWorker::Heartbeat => {}
         }
+    }
+}
+
+impl Handler<ReleaseHeld> for RemoteWorker {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReleaseHeld, _ctx: &mut Context<Self>) {
+        self.send(&ToWorker::Release(msg.0));
     }
 }
 

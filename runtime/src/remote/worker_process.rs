@@ -114,7 +114,7 @@ async fn serve(
     .map_err(|_| "the scheduler did not finish the handshake".to_string())?
     .map_err(|e| e.to_string())?;
     let (mut rd, mut wr) = stream.into_split();
-    let (task_tx, task_rx) = std::sync::mpsc::channel::<Vec<TaskEnvelope>>();
+    let (task_tx, task_rx) = std::sync::mpsc::channel::<ExecItem>();
     let (out_tx, mut out_rx) = tokio::sync::mpsc::unbounded_channel::<FromWorker>();
     // Estimator work runs on its own thread, never on the connection's event loop.
     let exec_tx = out_tx.clone();
@@ -155,7 +155,7 @@ async fn serve(
         match msg {
             ToWorker::Run { stages, tasks } => match unpack(&stages, tasks) {
                 Ok(envs) => {
-                    if task_tx.send(envs).is_err() {
+                    if task_tx.send(ExecItem::Tasks(envs)).is_err() {
                         break Err("executor stopped".into());
                     }
                 }
@@ -163,11 +163,24 @@ async fn serve(
             },
             ToWorker::Heartbeat => {}
             ToWorker::Shutdown => break Ok(()),
+            ToWorker::Release(parts) => {
+                if task_tx.send(ExecItem::Release(parts)).is_err() {
+                    break Err("executor stopped".into());
+                }
+            }
         }
     };
     drop(task_tx);
     writer.abort();
     result
+}
+
+/// What the executor thread is given, in order.
+enum ExecItem {
+    /// Tasks to run.
+    Tasks(Vec<TaskEnvelope>),
+    /// Held partitions to send back.
+    Release(Vec<(u32, u32)>),
 }
 
 /// Partitions this worker keeps between stages, by (run, partition).
@@ -202,12 +215,25 @@ fn keep_output(o: &mut crate::actors::messages::TaskOutcome, hold: bool, held: &
 }
 
 fn executor(
-    tasks: std::sync::mpsc::Receiver<Vec<TaskEnvelope>>,
+    items: std::sync::mpsc::Receiver<ExecItem>,
     out: tokio::sync::mpsc::UnboundedSender<FromWorker>,
 ) {
     let mut avg_s = 0.0f64;
     let mut held = Held::new();
-    for batch in tasks {
+    for item in items {
+        let batch = match item {
+            ExecItem::Tasks(batch) => batch,
+            ExecItem::Release(parts) => {
+                let back = parts
+                    .into_iter()
+                    .map(|(run, p)| (run, p, held.remove(&(run, p))))
+                    .collect();
+                if out.send(FromWorker::Released(back)).is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
         let total = batch.len();
         let mut done = Vec::new();
         let mut last_flush = Instant::now();

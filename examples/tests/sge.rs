@@ -352,3 +352,64 @@ fn a_resource_no_queue_offers_is_an_error_at_submit() {
     assert!(text.contains("trainer") && text.contains("tpu"), "{text}");
     cluster.close().unwrap();
 }
+
+/// The seed's adaptive example on the real grid: the gpu job is submitted only
+/// once the fit is ready, the default queue falls to its minimum during the fit,
+/// and no job is left afterwards; the results are the seed's.
+#[test]
+fn pipeline_sge_adaptive_asks_for_the_gpu_only_when_the_fit_is_ready() {
+    let _grid = grid();
+    let out = Command::new(env!("CARGO_BIN_EXE_pipeline_sge_adaptive"))
+        .args([
+            "--fit-seconds",
+            "8",
+            "--idle-timeout",
+            "2",
+            "--job-name",
+            "gp-adaptive",
+            "--work-dir",
+        ])
+        .arg(work_dir("adaptive"))
+        .output()
+        .expect("pipeline_sge_adaptive starts");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "pipeline_sge_adaptive failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let data: Vec<&str> = stdout.lines().filter(|l| l.starts_with("key=")).collect();
+    assert_eq!(data.len(), 10);
+    assert!(
+        data.iter()
+            .all(|l| l.ends_with("data=[4.0, 6.0, 4.0, 6.0]")),
+        "{stdout}"
+    );
+    let fit = stdout
+        .lines()
+        .find(|l| l.starts_with("task ") && l.contains(" op=fit "))
+        .expect("a fit task line");
+    assert!(fit.contains("queue=q_gpu"), "{fit}");
+    let json: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().expect("a last line")).expect("JSON last line");
+    assert_eq!(json["bench"], "adaptive");
+    assert_eq!(json["gpu_submitted_after_fit_ready"], true, "{stdout}");
+    assert_eq!(json["default_running_min_during_fit"], 1, "{stdout}");
+    assert_eq!(json["jobs_left"], 0, "{stdout}");
+    for key in [
+        "up_latency_s",
+        "down_latency_s",
+        "slot_s_held",
+        "slot_s_busy",
+    ] {
+        assert!(
+            json[key].as_f64().is_some_and(|v| v >= 0.0),
+            "{key}: {stdout}"
+        );
+    }
+    let left: Vec<_> = listed_jobs()
+        .into_iter()
+        .filter(|(_, name)| name.starts_with("gp-adaptive-"))
+        .collect();
+    assert!(left.is_empty(), "jobs left: {left:?}");
+}

@@ -1,20 +1,22 @@
 //! [`SgeCluster`]: a gridpipe runtime whose workers are Grid Engine jobs.
 
+use crate::adaptive::{AdaptOptions, AdaptReport, GetAdaptReport, StartAdapt};
 use crate::batch::BatchSystem;
 use crate::cluster_error::ClusterError;
 use crate::cluster_options::{advertised_address, host_memory_bytes, host_name, ClusterOptions};
 use crate::interrupt;
-use crate::job_watch::{
-    CloseAll, ClusterStatus, JobWatch, Poll, SetTarget, Status, WatchedQueueSpec,
-};
 use crate::queue_actor::{QueueActor, ScaleChange};
 use crate::script::{job_name, job_script, JobTemplate};
 use crate::sge_commands::SgeCommands;
 use crate::specs::QueueSpecs;
+use crate::supervisor::{
+    CloseAll, ClusterStatus, Poll, SetTarget, Status, Supervisor, WatchedQueueSpec,
+};
 use actix::prelude::*;
-use gridpipe_runtime::actors::scheduler::{LiveWorkers, OfferResources};
+use gridpipe_runtime::actors::scheduler::{ListWorkers, LiveWorkers, OfferResources};
 use gridpipe_runtime::runtime::worker_program;
 use gridpipe_runtime::{Runtime, WorkerMode};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,11 +34,12 @@ use std::time::{Duration, Instant};
 /// Ctrl-C / SIGTERM while it lives, does the same.
 pub struct SgeCluster {
     runtime: Option<Runtime>,
-    watch: Addr<JobWatch>,
+    watch: Addr<Supervisor>,
     dir: PathBuf,
     secret_file: PathBuf,
     signal_ticket: Option<u64>,
     closed: bool,
+    origin: Instant,
 }
 
 impl SgeCluster {
@@ -124,11 +127,13 @@ impl SgeCluster {
             options.max_start_failures,
             options.poll_interval,
         );
-        let watch = JobWatch::new(queues, sched, log_dir, max_fail, poll);
+        let mut watch = Supervisor::new(queues, sched, log_dir, max_fail, poll);
+        let origin = Instant::now();
+        watch.origin = origin;
         // The scheduler knows what the queues offer before any graph is submitted.
         futures::executor::block_on(runtime.scheduler().send(OfferResources(watch.offers())))
             .map_err(|_| ClusterError::Stopped)?;
-        let watch = JobWatch::start_in_arbiter(&arbiter, move |_| watch);
+        let watch = Supervisor::start_in_arbiter(&arbiter, move |_| watch);
         let signal_ticket = options
             .handle_signals
             .then(|| interrupt::register(watch.clone()));
@@ -140,6 +145,7 @@ impl SgeCluster {
             secret_file,
             signal_ticket,
             closed: false,
+            origin,
         })
     }
 
@@ -148,6 +154,11 @@ impl SgeCluster {
         self.runtime
             .as_ref()
             .expect("the runtime lives until close")
+    }
+
+    /// When the cluster started: the times of [`AdaptReport`] count from here.
+    pub fn started_at(&self) -> Instant {
+        self.origin
     }
 
     /// The cluster's work folder (secret file and `logs/`).
@@ -179,6 +190,56 @@ impl SgeCluster {
     /// The queues' job states as last read (every poll interval).
     pub fn status(&self) -> Result<ClusterStatus, ClusterError> {
         futures::executor::block_on(self.watch.send(Status)).map_err(|_| ClusterError::Stopped)
+    }
+
+    /// Starts adaptive scaling: from now on a supervisor grows and shrinks each
+    /// queue's jobs from the scheduler's backlog per resource shape, within
+    /// `options`' bounds (see [`crate::policy`] for what it decides and what a
+    /// bound counts). Each queue is first checked with a held submission that is
+    /// deleted again; a queue that fails the check is an error naming it. A later
+    /// [`SgeCluster::scale_queue`] stops adaptive scaling.
+    pub fn adapt(&self, options: AdaptOptions) -> Result<(), ClusterError> {
+        futures::executor::block_on(self.watch.send(StartAdapt(options)))
+            .map_err(|_| ClusterError::Stopped)?
+    }
+
+    /// The decisions adaptive scaling took, with reasons and timings, and the
+    /// jobs per queue over time.
+    pub fn adapt_report(&self) -> Result<AdaptReport, ClusterError> {
+        futures::executor::block_on(self.watch.send(GetAdaptReport))
+            .map_err(|_| ClusterError::Stopped)
+    }
+
+    /// Per queue label: the slot-seconds its workers held (connected) and spent
+    /// running tasks, so far.
+    pub fn usage(&self) -> Result<BTreeMap<String, QueueUsage>, ClusterError> {
+        let status = self.status()?;
+        let workers = futures::executor::block_on(self.runtime().scheduler().send(ListWorkers))
+            .map_err(|_| ClusterError::Stopped)?;
+        let now = Instant::now();
+        let mut usage = BTreeMap::new();
+        for (label, q) in &status.queues {
+            let ids: std::collections::BTreeSet<&str> = q
+                .jobs
+                .pending
+                .iter()
+                .chain(&q.jobs.running)
+                .chain(&q.jobs.failed)
+                .chain(&q.jobs.finished)
+                .map(|j| j.as_str())
+                .collect();
+            let mut u = QueueUsage::default();
+            for w in workers
+                .iter()
+                .filter(|w| w.info.job.as_deref().is_some_and(|j| ids.contains(j)))
+            {
+                u.workers += 1;
+                u.held_s += w.left.unwrap_or(now).duration_since(w.joined).as_secs_f64();
+                u.busy_s += w.busy_s;
+            }
+            usage.insert(label.clone(), u);
+        }
+        Ok(usage)
     }
 
     /// Waits until at least `workers` workers are connected. Fails early when a
@@ -245,6 +306,17 @@ impl Drop for SgeCluster {
             tracing::error!(error = %e, "closing the cluster on drop");
         }
     }
+}
+
+/// What one queue's workers used.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct QueueUsage {
+    /// Workers that connected.
+    pub workers: usize,
+    /// Seconds they were connected (slot-seconds held).
+    pub held_s: f64,
+    /// Seconds they spent running tasks (slot-seconds busy).
+    pub busy_s: f64,
 }
 
 fn create_dir(dir: &Path) -> Result<(), ClusterError> {

@@ -15,7 +15,7 @@
 //!   `qstat -xml` parser ([`parse_qstat_xml`]); errors are [`SgeError`].
 //!
 //! - the cluster ([`SgeCluster`]): a gridpipe runtime whose workers are Grid
-//!   Engine jobs, with a [`QueueActor`] per queue spec and a [`JobWatch`] that
+//!   Engine jobs, with a [`QueueActor`] per queue spec and a [`Supervisor`] that
 //!   keeps each queue at its target, replaces ended jobs, surfaces the stderr of
 //!   jobs that end before their worker connects, and deletes every job on close,
 //!   drop, Ctrl-C or SIGTERM. Tunables are in [`ClusterOptions`].
@@ -70,6 +70,7 @@
 //! [`QueueSpecError`]s whose messages name the label and the key (and the
 //! file, when loaded from one).
 
+mod adaptive;
 mod batch;
 mod cluster;
 mod cluster_error;
@@ -80,10 +81,9 @@ mod fake;
 mod interrupt;
 mod job;
 mod job_log;
-mod job_watch;
 mod load;
 mod memory;
-mod policy;
+pub mod policy;
 mod qstat;
 mod queue_actor;
 mod script;
@@ -91,19 +91,19 @@ mod sge_commands;
 mod sge_error;
 mod spec;
 mod specs;
+mod supervisor;
 
+pub use adaptive::{
+    AdaptOptions, AdaptReport, DecisionRecord, GetAdaptReport, StartAdapt, TimelinePoint,
+};
 pub use batch::BatchSystem;
-pub use cluster::SgeCluster;
+pub use cluster::{QueueUsage, SgeCluster};
 pub use cluster_error::ClusterError;
 pub use cluster_options::{advertised_address, ClusterOptions};
 pub use error::{MemoryError, QueueSpecError};
 pub use fake::{FakeBatchSystem, FakeJob};
 pub use job::{JobId, JobState, JobStatus};
 pub use job_log::{job_stderr_path, job_stderr_tail};
-pub use job_watch::{
-    CloseAll, ClusterStatus, JobProblem, JobWatch, Poll, QueueStatus, SetTarget, Status,
-    WatchedQueueSpec,
-};
 pub use memory::Memory;
 pub use policy::{
     apply, decide, workers_wanted, Action, Bounds, Decision, PolicyConfig, PolicyInput, QueueView,
@@ -111,10 +111,15 @@ pub use policy::{
 };
 pub use qstat::parse_qstat_xml;
 pub use queue_actor::{
-    Close, Jobs, QueueActor, QueueJobs, Refresh, ScaleChange, ScaleTo, TakeEnded,
+    CheckSubmit, Close, DeleteJobs, Jobs, QueueActor, QueueJobs, Refresh, ScaleBy, ScaleChange,
+    ScaleTo, TakeEnded,
 };
 pub use script::{bash_quote, job_name, job_script, JobTemplate};
 pub use sge_commands::{parse_qsub_output, SgeCommands};
 pub use sge_error::SgeError;
 pub use spec::QueueSpec;
 pub use specs::QueueSpecs;
+pub use supervisor::{
+    CloseAll, ClusterStatus, JobProblem, Poll, QueueStatus, SetTarget, Status, Supervisor,
+    WatchedQueueSpec,
+};

@@ -206,6 +206,82 @@ impl Handler<TakeEnded> for QueueActor {
     }
 }
 
+/// Deletes these jobs of this queue (e.g. a retired worker's), now.
+#[derive(Message)]
+#[rtype(result = "Result<(), SgeError>")]
+pub struct DeleteJobs(pub Vec<JobId>);
+
+impl Handler<DeleteJobs> for QueueActor {
+    type Result = AtomicResponse<Self, Result<(), SgeError>>;
+
+    fn handle(&mut self, msg: DeleteJobs, _ctx: &mut Context<Self>) -> Self::Result {
+        let ids: Vec<JobId> = msg
+            .0
+            .into_iter()
+            .filter(|id| self.jobs.iter().any(|(j, _)| j == id))
+            .collect();
+        let backend = self.backend.clone();
+        let doomed = ids.clone();
+        let work = async move {
+            if doomed.is_empty() {
+                return Ok(());
+            }
+            blocking(move || backend.delete(&doomed), "delete").await
+        };
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(move |res, act, _| {
+            if res.is_ok() {
+                act.jobs.retain(|(id, _)| !ids.contains(id));
+                act.finished.extend(ids);
+            }
+            res
+        })))
+    }
+}
+
+/// Submits one job of this queue on hold and deletes it again: proves that the
+/// batch system accepts the queue's jobs (queue name, resource requests) without
+/// running anything.
+#[derive(Message)]
+#[rtype(result = "Result<(), SgeError>")]
+pub struct CheckSubmit;
+
+impl Handler<CheckSubmit> for QueueActor {
+    type Result = ResponseFuture<Result<(), SgeError>>;
+
+    fn handle(&mut self, _msg: CheckSubmit, _ctx: &mut Context<Self>) -> Self::Result {
+        let template = JobTemplate {
+            hold: true,
+            ..self.template.clone()
+        };
+        let script = job_script(&self.label, &self.spec, &template);
+        let (backend, label) = (self.backend.clone(), self.label.clone());
+        Box::pin(async move {
+            let script = script?;
+            blocking(
+                move || {
+                    let id = backend.submit(&label, &script)?;
+                    backend.delete(std::slice::from_ref(&id))
+                },
+                "check submission",
+            )
+            .await
+        })
+    }
+}
+
+/// Runs a blocking batch-system call on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T, SgeError> + Send + 'static,
+    what: &str,
+) -> Result<T, SgeError> {
+    tokio::task::spawn_blocking(call).await.unwrap_or_else(|e| {
+        Err(SgeError::Queue {
+            queue: String::new(),
+            message: format!("{what} task failed: {e}"),
+        })
+    })
+}
+
 /// Deletes every job of this queue and waits until the batch system lists none.
 #[derive(Message)]
 #[rtype(result = "Result<(), SgeError>")]
@@ -223,44 +299,75 @@ impl Handler<ScaleTo> for QueueActor {
     type Result = AtomicResponse<Self, Result<ScaleChange, SgeError>>;
 
     fn handle(&mut self, msg: ScaleTo, _ctx: &mut Context<Self>) -> Self::Result {
+        self.scale(msg.0)
+    }
+}
+
+/// Changes the number of this queue's jobs by `0` (more, or fewer: pending ones
+/// first); capped by `max_jobs`.
+#[derive(Message)]
+#[rtype(result = "Result<ScaleChange, SgeError>")]
+pub struct ScaleBy(pub isize);
+
+impl Handler<ScaleBy> for QueueActor {
+    type Result = AtomicResponse<Self, Result<ScaleChange, SgeError>>;
+
+    fn handle(&mut self, msg: ScaleBy, _ctx: &mut Context<Self>) -> Self::Result {
+        let target = self.jobs.len().saturating_add_signed(msg.0);
+        self.scale(target)
+    }
+}
+
+impl QueueActor {
+    /// Submits or deletes jobs to reach `target` (pending + running). Jobs
+    /// submitted before a failing submission are kept and tracked.
+    fn scale(&mut self, target: usize) -> AtomicResponse<Self, Result<ScaleChange, SgeError>> {
         let cap = self.spec.max_jobs.map_or(usize::MAX, |m| m as usize);
         // A closed queue submits nothing more (a late top-up must not outlive close).
         let cap = if self.closed { 0 } else { cap };
-        let target = msg.0.min(cap);
+        let target = target.min(cap);
         let backend = self.backend.clone();
         let (label, have) = (self.label.clone(), self.jobs.len());
         let victims = self.victims(target);
         let script = job_script(&self.label, &self.spec, &self.template);
         let want = target.saturating_sub(have);
         let work = async move {
-            let script = script?;
-            tokio::task::spawn_blocking(move || -> Result<ScaleChange, SgeError> {
+            let script = match script {
+                Ok(s) => s,
+                Err(e) => return (ScaleChange::default(), Some(e)),
+            };
+            let call = move || -> Result<(ScaleChange, Option<SgeError>), SgeError> {
                 let mut change = ScaleChange::default();
                 if !victims.is_empty() {
-                    backend.delete(&victims)?;
+                    if let Err(e) = backend.delete(&victims) {
+                        return Ok((change, Some(e)));
+                    }
                     change.deleted = victims;
                 }
                 for _ in 0..want {
-                    change.submitted.push(backend.submit(&label, &script)?);
+                    match backend.submit(&label, &script) {
+                        Ok(id) => change.submitted.push(id),
+                        Err(e) => return Ok((change, Some(e))),
+                    }
                 }
-                Ok(change)
-            })
-            .await
-            .unwrap_or_else(|e| {
-                Err(SgeError::Queue {
-                    queue: String::new(),
-                    message: format!("submit task failed: {e}"),
-                })
-            })
+                Ok((change, None))
+            };
+            match blocking(call, "submit").await {
+                Ok(r) => r,
+                Err(e) => (ScaleChange::default(), Some(e)),
+            }
         };
-        AtomicResponse::new(Box::pin(work.into_actor(self).map(|res, act, _| {
-            if let Ok(change) = &res {
-                act.jobs.retain(|(id, _)| !change.deleted.contains(id));
-                act.finished.extend(change.deleted.iter().cloned());
-                act.jobs.extend(change.submitted.iter().map(|id| (id.clone(), JobState::Pending)));
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(|(change, error), act, _| {
+            act.jobs.retain(|(id, _)| !change.deleted.contains(id));
+            act.finished.extend(change.deleted.iter().cloned());
+            act.jobs.extend(change.submitted.iter().map(|id| (id.clone(), JobState::Pending)));
+            if !change.submitted.is_empty() || !change.deleted.is_empty() {
                 tracing::info!(queue = %act.label, submitted = change.submitted.len(), deleted = change.deleted.len(), "scaled");
             }
-            res
+            match error {
+                Some(e) => Err(e),
+                None => Ok(change),
+            }
         })))
     }
 }

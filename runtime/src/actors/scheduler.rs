@@ -945,8 +945,8 @@ impl Handler<WorkerLost> for Scheduler {
             slot.alive = false;
             slot.left.get_or_insert_with(Instant::now);
             slot.pinned.clear();
-            if msg.unfinished.is_empty() && self.runs.is_empty() {
-                tracing::info!(worker = %slot.info.name, reason = %msg.reason, "idle worker left");
+            if msg.unfinished.is_empty() && (self.runs.is_empty() || slot.draining) {
+                tracing::info!(worker = %slot.info.name, reason = %msg.reason, "idle or retired worker left");
             } else {
                 tracing::warn!(worker = %slot.info.name, reason = %msg.reason, requeued = msg.unfinished.len(), "worker lost: requeueing its tasks");
             }

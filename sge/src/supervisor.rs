@@ -1,4 +1,4 @@
-//! [`JobWatch`]: the cluster's actor over its queue actors.
+//! [`Supervisor`]: the cluster's actor over its queue actors.
 //!
 //! It keeps each queue at its target number of jobs, reads job states from the
 //! batch system every poll interval, replaces jobs that ended, notices jobs that
@@ -89,28 +89,32 @@ impl ClusterStatus {
     }
 }
 
-struct WatchedQueue {
-    addr: Addr<QueueActor>,
-    spec: QueueSpec,
-    job_name: String,
-    target: usize,
-    failures_in_a_row: u32,
-    given_up: Option<String>,
-    last: QueueJobs,
+pub(crate) struct WatchedQueue {
+    pub(crate) addr: Addr<QueueActor>,
+    pub(crate) spec: QueueSpec,
+    pub(crate) job_name: String,
+    pub(crate) target: usize,
+    pub(crate) failures_in_a_row: u32,
+    pub(crate) given_up: Option<String>,
+    pub(crate) last: QueueJobs,
 }
 
 /// The cluster's supervising actor (see the module docs).
-pub struct JobWatch {
-    queues: BTreeMap<String, WatchedQueue>,
-    scheduler: Addr<Scheduler>,
-    log_dir: PathBuf,
-    max_start_failures: u32,
-    poll_interval: Duration,
-    problems: Vec<JobProblem>,
-    closing: bool,
+pub struct Supervisor {
+    pub(crate) queues: BTreeMap<String, WatchedQueue>,
+    pub(crate) scheduler: Addr<Scheduler>,
+    pub(crate) log_dir: PathBuf,
+    pub(crate) max_start_failures: u32,
+    pub(crate) poll_interval: Duration,
+    pub(crate) problems: Vec<JobProblem>,
+    pub(crate) closing: bool,
+    /// When the cluster started (decision and timeline times count from here).
+    pub(crate) origin: std::time::Instant,
+    /// Adaptive scaling, once started.
+    pub(crate) adapt: Option<crate::adaptive::AdaptState>,
 }
 
-/// A queue handed to [`JobWatch::new`].
+/// A queue handed to [`Supervisor::new`].
 pub struct WatchedQueueSpec {
     /// The queue spec's label.
     pub label: String,
@@ -122,7 +126,7 @@ pub struct WatchedQueueSpec {
     pub job_name: String,
 }
 
-impl JobWatch {
+impl Supervisor {
     /// A watch over `queues`, reporting to `scheduler`.
     pub fn new(
         queues: Vec<WatchedQueueSpec>,
@@ -156,6 +160,8 @@ impl JobWatch {
             poll_interval,
             problems: Vec::new(),
             closing: false,
+            origin: std::time::Instant::now(),
+            adapt: None,
         }
     }
 
@@ -203,6 +209,7 @@ impl JobWatch {
             .filter_map(|w| w.info.job.as_deref())
             .collect();
         let mut offers_changed = false;
+        let manual = self.adapt.is_none();
         for polled in round {
             let Some(q) = self.queues.get_mut(&polled.label) else {
                 continue;
@@ -239,7 +246,7 @@ impl JobWatch {
                     offers_changed = true;
                 }
             }
-            if !self.closing && q.given_up.is_none() && q.last.active() < q.target {
+            if manual && !self.closing && q.given_up.is_none() && q.last.active() < q.target {
                 let (label, target) = (polled.label.clone(), q.target);
                 tracing::info!(queue = %label, have = q.last.active(), target, "topping up the queue");
                 let addr = q.addr.clone();
@@ -265,7 +272,7 @@ struct PolledQueue {
     ended: Vec<JobId>,
 }
 
-impl Actor for JobWatch {
+impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
@@ -282,7 +289,7 @@ impl Actor for JobWatch {
 #[rtype(result = "ClusterStatus")]
 pub struct Poll;
 
-impl Handler<Poll> for JobWatch {
+impl Handler<Poll> for Supervisor {
     type Result = AtomicResponse<Self, ClusterStatus>;
 
     fn handle(&mut self, _msg: Poll, _ctx: &mut Context<Self>) -> Self::Result {
@@ -308,8 +315,9 @@ impl Handler<Poll> for JobWatch {
             (round, workers)
         };
         AtomicResponse::new(Box::pin(work.into_actor(self).map(
-            |(round, workers), act, _| {
+            |(round, workers), act, ctx| {
                 act.absorb(round, &workers);
+                act.request_round(ctx);
                 act.status()
             },
         )))
@@ -321,7 +329,7 @@ impl Handler<Poll> for JobWatch {
 #[rtype(result = "ClusterStatus")]
 pub struct Status;
 
-impl Handler<Status> for JobWatch {
+impl Handler<Status> for Supervisor {
     type Result = MessageResult<Status>;
 
     fn handle(&mut self, _msg: Status, _ctx: &mut Context<Self>) -> Self::Result {
@@ -340,7 +348,7 @@ pub struct SetTarget {
     pub jobs: usize,
 }
 
-impl Handler<SetTarget> for JobWatch {
+impl Handler<SetTarget> for Supervisor {
     type Result = ResponseFuture<Result<ScaleChange, ClusterError>>;
 
     fn handle(&mut self, msg: SetTarget, _ctx: &mut Context<Self>) -> Self::Result {
@@ -351,6 +359,9 @@ impl Handler<SetTarget> for JobWatch {
         };
         let cap = q.spec.max_jobs.map_or(usize::MAX, |m| m as usize);
         q.target = msg.jobs.min(cap);
+        if self.adapt.take().is_some() {
+            tracing::info!(queue = %msg.label, "scaled by hand: adaptive scaling stopped");
+        }
         if q.given_up.take().is_some() {
             q.failures_in_a_row = 0;
             self.scheduler.do_send(OfferResources(self.offers()));
@@ -372,7 +383,7 @@ impl Handler<SetTarget> for JobWatch {
 #[rtype(result = "Result<(), ClusterError>")]
 pub struct CloseAll;
 
-impl Handler<CloseAll> for JobWatch {
+impl Handler<CloseAll> for Supervisor {
     type Result = ResponseFuture<Result<(), ClusterError>>;
 
     fn handle(&mut self, _msg: CloseAll, _ctx: &mut Context<Self>) -> Self::Result {

@@ -1,0 +1,228 @@
+//! The seed's adaptive Grid Engine example: `pipeline_sge`'s pipeline on a cluster
+//! that scales itself, `adapt(minimum=1, maximum=10)` with the `default` queue
+//! between 1 and 10 jobs and the `gpu` queue between 0 and 1. The fit (tagged
+//! `gpu`) sleeps `--fit-seconds`; the gpu job is requested only once the fit is
+//! ready to run; while it runs, idle default workers are retired down to the
+//! minimum; the transforms after the fit ask for default jobs again.
+//!
+//! Prints the task lines, the jobs per queue over time, every scaling decision
+//! with its reason, and last one JSON line:
+//! `{"bench":"adaptive","up_latency_s":..,"down_latency_s":..,"slot_s_held":..,
+//! "slot_s_busy":..,"gpu_submitted_after_fit_ready":..,
+//! "default_running_min_during_fit":..,"jobs_left":..}`.
+
+use clap::Parser;
+use gridpipe_estimators::Pipeline;
+use gridpipe_examples::cli::init_tracing;
+use gridpipe_examples::seed::{seed_samples, MyFitTransformer, MyTransformer};
+use gridpipe_runtime::{Bag, Partitioning, Resources, Step, TaskOp};
+use gridpipe_sge::policy::Action;
+use gridpipe_sge::{AdaptOptions, ClusterOptions, QueueSpecs, SgeCluster};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The seed's pipeline on an adaptive Grid Engine cluster.
+#[derive(Parser, Debug)]
+struct Args {
+    /// Seconds the fit sleeps (the seed's GPU training took 120).
+    #[arg(long, default_value_t = 20.0)]
+    fit_seconds: f64,
+    /// Seconds a worker may stay idle before it is retired.
+    #[arg(long, default_value_t = 3.0)]
+    idle_timeout: f64,
+    /// Fewest jobs of the default queue.
+    #[arg(long, default_value_t = 1)]
+    min: usize,
+    /// Most jobs of the default queue.
+    #[arg(long, default_value_t = 10)]
+    max: usize,
+    /// Most jobs of the gpu queue.
+    #[arg(long, default_value_t = 1)]
+    gpu_max: usize,
+    /// Queue specs (TOML); default: the built-in ones of `examples/queues.toml`.
+    #[arg(long)]
+    specs: Option<PathBuf>,
+    /// Number of samples.
+    #[arg(long, default_value_t = 10)]
+    samples: usize,
+    /// Number of partitions.
+    #[arg(long, default_value_t = 5)]
+    partitions: usize,
+    /// Where the scheduler listens (a grid needs an address its exec hosts reach).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    bind: String,
+    /// Shared folder for the secret file and the job logs.
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Jobs are named `<job-name>-<queue label>`.
+    #[arg(long, default_value = "gridpipe")]
+    job_name: String,
+}
+
+const BUILT_IN_SPECS: &str = include_str!("../../queues.toml");
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    gridpipe_runtime::run_if_worker();
+    init_tracing();
+    let args = Args::parse();
+    let specs = match &args.specs {
+        Some(path) => QueueSpecs::from_toml_file(path)?,
+        None => QueueSpecs::from_toml_str(BUILT_IN_SPECS)?,
+    };
+    let mut options = ClusterOptions::default()
+        .bind(&args.bind)
+        .job_name(&args.job_name);
+    if let Some(dir) = &args.work_dir {
+        options = options.work_dir(dir);
+    }
+    let cluster = SgeCluster::with_options(specs, options)?;
+    cluster.adapt(
+        AdaptOptions::new(1, 10)
+            .queue("default", args.min, args.max)
+            .queue("gpu", 0, args.gpu_max)
+            .idle_timeout(Duration::from_secs_f64(args.idle_timeout)),
+    )?;
+    let mut pipeline = Pipeline::new()
+        .step(Step::new("my_transformer", MyTransformer).transform_extra("metadata", "metadata"))
+        .step(
+            Step::new(
+                "my_fit_transformer",
+                MyFitTransformer::new(Duration::from_secs_f64(args.fit_seconds)),
+            )
+            .fit_resources(Resources::one("gpu", 1)),
+        );
+    let bag = Bag::from_samples(
+        seed_samples(args.samples),
+        Partitioning::NPartitions(args.partitions),
+    )?;
+    let origin = cluster.started_at();
+    let submitted = Instant::now();
+    let out = pipeline.fit_transform(cluster.runtime(), bag)?;
+    for s in out.bag.samples() {
+        let v: Vec<f64> = s.data.iter().copied().collect();
+        println!("key={} data={:?}", s.key, v);
+    }
+    for line in out.report.task_lines() {
+        println!("{line}");
+    }
+    println!("{}", out.report.summary());
+    let usage = cluster.usage()?;
+    let report = cluster.adapt_report()?;
+    let job_name = args.job_name.clone();
+    let dir = cluster.work_dir().to_path_buf();
+    cluster.close()?;
+
+    // The fit's window, in seconds since the cluster started.
+    let base = submitted.duration_since(origin).as_secs_f64();
+    let fit = out
+        .report
+        .tasks
+        .iter()
+        .find(|t| out.report.label(t).op == TaskOp::Fit)
+        .ok_or("the run had no fit")?;
+    let (fit_ready, fit_start, fit_end) = (
+        base + fit.ready_s,
+        base + fit.started_s,
+        base + fit.finished_s,
+    );
+    for p in &report.timeline {
+        println!(
+            "timeline t={:.3}s queue={} pending={} running={}",
+            p.at_ms as f64 / 1000.0,
+            p.label,
+            p.pending,
+            p.running
+        );
+    }
+    for d in &report.decisions {
+        println!(
+            "decision t={:.3}s queue={} action={:?} jobs={} latency_s={} reason={}{}",
+            d.at_s,
+            d.label,
+            d.action,
+            d.jobs
+                .iter()
+                .map(|j| j.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+            d.latency_s.map_or("-".into(), |l| format!("{l:.3}")),
+            d.reason,
+            d.error
+                .as_deref()
+                .map(|e| format!(" error={e}"))
+                .unwrap_or_default()
+        );
+    }
+    for (label, u) in &usage {
+        println!(
+            "usage queue={label} workers={} slot_s_held={:.2} slot_s_busy={:.2}",
+            u.workers, u.held_s, u.busy_s
+        );
+    }
+    println!(
+        "fit ready at {fit_ready:.3}s, ran {fit_start:.3}s..{fit_end:.3}s; logs in {}",
+        dir.display()
+    );
+
+    let gpu_submits: Vec<_> = report
+        .decisions
+        .iter()
+        .filter(|d| d.label == "gpu" && matches!(d.action, Action::Submit(_)))
+        .collect();
+    let gpu_after_fit_ready =
+        !gpu_submits.is_empty() && gpu_submits.iter().all(|d| d.at_s + 1e-3 >= fit_ready);
+    let up_latency = gpu_submits.first().and_then(|d| d.latency_s);
+    let down_latency = report
+        .decisions
+        .iter()
+        .filter(|d| matches!(d.action, Action::Retire(_)))
+        .filter_map(|d| d.latency_s)
+        .fold(None, |m: Option<f64>, l| Some(m.map_or(l, |m| m.max(l))));
+    let default_min_during_fit = running_min(&report.timeline, "default", fit_start, fit_end);
+    let jobs_left = jobs_named(&job_name)?;
+    let json = serde_json::json!({
+        "bench": "adaptive",
+        "up_latency_s": up_latency,
+        "down_latency_s": down_latency,
+        "slot_s_held": usage.values().map(|u| u.held_s).sum::<f64>(),
+        "slot_s_busy": usage.values().map(|u| u.busy_s).sum::<f64>(),
+        "gpu_submitted_after_fit_ready": gpu_after_fit_ready,
+        "default_running_min_during_fit": default_min_during_fit,
+        "jobs_left": jobs_left,
+    });
+    println!("{json}");
+    Ok(())
+}
+
+/// The fewest running jobs of queue `label` between `from` and `to` seconds
+/// (the state at `from` included).
+fn running_min(
+    timeline: &[gridpipe_sge::TimelinePoint],
+    label: &str,
+    from: f64,
+    to: f64,
+) -> Option<usize> {
+    let points: Vec<(f64, usize)> = timeline
+        .iter()
+        .filter(|p| p.label == label)
+        .map(|p| (p.at_ms as f64 / 1000.0, p.running))
+        .collect();
+    let at_start = points.iter().rev().find(|(t, _)| *t <= from).map(|p| p.1);
+    points
+        .iter()
+        .filter(|(t, _)| *t > from && *t <= to)
+        .map(|p| p.1)
+        .chain(at_start)
+        .min()
+}
+
+/// How many jobs named `<prefix>-...` Grid Engine still lists.
+fn jobs_named(prefix: &str) -> Result<usize, Box<dyn std::error::Error>> {
+    let out = Command::new("qstat").args(["-u", "*", "-xml"]).output()?;
+    let jobs = gridpipe_sge::parse_qstat_xml(&String::from_utf8_lossy(&out.stdout))?;
+    Ok(jobs
+        .iter()
+        .filter(|j| j.name.starts_with(&format!("{prefix}-")))
+        .count())
+}

@@ -72,6 +72,19 @@ fn bench_overhead_prints_one_json_line() {
 }
 
 #[test]
+fn bench_policy_prints_one_json_line_with_a_decision_per_queue() {
+    let v = json_line(&run(
+        env!("CARGO_BIN_EXE_bench_policy"),
+        &["--tasks", "10000", "--max-jobs", "200", "--rounds", "50"],
+    ));
+    assert_eq!(v["bench"], "policy");
+    assert_eq!(v["ready_tasks"], 10000);
+    // Every queue has demand it cannot cover yet: one submission each.
+    assert_eq!(v["decisions_per_round"], 3);
+    assert!(v["decide_us_mean"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
 fn bench_pipeline_checks_its_result_against_the_floor() {
     let v = json_line(&run(
         env!("CARGO_BIN_EXE_bench_pipeline"),

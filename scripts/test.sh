@@ -21,6 +21,16 @@ elif ! qstat >/dev/null 2>&1; then
     echo "  sudo bash scripts/grid-engine.sh setup && sudo bash scripts/grid-engine.sh start" >&2
     exit 1
 fi
+# Headless Chromium for the dashboard's page test (examples/tests/dashboard.rs).
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "== installing chromium for the dashboard test"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null
+    else
+        echo "chromium is missing and this is not root: run 'sudo apt-get install chromium'" >&2
+        exit 1
+    fi
+fi
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy (warnings are errors)"

@@ -1,7 +1,9 @@
 //! Command-line options shared by the examples.
 
 use clap::ValueEnum;
+use gridpipe_runtime::dashboard::DashboardSetting;
 use gridpipe_runtime::{RunError, Runtime, RuntimeConfig};
+use std::path::PathBuf;
 
 /// Where the workers of an example run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -21,11 +23,67 @@ impl Mode {
         }
     }
 
-    /// Starts a runtime with `workers` workers of this mode.
+    /// Starts a runtime with `workers` workers of this mode, without a dashboard.
     pub fn runtime(&self, workers: usize) -> Result<Runtime, RunError> {
-        match self {
-            Mode::Inprocess => Runtime::in_process(workers),
-            Mode::Processes => Runtime::start(RuntimeConfig::processes(workers)),
+        self.runtime_with(workers, DashboardSetting::Off)
+    }
+
+    /// Starts a runtime with `workers` workers of this mode and `dashboard`.
+    pub fn runtime_with(
+        &self,
+        workers: usize,
+        dashboard: DashboardSetting,
+    ) -> Result<Runtime, RunError> {
+        let mut config = match self {
+            Mode::Inprocess => RuntimeConfig::in_process(workers),
+            Mode::Processes => RuntimeConfig::processes(workers),
+        };
+        config.dashboard = dashboard;
+        let rt = Runtime::start(config)?;
+        if let Some(url) = rt.dashboard_url() {
+            println!("dashboard: {url}");
+        }
+        Ok(rt)
+    }
+}
+
+/// What the examples show besides their output: the dashboard, and pictures.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ViewArgs {
+    /// Serve the dashboard on ADDR (`off`: none; default: `127.0.0.1:8787` or
+    /// the next free port for examples, none for benchmarks).
+    #[arg(long, value_name = "ADDR")]
+    pub dashboard: Option<String>,
+    /// Keep serving the finished run's dashboard this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
+    pub linger: f64,
+    /// Write the run's task graph to FILE (Graphviz DOT when FILE ends in `.dot`,
+    /// else SVG).
+    #[arg(long, value_name = "FILE")]
+    pub graph: Option<PathBuf>,
+    /// Write the run's timeline (tasks per worker over time) to FILE (SVG).
+    #[arg(long, value_name = "FILE")]
+    pub timeline: Option<PathBuf>,
+}
+
+impl ViewArgs {
+    /// The dashboard setting: as asked, else on (`default_on`) or off.
+    pub fn dashboard_setting(&self, default_on: bool) -> DashboardSetting {
+        match self.dashboard.as_deref() {
+            Some("off") => DashboardSetting::Off,
+            Some(addr) => DashboardSetting::At(addr.to_string()),
+            None if default_on => DashboardSetting::Default,
+            None => DashboardSetting::Off,
+        }
+    }
+
+    /// Keeps the process (and its dashboard) alive `--linger` seconds.
+    pub fn linger(&self, rt: &Runtime) {
+        if self.linger > 0.0 {
+            if let Some(url) = rt.dashboard_url() {
+                println!("dashboard: {url} (serving for {} s)", self.linger);
+            }
+            std::thread::sleep(std::time::Duration::from_secs_f64(self.linger));
         }
     }
 }

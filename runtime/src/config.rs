@@ -1,5 +1,6 @@
 //! [`RuntimeConfig`]: every tunable of a runtime in one place.
 
+pub use crate::dashboard::DashboardSetting;
 use crate::resources::Resources;
 use std::time::Duration;
 
@@ -42,6 +43,9 @@ pub struct RuntimeConfig {
     /// `127.0.0.1:0`, loopback and any free port; a grid needs an address its exec
     /// hosts reach).
     pub bind: String,
+    /// Where the dashboard listens (default: `127.0.0.1:8787`, or the next free
+    /// port; `GRIDPIPE_DASHBOARD=off|ADDR` overrides it).
+    pub dashboard: DashboardSetting,
 }
 
 /// Where a runtime's workers run.
@@ -79,6 +83,7 @@ impl RuntimeConfig {
             max_task_kills: 3,
             heartbeat_timeout: Duration::from_secs(10),
             bind: "127.0.0.1:0".to_string(),
+            dashboard: DashboardSetting::Default,
         };
         for _ in 0..n {
             c = c.with_worker(Resources::none());
@@ -106,6 +111,18 @@ impl RuntimeConfig {
         self.mode = WorkerMode::Processes {
             program: Some(program.into()),
         };
+        self
+    }
+
+    /// Serves the dashboard on exactly `addr` (an error at start when taken).
+    pub fn dashboard(mut self, addr: impl Into<String>) -> Self {
+        self.dashboard = DashboardSetting::At(addr.into());
+        self
+    }
+
+    /// No dashboard.
+    pub fn without_dashboard(mut self) -> Self {
+        self.dashboard = DashboardSetting::Off;
         self
     }
 

@@ -18,6 +18,7 @@ pub mod batch;
 pub mod checkpoint;
 pub mod columns;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod estimator;
 pub mod exec;

@@ -11,12 +11,15 @@ use crate::actors::worker::WorkerActor;
 use crate::bag::{Bag, Partitioning};
 use crate::config::RuntimeConfig;
 use crate::config::WorkerMode;
+use crate::dashboard::server::{self, SharedPanel};
+use crate::dashboard::{ClusterPanel, DashboardSetting};
 use crate::error::{DataError, RunError};
 use crate::remote::launcher::{accept_workers, LocalWorkers};
 use crate::run::{RunOutput, RunRequest};
 use crate::sample::Sample;
 use crate::wire::auth::{build_identity, Secret};
 use actix::prelude::*;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 /// A running runtime: a scheduler and its workers on a dedicated actor system.
@@ -29,11 +32,68 @@ pub struct Runtime {
     processes: Option<LocalWorkers>,
     address: Option<String>,
     secret: Option<Secret>,
+    dashboard: Option<(String, actix_web::dev::ServerHandle)>,
+    panel: SharedPanel,
 }
 
 impl Runtime {
-    /// Starts a runtime with `config`'s worker pool.
+    /// Starts a runtime with `config`'s worker pool (and its dashboard).
     pub fn start(config: RuntimeConfig) -> Result<Runtime, RunError> {
+        let setting = DashboardSetting::from_env().unwrap_or_else(|| config.dashboard.clone());
+        let mut rt = Self::start_pool(config)?;
+        rt.start_dashboard(&setting)?;
+        Ok(rt)
+    }
+
+    fn start_dashboard(&mut self, setting: &DashboardSetting) -> Result<(), RunError> {
+        let listener = match server::bind(setting) {
+            Ok(Some(l)) => l,
+            Ok(None) => return Ok(()),
+            Err(e) if *setting == DashboardSetting::Default => {
+                tracing::warn!("{e}; no dashboard");
+                return Ok(());
+            }
+            Err(e) => return Err(RunError::Start(e)),
+        };
+        let url = listener
+            .local_addr()
+            .map(|a| format!("http://{a}/"))
+            .map_err(|e| RunError::Start(e.to_string()))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (scheduler, panel) = (self.scheduler.clone(), self.panel.clone());
+        self.system.arbiter().spawn(async move {
+            match server::serve(listener, scheduler, panel) {
+                Ok(srv) => {
+                    let _ = tx.send(Ok(srv.handle()));
+                    let _ = srv.await;
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e.to_string()));
+                }
+            }
+        });
+        let handle = rx
+            .recv()
+            .map_err(|_| RunError::Start("the dashboard did not start".into()))?
+            .map_err(|e| RunError::Start(format!("the dashboard did not start: {e}")))?;
+        tracing::info!(%url, "dashboard");
+        self.dashboard = Some((url, handle));
+        Ok(())
+    }
+
+    /// The dashboard's address (`http://127.0.0.1:8787/`), when it runs.
+    pub fn dashboard_url(&self) -> Option<&str> {
+        self.dashboard.as_ref().map(|(u, _)| u.as_str())
+    }
+
+    /// Shows a cluster's jobs and scaling decisions on the dashboard.
+    pub fn set_cluster_panel(&self, panel: Arc<dyn ClusterPanel>) {
+        if let Ok(mut p) = self.panel.lock() {
+            *p = Some(panel);
+        }
+    }
+
+    fn start_pool(config: RuntimeConfig) -> Result<Runtime, RunError> {
         match &config.mode {
             WorkerMode::Threads => Self::start_threads(config),
             WorkerMode::Processes { program } => {
@@ -191,6 +251,8 @@ impl Runtime {
             processes: None,
             address: None,
             secret: None,
+            dashboard: None,
+            panel: SharedPanel::default(),
         })
     }
 
@@ -253,6 +315,9 @@ impl Runtime {
     }
 
     fn stop(&mut self) {
+        if let Some((_, handle)) = self.dashboard.take() {
+            futures::executor::block_on(handle.stop(false));
+        }
         self.system.stop();
         if let Some(t) = self.thread.take() {
             let _ = t.join();

@@ -221,6 +221,7 @@ impl Supervisor {
                         .collect(),
                     blocked: q.given_up.is_some()
                         || a.backoff.get(label).is_some_and(|(_, until)| *until > now),
+                    given_up: q.given_up.is_some(),
                 }
             })
             .collect();

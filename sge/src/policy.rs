@@ -122,6 +122,9 @@ pub struct QueueView {
     pub workers: Vec<WorkerView>,
     /// No submission now (backing off after failures, or given up).
     pub blocked: bool,
+    /// Given up for good: it serves no demand, and plain tasks may go to
+    /// resource queues when it was the plain one.
+    pub given_up: bool,
 }
 
 /// Everything the policy looks at.
@@ -176,11 +179,12 @@ pub fn workers_wanted(d: &ShapeDemand, target: Duration) -> usize {
 
 /// The queues that may serve `shape`, in order of preference.
 fn candidates(shape: &Resources, queues: &[QueueView], cfg: &PolicyConfig) -> Vec<usize> {
-    let any_plain = queues.iter().any(|q| q.offers.is_empty());
+    let any_plain = queues.iter().any(|q| q.offers.is_empty() && !q.given_up);
     let mut c: Vec<usize> = (0..queues.len())
         .filter(|&i| {
             let q = &queues[i];
-            q.offers.covers(shape)
+            !q.given_up
+                && q.offers.covers(shape)
                 && (!shape.is_empty()
                     || q.offers.is_empty()
                     || !any_plain

@@ -16,6 +16,7 @@ fn queue(label: &str, offers: Resources, min: usize, max: usize) -> QueueView {
         running: 0,
         workers: Vec::new(),
         blocked: false,
+        given_up: false,
     }
 }
 

@@ -61,6 +61,7 @@ fn main() {
                 running: workers.len(),
                 workers,
                 blocked: false,
+                given_up: false,
             }
         })
         .collect();

@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use gridpipe_estimators::{LogisticRegression, Pca, Pipeline, StandardScaler};
-use gridpipe_examples::cli::{init_tracing, Mode};
+use gridpipe_examples::cli::{init_tracing, Mode, ViewArgs};
 use gridpipe_runtime::{Bag, Partitioning, Sample, Step};
 use ndarray::Axis;
 
@@ -22,6 +22,8 @@ struct Args {
     /// Print one line per task (step, op, partition, worker).
     #[arg(long)]
     tasks: bool,
+    #[command(flatten)]
+    view: ViewArgs,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -47,7 +49,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             workers: args.workers,
         },
     };
-    let rt = args.mode.runtime(args.workers)?;
+    let rt = args
+        .mode
+        .runtime_with(args.workers, args.view.dashboard_setting(true))?;
     let mut pipeline = Pipeline::new()
         .add("scaler", StandardScaler::new())
         .add("pca", Pca::new(3))
@@ -67,5 +71,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("accuracy={accuracy:.4}");
     println!("fit:   {}", fit.report.summary());
     println!("score: {}", scored.report.summary());
+    args.view.linger(&rt);
     Ok(())
 }

@@ -13,6 +13,7 @@ use crate::bag::Bag;
 use crate::bag::FailedSample;
 use crate::batch::Batch;
 use crate::config::RuntimeConfig;
+use crate::dashboard::view::{FitView, RunView, RuntimeView, TaskCounts, WorkerRow};
 use crate::error::RunError;
 use crate::estimator::Estimator;
 use crate::exec::{Contribution, FeedSpec, StageExec};
@@ -49,6 +50,8 @@ struct WorkerSlot {
     left: Option<Instant>,
     /// Since when it has had no task (None while it has some).
     idle_since: Option<Instant>,
+    /// The steps of the task it was given last (for the dashboard).
+    current: Option<String>,
     /// Seconds spent running tasks.
     busy_s: f64,
     /// A worker process (its outputs can stay where they are), not a thread.
@@ -157,6 +160,63 @@ impl RunState {
         Ok(())
     }
 
+    /// The dashboard's view of this run.
+    fn view(&self, state: &str) -> RunView {
+        let names: Vec<(String, String)> = (0..self.plan.stages.len())
+            .map(|s| {
+                let l = &self.labels[s];
+                (l.step_names(), l.resources.to_string())
+            })
+            .collect();
+        let states: Vec<_> = self.parts.iter().map(|p| p.state()).collect();
+        let failed = state == "failed";
+        let stages = crate::dashboard::view::stage_views(&names, &states, failed);
+        let fits: Vec<FitView> = self
+            .plan
+            .fits
+            .iter()
+            .enumerate()
+            .map(|(f, node)| FitView {
+                step: self.steps[node.step].name.clone(),
+                resources: node.resources.to_string(),
+                state: if self.fit_done[f] {
+                    "done"
+                } else if failed {
+                    "failed"
+                } else if self.fit_started[f] {
+                    "running"
+                } else {
+                    "waiting"
+                }
+                .to_string(),
+            })
+            .collect();
+        let mut tasks = TaskCounts::default();
+        for st in &stages {
+            tasks.add(&st.tasks);
+        }
+        for f in &fits {
+            match f.state.as_str() {
+                "done" => tasks.done += 1,
+                "running" => tasks.running += 1,
+                "failed" => tasks.failed += 1,
+                _ => tasks.waiting += 1,
+            }
+        }
+        RunView {
+            id: self.id.clone(),
+            state: state.to_string(),
+            wall_s: self.now(),
+            partitions: self.parts.len(),
+            samples: self.samples,
+            tasks,
+            stages,
+            fits,
+            failed_samples: Vec::new(),
+            error: None,
+        }
+    }
+
     fn fit_label(&self, fit: usize) -> u32 {
         (self.plan.stages.len() + fit) as u32
     }
@@ -179,6 +239,8 @@ pub struct Scheduler {
     watchers: Vec<Recipient<BacklogChanged>>,
     /// Whether the watchers were told and have not asked for the backlog since.
     watchers_told: bool,
+    /// The dashboard's views of the latest finished runs (newest last).
+    finished_views: VecDeque<RunView>,
 }
 
 impl Scheduler {
@@ -197,6 +259,7 @@ impl Scheduler {
             kills: HashMap::new(),
             watchers: Vec::new(),
             watchers_told: false,
+            finished_views: VecDeque::new(),
         }
     }
 
@@ -536,6 +599,16 @@ impl Scheduler {
         worker.free.take(shape);
         worker.in_flight += 1;
         worker.idle_since = None;
+        if worker.current.is_none() {
+            let label = match t.task {
+                TaskKind::Chain { stage, .. } => stage as usize,
+                TaskKind::Fit { fit } => run.plan.stages.len() + fit as usize,
+            };
+            worker.current = run
+                .labels
+                .get(label)
+                .map(|l| format!("{} {}", l.step_names(), l.op.as_str()));
+        }
         *in_flight.entry(shape.clone()).or_insert(0) += 1;
         batch.push(TaskEnvelope {
             ready_s: t.ready_s,
@@ -629,6 +702,7 @@ impl Scheduler {
                 w.busy_s += took;
                 if w.in_flight == 0 {
                     w.idle_since = Some(o.finished.max(Instant::now()));
+                    w.current = None;
                 }
                 let total = w.info.resources.clone();
                 w.free.give_back(&o.resources, &total);
@@ -792,6 +866,8 @@ impl Scheduler {
         if !done {
             return;
         }
+        let view = self.runs.get(&run).expect("run present").view("finished");
+        self.keep_view(view);
         let mut state = self.runs.remove(&run).expect("run present");
         let outputs: Vec<Arc<Batch>> = if state.plan.collect {
             state
@@ -804,6 +880,9 @@ impl Scheduler {
         };
         let bag = Bag::from_arcs(outputs);
         let failed: Vec<FailedSample> = bag.failed();
+        if let Some(v) = self.finished_views.back_mut() {
+            v.failed_samples = failed.iter().take(100).cloned().collect();
+        }
         let report = RunReport {
             run_id: state.id.clone(),
             labels: std::mem::take(&mut state.labels),
@@ -848,7 +927,20 @@ impl Scheduler {
         }
     }
 
+    /// Keeps a finished run's view for the dashboard (the latest 8).
+    fn keep_view(&mut self, view: RunView) {
+        if self.finished_views.len() == 8 {
+            self.finished_views.pop_front();
+        }
+        self.finished_views.push_back(view);
+    }
+
     fn fail_run(&mut self, run: u32, error: RunError) {
+        if let Some(run_state) = self.runs.get(&run) {
+            let mut view = run_state.view("failed");
+            view.error = Some(error.to_string());
+            self.keep_view(view);
+        }
         if let Some(mut state) = self.runs.remove(&run) {
             {
                 let _e = state.span.enter();
@@ -912,6 +1004,7 @@ impl Handler<AddWorker> for Scheduler {
             joined: Instant::now(),
             left: None,
             idle_since: Some(Instant::now()),
+            current: None,
             busy_s: 0.0,
             remote: msg.remote,
             pinned: VecDeque::new(),
@@ -1213,6 +1306,66 @@ impl Handler<PartitionsReturned> for Scheduler {
         self.dispatch();
         self.check_drained(w);
         self.tell_watchers();
+    }
+}
+
+/// The dashboard's view of the runtime: active runs, the latest finished ones, and
+/// every worker.
+#[derive(Message)]
+#[rtype(result = "RuntimeView")]
+pub struct DashboardView;
+
+impl Handler<DashboardView> for Scheduler {
+    type Result = MessageResult<DashboardView>;
+
+    fn handle(&mut self, _msg: DashboardView, _ctx: &mut Context<Self>) -> Self::Result {
+        let mut active: Vec<(&u32, &RunState)> = self.runs.iter().collect();
+        active.sort_by_key(|(id, _)| **id);
+        let mut runs: Vec<RunView> = active.iter().map(|(_, r)| r.view("running")).collect();
+        runs.extend(self.finished_views.iter().rev().cloned());
+        let workers = self
+            .workers
+            .iter()
+            .map(|w| WorkerRow {
+                id: w.info.id,
+                name: w.info.name.clone(),
+                resources: w.info.resources.to_string(),
+                queue: w.info.queue.clone(),
+                job: w.info.job.clone(),
+                state: if !w.alive {
+                    "gone"
+                } else if w.draining {
+                    "draining"
+                } else if w.in_flight > 0 {
+                    "busy"
+                } else {
+                    "idle"
+                }
+                .to_string(),
+                tasks_in_hand: w.in_flight,
+                current: w.current.clone().filter(|_| w.in_flight > 0),
+                busy_s: w.busy_s,
+            })
+            .collect();
+        MessageResult(RuntimeView { runs, workers })
+    }
+}
+
+/// Tasks done and tasks in all over the active runs (for progress bars).
+#[derive(Message)]
+#[rtype(result = "(usize, usize)")]
+pub struct RunProgress;
+
+impl Handler<RunProgress> for Scheduler {
+    type Result = MessageResult<RunProgress>;
+
+    fn handle(&mut self, _msg: RunProgress, _ctx: &mut Context<Self>) -> Self::Result {
+        let (mut done, mut total) = (0, 0);
+        for r in self.runs.values() {
+            done += r.tasks.len();
+            total += r.plan.task_count(r.parts.len());
+        }
+        MessageResult((done, total))
     }
 }
 

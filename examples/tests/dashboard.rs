@@ -1,0 +1,188 @@
+//! The dashboard: its JSON API during and after a run, and its page in a real
+//! (headless) Chromium.
+
+use gridpipe_estimators::Pipeline;
+use gridpipe_examples::seed::{seed_samples, MyFitTransformer, MyTransformer};
+use gridpipe_runtime::{Bag, Partitioning, Runtime, RuntimeConfig, Step};
+use std::io::{Read, Write};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A free local port.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET path` on `addr`: the status code and the body.
+fn get(addr: &str, path: &str) -> Option<(u16, String)> {
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let code = head.split(' ').nth(1)?.parse().ok()?;
+    Some((code, body.to_string()))
+}
+
+fn status(addr: &str) -> serde_json::Value {
+    let (code, body) = get(addr, "/api/status").expect("the dashboard answers");
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+/// `/api/status` shows a run while it runs (a fit in progress, tasks left) and
+/// after it (every task done, the run finished), with the workers.
+#[test]
+fn the_json_api_follows_a_run_while_it_runs_and_after() {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let rt = Runtime::start(RuntimeConfig::in_process(2).dashboard(&addr)).unwrap();
+    assert_eq!(rt.dashboard_url(), Some(format!("http://{addr}/").as_str()));
+    let mut pipeline = Pipeline::new()
+        .step(Step::new("my_transformer", MyTransformer).transform_extra("metadata", "metadata"))
+        .step(Step::new(
+            "my_fit_transformer",
+            MyFitTransformer::new(Duration::from_millis(1500)),
+        ));
+    let bag = Bag::from_samples(seed_samples(10), Partitioning::NPartitions(5)).unwrap();
+    std::thread::scope(|s| {
+        let run = s.spawn(|| pipeline.fit_transform(&rt, bag).unwrap());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let during = loop {
+            let v = status(&addr);
+            let fit_running = v["runs"].as_array().unwrap().iter().any(|r| {
+                r["fits"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|f| f["state"] == "running")
+            });
+            if fit_running {
+                break v;
+            }
+            assert!(Instant::now() < deadline, "never saw the fit running: {v}");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(during["runs"][0]["state"], "running");
+        assert_eq!(during["tasks"]["running"], 1, "{during}");
+        assert!(
+            during["tasks"]["waiting"].as_u64().unwrap() >= 5,
+            "{during}"
+        );
+        assert!(during["progress"]["done"].as_u64() < during["progress"]["total"].as_u64());
+        let busy: Vec<_> = during["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|w| w["state"] == "busy")
+            .collect();
+        assert_eq!(busy.len(), 1, "{during}");
+        assert!(busy[0]["current"]
+            .as_str()
+            .unwrap()
+            .contains("my_fit_transformer"));
+        run.join().unwrap();
+    });
+    let after = status(&addr);
+    assert_eq!(after["runs"][0]["state"], "finished", "{after}");
+    assert_eq!(after["tasks"]["done"], 11, "{after}");
+    assert_eq!(after["tasks"]["waiting"], 0);
+    assert_eq!(after["progress"]["done"], after["progress"]["total"]);
+    assert_eq!(after["workers"].as_array().unwrap().len(), 2);
+    assert!(after["jobs"].as_array().unwrap().is_empty());
+}
+
+/// A port asked for explicitly that is taken is a clear error at start.
+#[test]
+fn a_taken_dashboard_port_asked_for_is_an_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let err = Runtime::start(RuntimeConfig::in_process(1).dashboard(&addr))
+        .err()
+        .expect("start fails");
+    assert!(err.to_string().contains(&addr), "{err}");
+}
+
+/// `quickstart --dashboard ADDR --linger S` serves the finished run's page: a
+/// headless Chromium renders it, showing every task done; a screenshot is kept
+/// in `target/test-artifacts/dashboard.png`.
+#[test]
+fn chromium_shows_the_finished_run_on_the_page() {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quickstart"))
+        .args(["--dashboard", &addr, "--linger", "30"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some((200, body)) = get(&addr, "/api/status") {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let runs = v["runs"].as_array().unwrap();
+            if runs.len() == 2 && runs.iter().all(|r| r["state"] == "finished") {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "quickstart's runs never finished"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let done = status(&addr)["tasks"]["done"].as_u64().unwrap();
+    let artifacts =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = artifacts.join("dashboard.png");
+    let _ = std::fs::remove_file(&shot);
+    let url = format!("http://{addr}/");
+    let chromium = |extra: &[&str]| {
+        Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--virtual-time-budget=4000",
+                "--window-size=1280,1000",
+            ])
+            .args(extra)
+            .arg(&url)
+            .output()
+            .expect("chromium runs (scripts/test.sh installs Debian's chromium)")
+    };
+    let dom = chromium(&["--dump-dom"]);
+    let text = String::from_utf8_lossy(&dom.stdout);
+    assert!(
+        text.contains(&format!("<b id=\"tasks-done\">{done}</b>")),
+        "the page does not show {done} tasks done:\n{text}\n{}",
+        String::from_utf8_lossy(&dom.stderr)
+    );
+    assert!(
+        text.contains(&format!("{done} of {done} tasks done")),
+        "{text}"
+    );
+    assert!(
+        text.contains("scaler+pca+classifier"),
+        "the graph rows are missing"
+    );
+    assert!(text.contains("run-state\">finished"), "{text}");
+    assert!(text.contains("local-0"), "the workers are missing");
+    assert!(text.contains("class=\"c c-d\""), "no done cell drawn");
+    let shot_run = chromium(&[&format!("--screenshot={}", shot.display())]);
+    assert!(
+        shot.exists(),
+        "no screenshot: {}",
+        String::from_utf8_lossy(&shot_run.stderr)
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -1,0 +1,119 @@
+//! The dashboard's HTTP server (actix-web, one worker thread).
+
+use super::view::{ClusterView, Status};
+use super::{ClusterPanel, DashboardSetting};
+use crate::actors::scheduler::{DashboardView, Scheduler};
+use actix::Addr;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The cluster panel shown, if any (set after the runtime starts).
+pub type SharedPanel = Arc<Mutex<Option<Arc<dyn ClusterPanel>>>>;
+
+const PAGE: &str = include_str!("page.html");
+
+/// The default address, and how many following ports are tried when it is taken.
+const DEFAULT_ADDR: (&str, u16) = ("127.0.0.1", 8787);
+const PORTS_TRIED: u16 = 50;
+
+#[derive(Clone)]
+struct State {
+    scheduler: Addr<Scheduler>,
+    panel: SharedPanel,
+}
+
+async fn status(state: &State) -> Status {
+    let runtime = state
+        .scheduler
+        .send(DashboardView)
+        .await
+        .unwrap_or_default();
+    let panel = state.panel.lock().ok().and_then(|p| p.clone());
+    let cluster = match panel {
+        Some(p) => p.view().await,
+        None => ClusterView::default(),
+    };
+    Status::new(runtime, cluster)
+}
+
+async fn page() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(PAGE)
+}
+
+async fn api_status(state: web::Data<State>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(status(&state).await)
+}
+
+async fn api_events(state: web::Data<State>) -> HttpResponse {
+    let state = state.get_ref().clone();
+    let stream = futures::stream::unfold(state, |state| async move {
+        let body = serde_json::to_string(&status(&state).await).unwrap_or_default();
+        actix_rt::time::sleep(Duration::from_millis(500)).await;
+        let event = web::Bytes::from(format!("data: {body}\n\n"));
+        Some((Ok::<_, actix_web::Error>(event), state))
+    });
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-store"))
+        .streaming(stream)
+}
+
+/// Binds the dashboard's listener as `setting` says: `Ok(None)` when off.
+pub fn bind(setting: &DashboardSetting) -> Result<Option<std::net::TcpListener>, String> {
+    match setting {
+        DashboardSetting::Off => Ok(None),
+        DashboardSetting::At(addr) => std::net::TcpListener::bind(addr)
+            .map(Some)
+            .map_err(|e| format!("the dashboard cannot listen on {addr}: {e}")),
+        DashboardSetting::Default => {
+            let (host, first) = DEFAULT_ADDR;
+            for port in first..first + PORTS_TRIED {
+                match std::net::TcpListener::bind((host, port)) {
+                    Ok(l) => {
+                        if port != first {
+                            tracing::info!(
+                                "dashboard port {first} is taken; serving on {host}:{port} instead"
+                            );
+                        }
+                        return Ok(Some(l));
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+                    Err(e) => {
+                        return Err(format!("the dashboard cannot listen on {host}:{port}: {e}"))
+                    }
+                }
+            }
+            Err(format!(
+                "the dashboard found no free port in {host}:{first}..{}",
+                first + PORTS_TRIED
+            ))
+        }
+    }
+}
+
+/// Serves the dashboard on `listener` from the current actix system.
+pub fn serve(
+    listener: std::net::TcpListener,
+    scheduler: Addr<Scheduler>,
+    panel: SharedPanel,
+) -> std::io::Result<actix_web::dev::Server> {
+    let state = State { scheduler, panel };
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(state.clone()))
+            .route("/", web::get().to(page))
+            .route("/api/status", web::get().to(api_status))
+            .route("/api/events", web::get().to(api_events))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .listen(listener)?
+    .run();
+    Ok(server)
+}

@@ -2,6 +2,8 @@
 
 use clap::ValueEnum;
 use gridpipe_runtime::dashboard::DashboardSetting;
+use gridpipe_runtime::pictures::{self, ClusterTimeline};
+use gridpipe_runtime::RunReport;
 use gridpipe_runtime::{RunError, Runtime, RuntimeConfig};
 use std::path::PathBuf;
 
@@ -75,6 +77,30 @@ impl ViewArgs {
             None if default_on => DashboardSetting::Default,
             None => DashboardSetting::Off,
         }
+    }
+
+    /// Writes the pictures asked for (`--graph`, `--timeline`) of `report`, with
+    /// a cluster's jobs and decisions on the timeline when given.
+    pub fn write_pictures(
+        &self,
+        report: &RunReport,
+        cluster: Option<&ClusterTimeline>,
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        if let Some(path) = &self.graph {
+            let text = if path.extension().is_some_and(|e| e == "dot") {
+                pictures::graph_dot(report)
+            } else {
+                pictures::graph_svg(report)
+            };
+            std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+            println!("graph: {}", path.display());
+        }
+        if let Some(path) = &self.timeline {
+            let svg = pictures::timeline_svg(report, cluster)?;
+            std::fs::write(path, svg).map_err(|e| format!("{}: {e}", path.display()))?;
+            println!("timeline: {}", path.display());
+        }
+        Ok(())
     }
 
     /// Keeps the process (and its dashboard) alive `--linger` seconds.

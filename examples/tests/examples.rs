@@ -71,6 +71,48 @@ fn bench_overhead_prints_one_json_line() {
     assert!(v["peak_rss_mib"].as_f64().unwrap() > 0.0);
 }
 
+/// `--graph` and `--timeline` write pictures a person can read: the stages, the
+/// fits as barriers and the partitions; the tasks per worker over time.
+#[test]
+fn quickstart_writes_its_graph_and_timeline() {
+    let dir = std::env::temp_dir().join(format!("gridpipe-pictures-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (g, t, d) = (dir.join("g.svg"), dir.join("t.svg"), dir.join("g.dot"));
+    run(
+        env!("CARGO_BIN_EXE_quickstart"),
+        &[
+            "--dashboard",
+            "off",
+            "--graph",
+            g.to_str().unwrap(),
+            "--timeline",
+            t.to_str().unwrap(),
+        ],
+    );
+    let graph = std::fs::read_to_string(&g).unwrap();
+    assert!(
+        graph.starts_with("<svg") && graph.contains("fit scaler"),
+        "{graph}"
+    );
+    assert!(graph.contains("fit classifier") && graph.contains("partition 7"));
+    let timeline = std::fs::read_to_string(&t).unwrap();
+    assert!(timeline.contains("tasks per worker") && timeline.contains("local-0"));
+    assert!(
+        timeline.contains("fit classifier"),
+        "the legend names the fits"
+    );
+    run(
+        env!("CARGO_BIN_EXE_quickstart"),
+        &["--dashboard", "off", "--graph", d.to_str().unwrap()],
+    );
+    let dot = std::fs::read_to_string(&d).unwrap();
+    assert!(
+        dot.starts_with("digraph run {") && dot.contains("-> fit0;"),
+        "{dot}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn bench_policy_prints_one_json_line_with_a_decision_per_queue() {
     let v = json_line(&run(

@@ -359,6 +359,8 @@ fn a_resource_no_queue_offers_is_an_error_at_submit() {
 #[test]
 fn pipeline_sge_adaptive_asks_for_the_gpu_only_when_the_fit_is_ready() {
     let _grid = grid();
+    let timeline_path =
+        std::env::temp_dir().join(format!("gp-adaptive-timeline-{}.svg", std::process::id()));
     let out = Command::new(env!("CARGO_BIN_EXE_pipeline_sge_adaptive"))
         .args([
             "--fit-seconds",
@@ -367,8 +369,10 @@ fn pipeline_sge_adaptive_asks_for_the_gpu_only_when_the_fit_is_ready() {
             "2",
             "--job-name",
             "gp-adaptive",
-            "--work-dir",
+            "--timeline",
         ])
+        .arg(&timeline_path)
+        .arg("--work-dir")
         .arg(work_dir("adaptive"))
         .output()
         .expect("pipeline_sge_adaptive starts");
@@ -407,6 +411,9 @@ fn pipeline_sge_adaptive_asks_for_the_gpu_only_when_the_fit_is_ready() {
             "{key}: {stdout}"
         );
     }
+    let timeline = std::fs::read_to_string(&timeline_path).unwrap();
+    assert!(timeline.contains("cluster jobs per queue") && timeline.contains("gpu running"));
+    assert!(timeline.contains("gpu +1"), "the gpu submission is marked");
     let left: Vec<_> = listed_jobs()
         .into_iter()
         .filter(|(_, name)| name.starts_with("gp-adaptive-"))

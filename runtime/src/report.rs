@@ -33,6 +33,10 @@ pub struct TaskLabel {
     pub steps: Vec<String>,
     /// The resources the task needs.
     pub resources: Resources,
+    /// For a stage: the fit (index among the fits) it waits for.
+    pub after_fit: Option<usize>,
+    /// For a stage: the fit (index among the fits) its outputs feed.
+    pub feeds_fit: Option<usize>,
 }
 
 impl TaskLabel {

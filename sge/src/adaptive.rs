@@ -105,6 +105,8 @@ pub struct TimelinePoint {
     pub pending: usize,
     /// Jobs running (with a connected worker or seen running).
     pub running: usize,
+    /// Ready tasks this queue could serve.
+    pub demand: usize,
 }
 
 /// What adaptive scaling did.
@@ -120,7 +122,7 @@ pub struct AdaptReport {
 pub(crate) struct AdaptState {
     options: AdaptOptions,
     report: AdaptReport,
-    last_counts: BTreeMap<String, (usize, usize)>,
+    last_counts: BTreeMap<String, (usize, usize, usize)>,
     round_running: bool,
     round_again: bool,
     /// Jobs being retired (drain, then delete).
@@ -466,8 +468,14 @@ impl Supervisor {
         let Some(a) = self.adapt.as_mut() else {
             return;
         };
-        for q in &input.queues {
-            let counts = (q.pending, q.running);
+        let mut demand = vec![0; input.queues.len()];
+        for d in &input.demand {
+            for i in crate::policy::candidates(&d.resources, &input.queues, &a.options.policy) {
+                demand[i] += d.ready;
+            }
+        }
+        for (q, demand) in input.queues.iter().zip(demand) {
+            let counts = (q.pending, q.running, demand);
             if a.last_counts.get(&q.label) != Some(&counts) {
                 a.last_counts.insert(q.label.clone(), counts);
                 a.report.timeline.push(TimelinePoint {
@@ -475,6 +483,7 @@ impl Supervisor {
                     label: q.label.clone(),
                     pending: q.pending,
                     running: q.running,
+                    demand,
                 });
             }
         }
@@ -524,6 +533,47 @@ fn unserved_since(g: &Gathered, offers: &BTreeMap<String, u32>) -> Option<Instan
         })
         .filter_map(|b| b.oldest_ready)
         .min()
+}
+
+impl AdaptReport {
+    /// The jobs and decisions as a picture's cluster timeline, in seconds since
+    /// the instant `run_start_s` seconds after the cluster started.
+    pub fn cluster_timeline(
+        &self,
+        run_start_s: f64,
+    ) -> gridpipe_runtime::pictures::ClusterTimeline {
+        use gridpipe_runtime::pictures::{ClusterTimeline, DecisionMark, QueuePoint, QueueSeries};
+        let mut queues: Vec<QueueSeries> = Vec::new();
+        for p in &self.timeline {
+            let point = QueuePoint {
+                at_s: p.at_ms as f64 / 1000.0 - run_start_s,
+                pending: p.pending,
+                running: p.running,
+                demand: p.demand,
+            };
+            match queues.iter_mut().find(|q| q.label == p.label) {
+                Some(q) => q.points.push(point),
+                None => queues.push(QueueSeries {
+                    label: p.label.clone(),
+                    points: vec![point],
+                }),
+            }
+        }
+        let decisions = self
+            .decisions
+            .iter()
+            .map(|d| DecisionMark {
+                at_s: d.at_s - run_start_s,
+                label: d.label.clone(),
+                text: match &d.action {
+                    Action::Submit(n) => format!("+{n}"),
+                    Action::DeletePending(n) => format!("-{n} pending"),
+                    Action::Retire(j) => format!("retire {j}"),
+                },
+            })
+            .collect();
+        ClusterTimeline { queues, decisions }
+    }
 }
 
 impl Handler<BacklogChanged> for Supervisor {

@@ -5,6 +5,7 @@ use crate::batch::BatchSystem;
 use crate::cluster_error::ClusterError;
 use crate::cluster_options::{advertised_address, host_memory_bytes, host_name, ClusterOptions};
 use crate::interrupt;
+use crate::panel::SupervisorPanel;
 use crate::queue_actor::{QueueActor, ScaleChange};
 use crate::script::{job_name, job_script, JobTemplate};
 use crate::sge_commands::SgeCommands;
@@ -134,6 +135,7 @@ impl SgeCluster {
         futures::executor::block_on(runtime.scheduler().send(OfferResources(watch.offers())))
             .map_err(|_| ClusterError::Stopped)?;
         let watch = Supervisor::start_in_arbiter(&arbiter, move |_| watch);
+        runtime.set_cluster_panel(Arc::new(SupervisorPanel(watch.clone())));
         let signal_ticket = options
             .handle_signals
             .then(|| interrupt::register(watch.clone()));

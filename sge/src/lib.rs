@@ -83,6 +83,7 @@ mod job;
 mod job_log;
 mod load;
 mod memory;
+mod panel;
 pub mod policy;
 mod qstat;
 mod queue_actor;
@@ -105,6 +106,7 @@ pub use fake::{FakeBatchSystem, FakeJob};
 pub use job::{JobId, JobState, JobStatus};
 pub use job_log::{job_stderr_path, job_stderr_tail};
 pub use memory::Memory;
+pub use panel::SupervisorPanel;
 pub use policy::{
     apply, decide, workers_wanted, Action, Bounds, Decision, PolicyConfig, PolicyInput, QueueView,
     ShapeDemand, WorkerView,

@@ -177,8 +177,9 @@ pub fn workers_wanted(d: &ShapeDemand, target: Duration) -> usize {
     (known + d.ready_unknown).clamp(1, d.ready)
 }
 
-/// The queues that may serve `shape`, in order of preference.
-fn candidates(shape: &Resources, queues: &[QueueView], cfg: &PolicyConfig) -> Vec<usize> {
+/// The queues (indices into `queues`) that may serve `shape`, in order of
+/// preference.
+pub fn candidates(shape: &Resources, queues: &[QueueView], cfg: &PolicyConfig) -> Vec<usize> {
     let any_plain = queues.iter().any(|q| q.offers.is_empty() && !q.given_up);
     let mut c: Vec<usize> = (0..queues.len())
         .filter(|&i| {

@@ -4,7 +4,7 @@
 use clap::Parser;
 use gridpipe_estimators::{FunctionTransformer, Identity, Pipeline};
 use gridpipe_examples::bench::{peak_rss_mib_with, timed};
-use gridpipe_examples::cli::Mode;
+use gridpipe_examples::cli::{Mode, ViewArgs};
 use gridpipe_runtime::{Bag, Partitioning};
 use ndarray::ArrayD;
 
@@ -20,13 +20,17 @@ struct Args {
     /// Where the workers run.
     #[arg(long, value_enum, default_value_t = Mode::Inprocess)]
     mode: Mode,
+    #[command(flatten)]
+    view: ViewArgs,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     gridpipe_runtime::run_if_worker();
     let args = Args::parse();
     let (setup_s, built) = timed(|| -> Result<_, Box<dyn std::error::Error>> {
-        let rt = args.mode.runtime(args.workers)?;
+        let rt = args
+            .mode
+            .runtime_with(args.workers, args.view.dashboard_setting(false))?;
         let keys = (0..args.tasks).map(|i| i.to_string()).collect();
         let data = ArrayD::zeros(ndarray::IxDyn(&[args.tasks, 1]));
         let bag = Bag::from_rows(keys, data, Partitioning::NPartitions(args.tasks))?;
@@ -48,6 +52,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "us_per_task": wall_s * 1e6 / args.tasks.max(1) as f64,
         "peak_rss_mib": peak_rss_mib_with(&rt.worker_pids()),
     });
+    args.view.write_pictures(&out.report, None)?;
+    args.view.linger(&rt);
     println!("{line}");
     Ok(())
 }

@@ -5,7 +5,7 @@
 use clap::Parser;
 use gridpipe_estimators::{Affine, FunctionTransformer, Pipeline, StandardScaler};
 use gridpipe_examples::bench::{best_of, peak_rss_mib_with, timed};
-use gridpipe_examples::cli::Mode;
+use gridpipe_examples::cli::{Mode, ViewArgs};
 use gridpipe_runtime::checkpoint::{npy, store};
 use gridpipe_runtime::{Bag, Partitioning, DATA};
 use ndarray::{Array2, Axis};
@@ -36,6 +36,8 @@ struct Args {
     /// that writes everything and a second one that loads everything.
     #[arg(long)]
     checkpoint: Option<PathBuf>,
+    #[command(flatten)]
+    view: ViewArgs,
 }
 
 /// The raw-file floor: one file per sample per checkpointed step, the same bytes,
@@ -126,7 +128,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let keys: Vec<String> = (0..args.samples).map(|i| i.to_string()).collect();
     let second_input = args.checkpoint.as_ref().map(|_| (keys.clone(), x.clone()));
     let bag = Bag::from_rows(keys, x.into_dyn(), Partitioning::NPartitions(partitions))?;
-    let rt = args.mode.runtime(args.workers)?;
+    let rt = args
+        .mode
+        .runtime_with(args.workers, args.view.dashboard_setting(false))?;
     let setup_s = t.elapsed().as_secs_f64();
 
     let make = || {
@@ -145,11 +149,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let mut pipeline = make();
-    let (wall_s, result) = timed(|| -> Result<Array2<f64>, Box<dyn std::error::Error>> {
+    let (wall_s, result) = timed(|| -> Result<_, Box<dyn std::error::Error>> {
         let out = pipeline.fit_transform(&rt, bag)?;
-        Ok(out.bag.into_stack(DATA)?.into_dimensionality()?)
+        let y: Array2<f64> = out.bag.into_stack(DATA)?.into_dimensionality()?;
+        Ok((y, out.report))
     });
-    let mut result = result?;
+    let (mut result, report) = result?;
+    args.view.write_pictures(&report, None)?;
     if let Some((keys, x)) = second_input {
         extra.insert("run1_s".into(), wall_s.into());
         let bag = Bag::from_rows(keys, x.into_dyn(), Partitioning::NPartitions(partitions))?;
@@ -192,6 +198,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "ok": ok,
     });
     line.as_object_mut().expect("object").extend(extra);
+    args.view.linger(&rt);
     println!("{line}");
     if !ok {
         std::process::exit(1);

@@ -4,7 +4,7 @@
 
 use clap::Parser;
 use gridpipe_estimators::Pipeline;
-use gridpipe_examples::cli::{init_tracing, Mode};
+use gridpipe_examples::cli::{init_tracing, Mode, ViewArgs};
 use gridpipe_examples::seed::{seed_samples, MyFitTransformer, MyTransformer};
 use gridpipe_runtime::{Bag, Checkpoint, Partitioning, Step, DATA};
 use std::path::PathBuf;
@@ -38,6 +38,8 @@ struct Args {
     /// Print the samples' outputs.
     #[arg(long)]
     print: bool,
+    #[command(flatten)]
+    view: ViewArgs,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -47,7 +49,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if args.fresh {
         let _ = std::fs::remove_dir_all(&args.dir);
     }
-    let rt = args.mode.runtime(args.workers)?;
+    let rt = args
+        .mode
+        .runtime_with(args.workers, args.view.dashboard_setting(true))?;
     for run in 1..=args.runs {
         let mut pipeline = Pipeline::new()
             .step(
@@ -85,11 +89,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             counts.join(" "),
             r.failed.len()
         );
+        args.view.write_pictures(&out.report, None)?;
         if args.print {
             for s in out.bag.samples() {
                 println!("key={} data={:?}", s.key, s.data.iter().collect::<Vec<_>>());
             }
         }
     }
+    args.view.linger(&rt);
     Ok(())
 }

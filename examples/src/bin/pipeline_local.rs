@@ -4,7 +4,7 @@
 
 use clap::Parser;
 use gridpipe_estimators::Pipeline;
-use gridpipe_examples::cli::{init_tracing, Mode};
+use gridpipe_examples::cli::{init_tracing, Mode, ViewArgs};
 use gridpipe_examples::seed::{seed_samples, MyFitTransformer, MyTransformer};
 use gridpipe_runtime::{Bag, Partitioning, Step};
 use std::time::Duration;
@@ -24,13 +24,17 @@ struct Args {
     /// Print one line per task.
     #[arg(long)]
     tasks: bool,
+    #[command(flatten)]
+    view: ViewArgs,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     gridpipe_runtime::run_if_worker();
     init_tracing();
     let args = Args::parse();
-    let rt = args.mode.runtime(args.workers)?;
+    let rt = args
+        .mode
+        .runtime_with(args.workers, args.view.dashboard_setting(true))?;
     let mut pipeline = Pipeline::new()
         .step(Step::new("my_transformer", MyTransformer).transform_extra("metadata", "metadata"))
         .step(Step::new(
@@ -49,5 +53,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     println!("{}", out.report.summary());
+    args.view.write_pictures(&out.report, None)?;
+    args.view.linger(&rt);
     Ok(())
 }

@@ -8,7 +8,7 @@
 
 use clap::Parser;
 use gridpipe_estimators::Pipeline;
-use gridpipe_examples::cli::init_tracing;
+use gridpipe_examples::cli::{init_tracing, ViewArgs};
 use gridpipe_examples::seed::{seed_samples, MyFitTransformer, MyTransformer};
 use gridpipe_runtime::{Bag, Partitioning, Resources, Step};
 use gridpipe_sge::{ClusterOptions, QueueSpecs, SgeCluster};
@@ -45,6 +45,8 @@ struct Args {
     /// Jobs are named `<job-name>-<queue label>`.
     #[arg(long, default_value = "gridpipe")]
     job_name: String,
+    #[command(flatten)]
+    view: ViewArgs,
 }
 
 const BUILT_IN_SPECS: &str = include_str!("../../queues.toml");
@@ -60,10 +62,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut options = ClusterOptions::default()
         .bind(&args.bind)
         .job_name(&args.job_name);
+    options.runtime.dashboard = args.view.dashboard_setting(true);
     if let Some(dir) = &args.work_dir {
         options = options.work_dir(dir);
     }
     let cluster = SgeCluster::with_options(specs, options)?;
+    if let Some(url) = cluster.runtime().dashboard_url() {
+        println!("dashboard: {url}");
+    }
     cluster.scale_queue("gpu", args.gpu_jobs)?;
     cluster.scale(args.default_jobs)?;
     let mut pipeline = Pipeline::new()
@@ -88,6 +94,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{line}");
     }
     println!("{}", out.report.summary());
+    args.view.write_pictures(&out.report, None)?;
+    args.view.linger(cluster.runtime());
     let dir = cluster.work_dir().to_path_buf();
     cluster.close()?;
     println!("closed: every job deleted (logs in {})", dir.display());

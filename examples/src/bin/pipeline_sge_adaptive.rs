@@ -13,7 +13,7 @@
 
 use clap::Parser;
 use gridpipe_estimators::Pipeline;
-use gridpipe_examples::cli::init_tracing;
+use gridpipe_examples::cli::{init_tracing, ViewArgs};
 use gridpipe_examples::seed::{seed_samples, MyFitTransformer, MyTransformer};
 use gridpipe_runtime::{Bag, Partitioning, Resources, Step, TaskOp};
 use gridpipe_sge::policy::Action;
@@ -58,6 +58,8 @@ struct Args {
     /// Jobs are named `<job-name>-<queue label>`.
     #[arg(long, default_value = "gridpipe")]
     job_name: String,
+    #[command(flatten)]
+    view: ViewArgs,
 }
 
 const BUILT_IN_SPECS: &str = include_str!("../../queues.toml");
@@ -73,10 +75,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut options = ClusterOptions::default()
         .bind(&args.bind)
         .job_name(&args.job_name);
+    options.runtime.dashboard = args.view.dashboard_setting(true);
     if let Some(dir) = &args.work_dir {
         options = options.work_dir(dir);
     }
     let cluster = SgeCluster::with_options(specs, options)?;
+    if let Some(url) = cluster.runtime().dashboard_url() {
+        println!("dashboard: {url}");
+    }
     cluster.adapt(
         AdaptOptions::new(1, 10)
             .queue("default", args.min, args.max)
@@ -109,6 +115,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("{}", out.report.summary());
     let usage = cluster.usage()?;
     let report = cluster.adapt_report()?;
+    let run_start_s = submitted.duration_since(origin).as_secs_f64();
+    args.view
+        .write_pictures(&out.report, Some(&report.cluster_timeline(run_start_s)))?;
+    args.view.linger(cluster.runtime());
     let job_name = args.job_name.clone();
     let dir = cluster.work_dir().to_path_buf();
     cluster.close()?;

@@ -71,6 +71,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("accuracy={accuracy:.4}");
     println!("fit:   {}", fit.report.summary());
     println!("score: {}", scored.report.summary());
+    args.view.write_pictures(&fit.report, None)?;
     args.view.linger(&rt);
     Ok(())
 }

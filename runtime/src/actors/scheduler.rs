@@ -409,12 +409,16 @@ impl Scheduler {
                 op: TaskOp::Transform,
                 steps: s.ops.iter().map(|o| steps[o.step].name.clone()).collect(),
                 resources: s.resources.clone(),
+                after_fit: s.after_fit,
+                feeds_fit: s.feeds_fit,
             })
             .collect();
         labels.extend(plan.fits.iter().map(|f| TaskLabel {
             op: TaskOp::Fit,
             steps: vec![steps[f.step].name.clone()],
             resources: f.resources.clone(),
+            after_fit: None,
+            feeds_fit: None,
         }));
         let run = self.next_run;
         self.next_run = self.next_run.wrapping_add(1);

@@ -113,6 +113,31 @@ fn quickstart_writes_its_graph_and_timeline() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A blocking run draws a progress bar (tasks done of total) when stderr is a
+/// terminal, and none when it is not.
+#[test]
+fn the_progress_bar_shows_on_a_terminal_only() {
+    let bin = env!("CARGO_BIN_EXE_bench_pipeline");
+    let args = "--samples 300000 --dim 16 --partitions 3000";
+    let piped = std::process::Command::new(bin)
+        .args(args.split(' '))
+        .output()
+        .unwrap();
+    assert!(piped.status.success());
+    assert!(!String::from_utf8_lossy(&piped.stderr).contains("tasks ("));
+    // `script` gives the program a pseudo-terminal.
+    let tty = std::process::Command::new("script")
+        .args(["-qec", &format!("{bin} {args}"), "/dev/null"])
+        .output()
+        .expect("script (util-linux) runs");
+    let text = String::from_utf8_lossy(&tty.stdout);
+    assert!(tty.status.success(), "{text}");
+    assert!(
+        text.contains("/6001 tasks ("),
+        "no progress bar on a terminal: {text}"
+    );
+}
+
 #[test]
 fn bench_policy_prints_one_json_line_with_a_decision_per_queue() {
     let v = json_line(&run(

@@ -46,6 +46,9 @@ pub struct RuntimeConfig {
     /// Where the dashboard listens (default: `127.0.0.1:8787`, or the next free
     /// port; `GRIDPIPE_DASHBOARD=off|ADDR` overrides it).
     pub dashboard: DashboardSetting,
+    /// Show a progress bar (tasks done of total, rate, ETA) on stderr while a
+    /// blocking run waits, when stderr is a terminal (default true).
+    pub progress: bool,
 }
 
 /// Where a runtime's workers run.
@@ -84,6 +87,7 @@ impl RuntimeConfig {
             heartbeat_timeout: Duration::from_secs(10),
             bind: "127.0.0.1:0".to_string(),
             dashboard: DashboardSetting::Default,
+            progress: true,
         };
         for _ in 0..n {
             c = c.with_worker(Resources::none());

@@ -24,6 +24,7 @@ pub mod estimator;
 pub mod exec;
 pub mod pictures;
 pub mod plan;
+pub mod progress;
 pub mod remote;
 pub mod report;
 pub mod resources;

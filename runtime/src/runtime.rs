@@ -286,7 +286,11 @@ impl Runtime {
     pub fn run(&self, request: RunRequest) -> Result<RunOutput, RunError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.scheduler.do_send(Submit { request, reply: tx });
-        rx.blocking_recv().map_err(|_| RunError::Shutdown)?
+        let bar = (self.config.progress && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .then(|| crate::progress::ProgressBarThread::start(self.scheduler.clone()));
+        let result = rx.blocking_recv().map_err(|_| RunError::Shutdown);
+        drop(bar);
+        result?
     }
 
     /// Computes a graph from async code (any executor: tokio, actix, futures).

@@ -179,10 +179,16 @@ pub struct ShapeBacklog {
 }
 
 /// Scheduler -> worker: send back the data of these held partitions
-/// (`(run, partition)`); the worker is being retired.
+/// (`(run, partition)`) when the worker is being retired, or drop it (`discard`)
+/// when their run failed.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
-pub struct ReleaseHeld(pub Vec<(u32, u32)>);
+pub struct ReleaseHeld {
+    /// `(run, partition)`.
+    pub parts: Vec<(u32, u32)>,
+    /// Drop the data instead of sending it back.
+    pub discard: bool,
+}
 
 /// Worker -> scheduler: the data of held partitions it was asked to release
 /// (`None` for one it did not have).

@@ -931,6 +931,32 @@ impl Scheduler {
         }
     }
 
+    /// Tells worker processes to drop the partitions of `run` they hold (its run
+    /// failed: nothing will ask for them).
+    fn discard_held(&mut self, run: u32) {
+        let Some(state) = self.runs.get(&run) else {
+            return;
+        };
+        let mut by_worker: BTreeMap<u32, Vec<(u32, u32)>> = BTreeMap::new();
+        for (p, slot) in state.parts.iter().enumerate() {
+            if let Some(w) = slot.held_by() {
+                by_worker.entry(w).or_default().push((run, p as u32));
+            }
+        }
+        for (w, parts) in by_worker {
+            if let Some(r) = self
+                .workers
+                .get(w as usize)
+                .and_then(|s| s.release.as_ref())
+            {
+                r.do_send(ReleaseHeld {
+                    parts,
+                    discard: true,
+                });
+            }
+        }
+    }
+
     /// Keeps a finished run's view for the dashboard (the latest 8).
     fn keep_view(&mut self, view: RunView) {
         if self.finished_views.len() == 8 {
@@ -940,6 +966,7 @@ impl Scheduler {
     }
 
     fn fail_run(&mut self, run: u32, error: RunError) {
+        self.discard_held(run);
         if let Some(run_state) = self.runs.get(&run) {
             let mut view = run_state.view("failed");
             view.error = Some(error.to_string());
@@ -1253,7 +1280,10 @@ impl Handler<Drain> for Scheduler {
         tracing::info!(worker = %slot.info.name, held = held.len(), in_flight = slot.in_flight, "draining worker");
         if !held.is_empty() {
             match &slot.release {
-                Some(r) => r.do_send(ReleaseHeld(held)),
+                Some(r) => r.do_send(ReleaseHeld {
+                    parts: held,
+                    discard: false,
+                }),
                 None => {
                     tracing::error!(worker = %slot.info.name, "a worker holds partitions but cannot release them")
                 }

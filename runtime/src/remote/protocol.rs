@@ -29,6 +29,8 @@ pub enum ToWorker {
     /// Send back the data of these held partitions (`(run, partition)`), after
     /// the tasks already sent.
     Release(Vec<(u32, u32)>),
+    /// Drop these held partitions (their run failed), after the tasks already sent.
+    Discard(Vec<(u32, u32)>),
 }
 
 /// Worker -> scheduler.

@@ -225,7 +225,11 @@ impl Handler<ReleaseHeld> for RemoteWorker {
     type Result = ();
 
     fn handle(&mut self, msg: ReleaseHeld, _ctx: &mut Context<Self>) {
-        self.send(&ToWorker::Release(msg.0));
+        self.send(&if msg.discard {
+            ToWorker::Discard(msg.parts)
+        } else {
+            ToWorker::Release(msg.parts)
+        });
     }
 }
 

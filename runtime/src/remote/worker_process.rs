@@ -168,6 +168,11 @@ async fn serve(
                     break Err("executor stopped".into());
                 }
             }
+            ToWorker::Discard(parts) => {
+                if task_tx.send(ExecItem::Discard(parts)).is_err() {
+                    break Err("executor stopped".into());
+                }
+            }
         }
     };
     drop(task_tx);
@@ -181,6 +186,8 @@ enum ExecItem {
     Tasks(Vec<TaskEnvelope>),
     /// Held partitions to send back.
     Release(Vec<(u32, u32)>),
+    /// Held partitions to drop.
+    Discard(Vec<(u32, u32)>),
 }
 
 /// Partitions this worker keeps between stages, by (run, partition).
@@ -230,6 +237,12 @@ fn executor(
                     .collect();
                 if out.send(FromWorker::Released(back)).is_err() {
                     return;
+                }
+                continue;
+            }
+            ExecItem::Discard(parts) => {
+                for key in parts {
+                    held.remove(&key);
                 }
                 continue;
             }

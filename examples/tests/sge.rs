@@ -3,7 +3,7 @@
 //! running. They share the grid's few slots, so they run one at a time.
 
 use gridpipe_estimators::Pipeline;
-use gridpipe_examples::seed::{seed_samples, MyFitTransformer, MyTransformer};
+use gridpipe_examples::seed::{seed_samples, MyFitTransformer};
 use gridpipe_runtime::{
     Bag, Partitioning, Resources, Runtime, RuntimeConfig, Sample, Step, TaskOp,
 };
@@ -97,12 +97,30 @@ fn seed_specs() -> QueueSpecs {
 }
 
 fn seed_pipeline(fit: Duration) -> Pipeline {
-    Pipeline::new()
-        .step(Step::new("my_transformer", MyTransformer).transform_extra("metadata", "metadata"))
-        .step(
-            Step::new("my_fit_transformer", MyFitTransformer::new(fit))
-                .fit_resources(Resources::one("gpu", 1)),
-        )
+    gridpipe_examples::sge_cli::seed_gpu_pipeline(fit)
+}
+
+/// Runs an example binary; its stdout after checking that it succeeded and
+/// printed the seed's ten outputs.
+fn run_seed_example(program: &str, args: &[&std::ffi::OsStr]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .expect("the example starts");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{program} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let data: Vec<&str> = stdout.lines().filter(|l| l.starts_with("key=")).collect();
+    assert_eq!(data.len(), 10, "{stdout}");
+    assert!(
+        data.iter()
+            .all(|l| l.ends_with("data=[4.0, 6.0, 4.0, 6.0]")),
+        "{stdout}"
+    );
+    stdout
 }
 
 fn outputs(samples: &[Sample]) -> Vec<(String, Vec<f64>)> {
@@ -119,29 +137,16 @@ fn outputs(samples: &[Sample]) -> Vec<(String, Vec<f64>)> {
 fn pipeline_sge_runs_the_fit_in_q_gpu_and_every_transform_in_q_1day() {
     let _grid = grid();
     let dir = work_dir("example");
-    let out = Command::new(env!("CARGO_BIN_EXE_pipeline_sge"))
-        .args([
-            "--fit-seconds",
-            "0.5",
-            "--job-name",
-            "gp-example",
-            "--work-dir",
-        ])
-        .arg(&dir)
-        .output()
-        .expect("pipeline_sge starts");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "pipeline_sge failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let data: Vec<&str> = stdout.lines().filter(|l| l.starts_with("key=")).collect();
-    assert_eq!(data.len(), 10);
-    assert!(
-        data.iter()
-            .all(|l| l.ends_with("data=[4.0, 6.0, 4.0, 6.0]")),
-        "{stdout}"
+    let stdout = run_seed_example(
+        env!("CARGO_BIN_EXE_pipeline_sge"),
+        &[
+            "--fit-seconds".as_ref(),
+            "0.5".as_ref(),
+            "--job-name".as_ref(),
+            "gp-example".as_ref(),
+            "--work-dir".as_ref(),
+            dir.as_os_str(),
+        ],
     );
     let tasks: Vec<&str> = stdout.lines().filter(|l| l.starts_with("task ")).collect();
     assert_eq!(tasks.len(), 11, "{stdout}");
@@ -361,33 +366,21 @@ fn pipeline_sge_adaptive_asks_for_the_gpu_only_when_the_fit_is_ready() {
     let _grid = grid();
     let timeline_path =
         std::env::temp_dir().join(format!("gp-adaptive-timeline-{}.svg", std::process::id()));
-    let out = Command::new(env!("CARGO_BIN_EXE_pipeline_sge_adaptive"))
-        .args([
-            "--fit-seconds",
-            "8",
-            "--idle-timeout",
-            "2",
-            "--job-name",
-            "gp-adaptive",
-            "--timeline",
-        ])
-        .arg(&timeline_path)
-        .arg("--work-dir")
-        .arg(work_dir("adaptive"))
-        .output()
-        .expect("pipeline_sge_adaptive starts");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "pipeline_sge_adaptive failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let data: Vec<&str> = stdout.lines().filter(|l| l.starts_with("key=")).collect();
-    assert_eq!(data.len(), 10);
-    assert!(
-        data.iter()
-            .all(|l| l.ends_with("data=[4.0, 6.0, 4.0, 6.0]")),
-        "{stdout}"
+    let adaptive_dir = work_dir("adaptive");
+    let stdout = run_seed_example(
+        env!("CARGO_BIN_EXE_pipeline_sge_adaptive"),
+        &[
+            "--fit-seconds".as_ref(),
+            "8".as_ref(),
+            "--idle-timeout".as_ref(),
+            "2".as_ref(),
+            "--job-name".as_ref(),
+            "gp-adaptive".as_ref(),
+            "--timeline".as_ref(),
+            timeline_path.as_os_str(),
+            "--work-dir".as_ref(),
+            adaptive_dir.as_os_str(),
+        ],
     );
     let fit = stdout
         .lines()

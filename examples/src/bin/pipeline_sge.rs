@@ -7,12 +7,10 @@
 //! job=..`), and deletes every job before it exits.
 
 use clap::Parser;
-use gridpipe_estimators::Pipeline;
 use gridpipe_examples::cli::{init_tracing, ViewArgs};
-use gridpipe_examples::seed::{seed_samples, MyFitTransformer, MyTransformer};
-use gridpipe_runtime::{Bag, Partitioning, Resources, Step};
-use gridpipe_sge::{ClusterOptions, QueueSpecs, SgeCluster};
-use std::path::PathBuf;
+use gridpipe_examples::seed::seed_samples;
+use gridpipe_examples::sge_cli::{seed_gpu_pipeline, SgeArgs};
+use gridpipe_runtime::{Bag, Partitioning};
 use std::time::Duration;
 
 /// The seed's pipeline on a Grid Engine cluster.
@@ -27,63 +25,23 @@ struct Args {
     /// Jobs in the `gpu` queue.
     #[arg(long, default_value_t = 1)]
     gpu_jobs: usize,
-    /// Queue specs (TOML); default: the built-in ones of `examples/queues.toml`.
-    #[arg(long)]
-    specs: Option<PathBuf>,
-    /// Number of samples.
-    #[arg(long, default_value_t = 10)]
-    samples: usize,
-    /// Number of partitions.
-    #[arg(long, default_value_t = 5)]
-    partitions: usize,
-    /// Where the scheduler listens (a grid needs an address its exec hosts reach).
-    #[arg(long, default_value = "127.0.0.1:0")]
-    bind: String,
-    /// Shared folder for the secret file and the job logs.
-    #[arg(long)]
-    work_dir: Option<PathBuf>,
-    /// Jobs are named `<job-name>-<queue label>`.
-    #[arg(long, default_value = "gridpipe")]
-    job_name: String,
+    #[command(flatten)]
+    sge: SgeArgs,
     #[command(flatten)]
     view: ViewArgs,
 }
-
-const BUILT_IN_SPECS: &str = include_str!("../../queues.toml");
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     gridpipe_runtime::run_if_worker();
     init_tracing();
     let args = Args::parse();
-    let specs = match &args.specs {
-        Some(path) => QueueSpecs::from_toml_file(path)?,
-        None => QueueSpecs::from_toml_str(BUILT_IN_SPECS)?,
-    };
-    let mut options = ClusterOptions::default()
-        .bind(&args.bind)
-        .job_name(&args.job_name);
-    options.runtime.dashboard = args.view.dashboard_setting(true);
-    if let Some(dir) = &args.work_dir {
-        options = options.work_dir(dir);
-    }
-    let cluster = SgeCluster::with_options(specs, options)?;
-    if let Some(url) = cluster.runtime().dashboard_url() {
-        println!("dashboard: {url}");
-    }
+    let cluster = args.sge.cluster(&args.view)?;
     cluster.scale_queue("gpu", args.gpu_jobs)?;
     cluster.scale(args.default_jobs)?;
-    let mut pipeline = Pipeline::new()
-        .step(Step::new("my_transformer", MyTransformer).transform_extra("metadata", "metadata"))
-        .step(
-            Step::new(
-                "my_fit_transformer",
-                MyFitTransformer::new(Duration::from_secs_f64(args.fit_seconds)),
-            )
-            .fit_resources(Resources::one("gpu", 1)),
-        );
+    let mut pipeline = seed_gpu_pipeline(Duration::from_secs_f64(args.fit_seconds));
     let bag = Bag::from_samples(
-        seed_samples(args.samples),
-        Partitioning::NPartitions(args.partitions),
+        seed_samples(args.sge.samples),
+        Partitioning::NPartitions(args.sge.partitions),
     )?;
     let out = pipeline.fit_transform(cluster.runtime(), bag)?;
     for s in out.bag.samples() {

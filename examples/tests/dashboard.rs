@@ -186,3 +186,24 @@ fn chromium_shows_the_finished_run_on_the_page() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// By default the dashboard takes 127.0.0.1:8787, or the next free port when
+/// that one is taken, and serves there.
+#[test]
+fn a_taken_default_port_moves_the_dashboard_to_the_next_free_one() {
+    // Hold 8787 (when something else already holds it, the point stands).
+    let _held = std::net::TcpListener::bind("127.0.0.1:8787");
+    let rt = Runtime::start(RuntimeConfig::in_process(1)).unwrap();
+    let url = rt
+        .dashboard_url()
+        .expect("a dashboard by default")
+        .to_string();
+    let port: u16 = url
+        .trim_start_matches("http://127.0.0.1:")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    assert!((8788..8837).contains(&port), "{url}");
+    let v = status(&format!("127.0.0.1:{port}"));
+    assert_eq!(v["workers"].as_array().unwrap().len(), 1);
+}

@@ -76,7 +76,7 @@ pub fn bind(setting: &DashboardSetting) -> Result<Option<std::net::TcpListener>,
                 match std::net::TcpListener::bind((host, port)) {
                     Ok(l) => {
                         if port != first {
-                            tracing::info!(
+                            tracing::warn!(
                                 "dashboard port {first} is taken; serving on {host}:{port} instead"
                             );
                         }

@@ -292,6 +292,70 @@ fn executor(
 mod tests {
     use super::*;
 
+    /// A chain task on `partition` of run 1 through an empty stage, its output
+    /// kept on the worker.
+    fn held_task(partition: u32) -> TaskEnvelope {
+        TaskEnvelope {
+            ready_s: 0.0,
+            run: 1,
+            task: TaskKind::Chain {
+                stage: 0,
+                partition,
+            },
+            resources: Resources::none(),
+            payload: TaskPayload::Chain {
+                input: ChainInput::Here(Arc::new(Batch::empty())),
+                stage: Arc::new(crate::exec::StageExec {
+                    ops: Vec::new(),
+                    feeds: None,
+                }),
+                hold: true,
+            },
+        }
+    }
+
+    /// Runs the executor over `items`; every message it sent.
+    fn run_executor(items: Vec<ExecItem>) -> Vec<FromWorker> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (out_tx, mut out_rx) = tokio::sync::mpsc::unbounded_channel();
+        for item in items {
+            tx.send(item).unwrap();
+        }
+        drop(tx);
+        executor(rx, out_tx);
+        let mut out = Vec::new();
+        while let Ok(m) = out_rx.try_recv() {
+            out.push(m);
+        }
+        out
+    }
+
+    fn released(out: &[FromWorker]) -> Vec<(u32, u32, bool)> {
+        out.iter()
+            .filter_map(|m| match m {
+                FromWorker::Released(parts) => Some(parts),
+                _ => None,
+            })
+            .flatten()
+            .map(|(r, p, data)| (*r, *p, data.is_some()))
+            .collect()
+    }
+
+    #[test]
+    fn held_partitions_are_released_on_request_and_dropped_when_discarded() {
+        let out = run_executor(vec![
+            ExecItem::Tasks(vec![held_task(3), held_task(4)]),
+            ExecItem::Release(vec![(1, 3), (1, 5)]),
+        ]);
+        assert_eq!(released(&out), vec![(1, 3, true), (1, 5, false)]);
+        let out = run_executor(vec![
+            ExecItem::Tasks(vec![held_task(3), held_task(4)]),
+            ExecItem::Discard(vec![(1, 3)]),
+            ExecItem::Release(vec![(1, 3), (1, 4)]),
+        ]);
+        assert_eq!(released(&out), vec![(1, 3, false), (1, 4, true)]);
+    }
+
     #[test]
     fn resources_parse_with_clear_errors() {
         assert_eq!(

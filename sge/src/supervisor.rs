@@ -10,7 +10,9 @@
 use crate::cluster_error::ClusterError;
 use crate::job::JobId;
 use crate::job_log::job_stderr_tail;
-use crate::queue_actor::{Close, QueueActor, QueueJobs, Refresh, ScaleChange, ScaleTo, TakeEnded};
+use crate::queue_actor::{
+    Close, DeleteJobs, QueueActor, QueueJobs, Refresh, ScaleChange, ScaleTo, TakeEnded,
+};
 use crate::sge_error::SgeError;
 use crate::spec::QueueSpec;
 use actix::prelude::*;
@@ -96,6 +98,8 @@ pub(crate) struct WatchedQueue {
     pub(crate) target: usize,
     pub(crate) failures_in_a_row: u32,
     pub(crate) given_up: Option<String>,
+    /// Jobs seen in an error state (reported and deleted once).
+    pub(crate) stuck: BTreeSet<JobId>,
     pub(crate) last: QueueJobs,
 }
 
@@ -147,6 +151,7 @@ impl Supervisor {
                         target: 0,
                         failures_in_a_row: 0,
                         given_up: None,
+                        stuck: BTreeSet::new(),
                         last: QueueJobs::default(),
                     },
                 )
@@ -220,6 +225,39 @@ impl Supervisor {
                     tracing::warn!(queue = %polled.label, error = %e, "cannot read job states")
                 }
             }
+            // A job the batch system holds in an error state (e.g. `Eqw`) never
+            // runs: report it (with what it wrote), count it as a failed start,
+            // delete it, and let the queue be topped up again.
+            let stuck: Vec<JobId> = q
+                .last
+                .failed
+                .iter()
+                .filter(|id| !q.stuck.contains(*id))
+                .cloned()
+                .collect();
+            if !stuck.is_empty() {
+                for id in &stuck {
+                    let problem = JobProblem {
+                        label: polled.label.clone(),
+                        queue: q.spec.queue.clone(),
+                        job: id.clone(),
+                        stderr: format!(
+                            "held by the batch system in an error state, deleted; {}",
+                            job_stderr_tail(&self.log_dir, &q.job_name, id, 4096)
+                        ),
+                    };
+                    tracing::error!("{problem}");
+                    self.problems.push(problem);
+                    q.failures_in_a_row += 1;
+                    q.stuck.insert(id.clone());
+                }
+                let (addr, label) = (q.addr.clone(), polled.label.clone());
+                actix::spawn(async move {
+                    if let Ok(Err(e)) = addr.send(DeleteJobs(stuck)).await {
+                        tracing::warn!(queue = %label, error = %e, "cannot delete jobs in an error state");
+                    }
+                });
+            }
             for id in polled.ended {
                 if connected.contains(id.as_str()) {
                     q.failures_in_a_row = 0;
@@ -234,17 +272,22 @@ impl Supervisor {
                     stderr,
                 };
                 tracing::error!("{problem}");
-                self.problems.push(problem.clone());
+                self.problems.push(problem);
                 q.failures_in_a_row += 1;
-                if q.given_up.is_none() && q.failures_in_a_row >= self.max_start_failures {
-                    let reason = format!(
-                        "{} jobs in a row ended before their worker connected; the last: {problem}",
-                        q.failures_in_a_row
-                    );
-                    tracing::error!(queue = %polled.label, "queue given up: {reason}");
-                    q.given_up = Some(reason);
-                    offers_changed = true;
-                }
+            }
+            if q.given_up.is_none() && q.failures_in_a_row >= self.max_start_failures {
+                let last = self
+                    .problems
+                    .last()
+                    .map(|p| p.to_string())
+                    .unwrap_or_default();
+                let reason = format!(
+                    "{} jobs in a row ended (or stuck in an error state) before their worker connected; the last: {last}",
+                    q.failures_in_a_row
+                );
+                tracing::error!(queue = %polled.label, "queue given up: {reason}");
+                q.given_up = Some(reason);
+                offers_changed = true;
             }
             if manual && !self.closing && q.given_up.is_none() && q.last.active() < q.target {
                 let (label, target) = (polled.label.clone(), q.target);

@@ -342,7 +342,7 @@ fn jobs_ending_before_their_worker_connects_are_reported_then_the_queue_given_up
 }
 
 /// Job states are read from the batch system: started jobs show as running, jobs in
-/// an error state as failed (and still count against the queue).
+/// an error state as failed, reported as a problem, deleted and replaced.
 #[test]
 fn refresh_shows_running_and_failed_jobs() {
     let dir = TempDir::new("states");
@@ -373,11 +373,19 @@ fn refresh_shows_running_and_failed_jobs() {
         "{}",
         status.describe()
     );
-    assert!(status.problems.is_empty(), "{:?}", status.problems);
-    // A failed job still occupies its place: no replacement is submitted.
-    std::thread::sleep(POLL * 4);
-    cluster.refresh().unwrap();
-    assert_eq!(fake.submissions(), 3, "{:?}", fake.jobs());
+    // A job stuck in an error state never runs: it is reported, deleted, and
+    // replaced to keep the queue's count.
+    assert_eq!(status.problems.len(), 1, "{:?}", status.problems);
+    assert_eq!(status.problems[0].job, default_ids[0]);
+    assert!(status.problems[0].stderr.contains("error state"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while fake.submissions() < 4 || !fake.deleted().contains(&default_ids[0]) {
+        assert!(std::time::Instant::now() < deadline, "{:?}", fake.jobs());
+        std::thread::sleep(POLL);
+    }
+    let status = cluster.refresh().unwrap();
+    assert!(status.queues["default"].jobs.failed.is_empty());
+    assert_eq!(status.queues["default"].jobs.active(), 2);
 
     cluster.close().unwrap();
 }

@@ -107,6 +107,30 @@ fn fit_tags_land_on_the_fit_task_only_and_run_on_a_worker_that_has_them() {
     assert_eq!(r.tasks.len(), 5 + 1 + 5);
 }
 
+/// Tasks that need nothing keep off a worker offering a resource while a plain
+/// worker exists (a GPU worker never sits on CPU work), and use it when it is the
+/// only worker.
+#[test]
+fn plain_tasks_keep_off_resource_workers_while_plain_ones_exist() {
+    let run = |config: RuntimeConfig| {
+        let rt = Runtime::start(config.without_dashboard()).unwrap();
+        let p = Pipeline::new().add("slow", Sleepy { ms: 5 });
+        let bag = Bag::from_samples(samples(40, &[2], 1.0), Partitioning::NPartitions(20)).unwrap();
+        p.transform(&rt, bag).unwrap().report
+    };
+    let mixed = run(RuntimeConfig::in_process(1).with_worker(Resources::one("gpu", 1)));
+    let used: std::collections::BTreeSet<u32> = mixed.tasks.iter().map(|t| t.worker).collect();
+    assert_eq!(used.len(), 1, "{used:?}");
+    let worker = &mixed.workers[*used.iter().next().unwrap() as usize];
+    assert!(worker.resources.is_empty(), "plain work ran on {worker:?}");
+    let gpu_only = run(RuntimeConfig::in_process(0).with_worker(Resources::one("gpu", 1)));
+    assert_eq!(
+        gpu_only.tasks.len(),
+        20,
+        "served by the gpu worker when it is the only one"
+    );
+}
+
 #[test]
 fn transform_tags_land_on_that_steps_tasks_only() {
     let rt =

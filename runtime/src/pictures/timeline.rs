@@ -129,14 +129,14 @@ fn draw(
         .margin(12)
         .x_label_area_size(32)
         .y_label_area_size(150)
-        .build_cartesian_2d(start..end, 0f64..workers.len().max(1) as f64)?;
+        .build_cartesian_2d(start..end, -0.5f64..workers.len().max(1) as f64 - 0.5)?;
     chart
         .configure_mesh()
         .x_desc("seconds since the run started")
         .y_labels(workers.len().max(1) + 1)
         .y_label_formatter(&|y| {
-            let i = y.floor() as usize;
-            if (*y - y.floor()).abs() < 1e-9 && i < names.len() {
+            let i = y.round() as usize;
+            if (*y - y.round()).abs() < 1e-9 && *y >= 0.0 && i < names.len() {
                 names[i].clone()
             } else {
                 String::new()
@@ -150,8 +150,8 @@ fn draw(
         let color = PALETTE[t.label as usize % PALETTE.len()];
         Rectangle::new(
             [
-                (t.started_s, row + 0.15),
-                (t.finished_s.max(t.started_s + min_w), row + 0.85),
+                (t.started_s, row - 0.35),
+                (t.finished_s.max(t.started_s + min_w), row + 0.35),
             ],
             color.filled(),
         )

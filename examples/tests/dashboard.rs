@@ -4,33 +4,15 @@
 use gridpipe_estimators::Pipeline;
 use gridpipe_examples::seed::{seed_samples, MyFitTransformer, MyTransformer};
 use gridpipe_runtime::{Bag, Partitioning, Runtime, RuntimeConfig, Step};
-use std::io::{Read, Write};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// A free local port.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+mod common;
+use common::free_port;
 
 /// `GET path` on `addr`: the status code and the body.
 fn get(addr: &str, path: &str) -> Option<(u16, String)> {
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let code = head.split(' ').nth(1)?.parse().ok()?;
-    Some((code, body.to_string()))
+    common::request(addr, "GET", path, "")
 }
 
 fn status(addr: &str) -> serde_json::Value {

@@ -204,7 +204,7 @@ impl Supervisor {
                     .count();
                 QueueView {
                     label: label.clone(),
-                    offers: offers_of(&q.spec.resources),
+                    offers: q.spec.worker_resources(),
                     bounds: self.bounds_of(&a.options, label),
                     pending: jobs.pending.len() - pending_connected,
                     running: jobs.running.len() + jobs.failed.len() + pending_connected,
@@ -298,7 +298,9 @@ impl Supervisor {
             match &d.action {
                 Action::Submit(_) | Action::DeletePending(_) => {
                     let (delta, cause) = match d.action {
-                        Action::Submit(n) => (n as isize, unserved_since(&g, &q.spec.resources)),
+                        Action::Submit(n) => {
+                            (n as isize, unserved_since(&g, &q.spec.worker_resources()))
+                        }
                         Action::DeletePending(n) => (-(n as isize), None),
                         Action::Retire(_) => unreachable!("matched above"),
                     };
@@ -514,15 +516,9 @@ impl Supervisor {
     }
 }
 
-/// What a queue's workers offer, as resources.
-fn offers_of(resources: &BTreeMap<String, u32>) -> Resources {
-    resources.iter().map(|(k, v)| (k.clone(), *v)).collect()
-}
-
 /// When the oldest ready task that a queue offering `offers` could serve, and no
 /// live worker can, became ready.
-fn unserved_since(g: &Gathered, offers: &BTreeMap<String, u32>) -> Option<Instant> {
-    let offers = offers_of(offers);
+fn unserved_since(g: &Gathered, offers: &Resources) -> Option<Instant> {
     g.backlog
         .iter()
         .filter(|b| b.ready > 0 && offers.covers(&b.resources))

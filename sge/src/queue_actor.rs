@@ -378,16 +378,7 @@ impl Handler<Refresh> for QueueActor {
     fn handle(&mut self, _msg: Refresh, _ctx: &mut Context<Self>) -> Self::Result {
         let ids: Vec<JobId> = self.jobs.iter().map(|(id, _)| id.clone()).collect();
         let backend = self.backend.clone();
-        let work = async move {
-            tokio::task::spawn_blocking(move || backend.status(&ids))
-                .await
-                .unwrap_or_else(|e| {
-                    Err(SgeError::Queue {
-                        queue: String::new(),
-                        message: format!("status task failed: {e}"),
-                    })
-                })
-        };
+        let work = blocking(move || backend.status(&ids), "status");
         AtomicResponse::new(Box::pin(work.into_actor(self).map(|res, act, _| {
             let statuses = res?;
             act.apply_statuses(statuses);
@@ -405,8 +396,8 @@ impl Handler<Close> for QueueActor {
         let backend = self.backend.clone();
         let timeout = self.close_timeout;
         let label = self.label.clone();
-        let work = async move {
-            tokio::task::spawn_blocking(move || -> Result<(), SgeError> {
+        let work = blocking(
+            move || -> Result<(), SgeError> {
                 if ids.is_empty() {
                     return Ok(());
                 }
@@ -433,15 +424,9 @@ impl Handler<Close> for QueueActor {
                     }
                     std::thread::sleep(Duration::from_millis(200));
                 }
-            })
-            .await
-            .unwrap_or_else(|e| {
-                Err(SgeError::Queue {
-                    queue: String::new(),
-                    message: format!("close task failed: {e}"),
-                })
-            })
-        };
+            },
+            "close",
+        );
         AtomicResponse::new(Box::pin(work.into_actor(self).map(|res, act, _| {
             if res.is_ok() {
                 let gone: Vec<JobId> = act.jobs.drain(..).map(|(id, _)| id).collect();

@@ -157,6 +157,14 @@ impl QueueSpec {
         requests
     }
 
+    /// What a worker of this queue offers the scheduler (its `resources`).
+    pub fn worker_resources(&self) -> gridpipe_runtime::Resources {
+        self.resources
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    }
+
     /// Whether a worker of this queue advertises a non-zero amount of `resource`.
     pub fn offers(&self, resource: &str) -> bool {
         self.resources

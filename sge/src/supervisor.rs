@@ -175,13 +175,7 @@ impl Supervisor {
         self.queues
             .values()
             .filter(|q| q.given_up.is_none())
-            .map(|q| {
-                q.spec
-                    .resources
-                    .iter()
-                    .map(|(k, v)| (k.clone(), *v))
-                    .collect()
-            })
+            .map(|q| q.spec.worker_resources())
             .collect()
     }
 
@@ -237,18 +231,11 @@ impl Supervisor {
                 .collect();
             if !stuck.is_empty() {
                 for id in &stuck {
-                    let problem = JobProblem {
-                        label: polled.label.clone(),
-                        queue: q.spec.queue.clone(),
-                        job: id.clone(),
-                        stderr: format!(
-                            "held by the batch system in an error state, deleted; {}",
-                            job_stderr_tail(&self.log_dir, &q.job_name, id, 4096)
-                        ),
-                    };
-                    tracing::error!("{problem}");
-                    self.problems.push(problem);
-                    q.failures_in_a_row += 1;
+                    let stderr = format!(
+                        "held by the batch system in an error state, deleted; {}",
+                        polled.stderr.get(id).map_or("", String::as_str)
+                    );
+                    record_failed_start(&mut self.problems, q, &polled.label, id, stderr);
                     q.stuck.insert(id.clone());
                 }
                 let (addr, label) = (q.addr.clone(), polled.label.clone());
@@ -264,16 +251,8 @@ impl Supervisor {
                     tracing::info!(queue = %polled.label, job = %id, "worker job ended");
                     continue;
                 }
-                let stderr = job_stderr_tail(&self.log_dir, &q.job_name, &id, 4096);
-                let problem = JobProblem {
-                    label: polled.label.clone(),
-                    queue: q.spec.queue.clone(),
-                    job: id,
-                    stderr,
-                };
-                tracing::error!("{problem}");
-                self.problems.push(problem);
-                q.failures_in_a_row += 1;
+                let stderr = polled.stderr.get(&id).cloned().unwrap_or_default();
+                record_failed_start(&mut self.problems, q, &polled.label, &id, stderr);
             }
             if q.given_up.is_none() && q.failures_in_a_row >= self.max_start_failures {
                 let last = self
@@ -313,6 +292,48 @@ struct PolledQueue {
     label: String,
     jobs: Result<QueueJobs, SgeError>,
     ended: Vec<JobId>,
+    /// The stderr tails of the jobs that failed to start a worker (read off the
+    /// actor's event loop).
+    stderr: BTreeMap<JobId, String>,
+}
+
+impl PolledQueue {
+    /// Jobs that ended without a connected worker, and jobs held in an error
+    /// state: the ones whose stderr is worth reading.
+    fn failed_starts<'a>(
+        &'a self,
+        connected: &'a BTreeSet<String>,
+    ) -> impl Iterator<Item = &'a JobId> {
+        let stuck = self
+            .jobs
+            .as_ref()
+            .map(|j| j.failed.as_slice())
+            .unwrap_or(&[]);
+        self.ended
+            .iter()
+            .filter(|id| !connected.contains(id.as_str()))
+            .chain(stuck)
+    }
+}
+
+/// Records a job that failed to start a worker: logged, kept, and counted
+/// towards giving its queue up.
+fn record_failed_start(
+    problems: &mut Vec<JobProblem>,
+    q: &mut WatchedQueue,
+    label: &str,
+    id: &JobId,
+    stderr: String,
+) {
+    let problem = JobProblem {
+        label: label.to_string(),
+        queue: q.spec.queue.clone(),
+        job: id.clone(),
+        stderr,
+    };
+    tracing::error!("{problem}");
+    problems.push(problem);
+    q.failures_in_a_row += 1;
 }
 
 impl Actor for Supervisor {
@@ -342,6 +363,12 @@ impl Handler<Poll> for Supervisor {
             .map(|(l, q)| (l.clone(), q.addr.clone()))
             .collect();
         let scheduler = self.scheduler.clone();
+        let log_dir = self.log_dir.clone();
+        let job_names: BTreeMap<String, String> = self
+            .queues
+            .iter()
+            .map(|(l, q)| (l.clone(), q.job_name.clone()))
+            .collect();
         let work = async move {
             let mut round = Vec::new();
             for (label, addr) in addrs {
@@ -352,9 +379,42 @@ impl Handler<Poll> for Supervisor {
                     })
                 });
                 let ended = addr.send(TakeEnded).await.unwrap_or_default();
-                round.push(PolledQueue { label, jobs, ended });
+                round.push(PolledQueue {
+                    label,
+                    jobs,
+                    ended,
+                    stderr: BTreeMap::new(),
+                });
             }
             let workers = scheduler.send(ListWorkers).await.unwrap_or_default();
+            let connected: BTreeSet<String> =
+                workers.iter().filter_map(|w| w.info.job.clone()).collect();
+            let wanted: Vec<(usize, String, JobId)> = round
+                .iter()
+                .enumerate()
+                .flat_map(|(i, p)| {
+                    let name = job_names.get(&p.label).cloned().unwrap_or_default();
+                    p.failed_starts(&connected)
+                        .map(move |id| (i, name.clone(), id.clone()))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            if !wanted.is_empty() {
+                let tails = tokio::task::spawn_blocking(move || {
+                    wanted
+                        .into_iter()
+                        .map(|(i, name, id)| {
+                            let tail = job_stderr_tail(&log_dir, &name, &id, 4096);
+                            (i, id, tail)
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .await
+                .unwrap_or_default();
+                for (i, id, tail) in tails {
+                    round[i].stderr.insert(id, tail);
+                }
+            }
             (round, workers)
         };
         AtomicResponse::new(Box::pin(work.into_actor(self).map(

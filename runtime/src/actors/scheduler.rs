@@ -220,6 +220,14 @@ impl RunState {
     fn fit_label(&self, fit: usize) -> u32 {
         (self.plan.stages.len() + fit) as u32
     }
+
+    /// The index of a task's label: its stage, or its fit after the stages.
+    fn label_of(&self, task: TaskKind) -> usize {
+        match task {
+            TaskKind::Chain { stage, .. } => stage as usize,
+            TaskKind::Fit { fit } => self.fit_label(fit as usize) as usize,
+        }
+    }
 }
 
 /// The scheduler actor.
@@ -604,10 +612,7 @@ impl Scheduler {
         worker.in_flight += 1;
         worker.idle_since = None;
         if worker.current.is_none() {
-            let label = match t.task {
-                TaskKind::Chain { stage, .. } => stage as usize,
-                TaskKind::Fit { fit } => run.plan.stages.len() + fit as usize,
-            };
+            let label = run.label_of(t.task);
             worker.current = run
                 .labels
                 .get(label)
@@ -718,10 +723,7 @@ impl Scheduler {
                 continue;
             };
             let (started_s, finished_s) = (run.since(o.started), run.since(o.finished));
-            let label = match o.task {
-                TaskKind::Chain { stage, .. } => stage as usize,
-                TaskKind::Fit { fit } => run.plan.stages.len() + fit as usize,
-            };
+            let label = run.label_of(o.task);
             if let Some(t) = run.label_time.get_mut(label) {
                 t.0 += took;
                 t.1 += 1;
@@ -1567,10 +1569,7 @@ impl Handler<GetBacklog> for Scheduler {
             let (Some(e), Some(run)) = (shapes.get_mut(shape), self.runs.get(&t.run)) else {
                 continue;
             };
-            let label = match t.task {
-                TaskKind::Chain { stage, .. } => stage as usize,
-                TaskKind::Fit { fit } => run.plan.stages.len() + fit as usize,
-            };
+            let label = run.label_of(t.task);
             match run.label_time.get(label) {
                 Some(&(sum, n)) if n > 0 => e.ready_work_s += sum / n as f64,
                 _ => e.ready_unknown += 1,

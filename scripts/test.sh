@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TERM_COLOR=never
+# A fresh build gains nothing from incremental caches; they only take disk.
+export CARGO_INCREMENTAL=0
+echo "== disk: $(df -h --output=avail . | tail -1 | tr -d ' ') free here"
 # numpy, to prove that checkpoint files are real .npy files (numpy.load reads them).
 if ! python3 -c "import numpy" 2>/dev/null; then
     echo "== installing numpy for the checkpoint format test"
@@ -40,3 +43,4 @@ cargo test --workspace 2>&1 | tee target/test-output.txt
 passed=$(grep -Eo 'test result: ok\. [0-9]+ passed' target/test-output.txt | awk '{s += $4} END {print s + 0}')
 failed=$(grep -Eo '[0-9]+ failed' target/test-output.txt | awk '{s += $1} END {print s + 0}')
 echo "$passed passed, $failed failed"
+echo "== build folder: $(du -sh target | cut -f1)"

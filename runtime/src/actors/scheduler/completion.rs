@@ -1,0 +1,334 @@
+//! What comes back from workers: finished tasks and fits, and the end of a run
+//! (its output and report, or its error).
+
+use super::super::messages::*;
+use super::super::partition::Next;
+use super::Scheduler;
+use super::TaskRef;
+use crate::bag::{Bag, FailedSample};
+use crate::batch::Batch;
+use crate::dashboard::view::RunView;
+use crate::error::RunError;
+use crate::exec::Contribution;
+use crate::report::{RunReport, TaskRecord};
+use crate::run::RunOutput;
+use actix::prelude::*;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+impl Scheduler {
+    pub(super) fn on_done(&mut self, worker: u32, outcomes: Vec<TaskOutcome>) {
+        let mut busy = 0.0;
+        let n = outcomes.len();
+        let mut contributions: Vec<(u32, usize, u32, Contribution)> = Vec::new();
+        let mut finished_runs = Vec::new();
+        for o in outcomes {
+            let took = o.finished.duration_since(o.started).as_secs_f64();
+            busy += took;
+            {
+                let w = &mut self.workers[worker as usize];
+                w.in_flight -= 1;
+                w.busy_s += took;
+                if w.in_flight == 0 {
+                    w.idle_since = Some(o.finished.max(Instant::now()));
+                    w.current = None;
+                }
+                let total = w.info.resources.clone();
+                w.free.give_back(&o.resources, &total);
+            }
+            if let Some(c) = self.in_flight.get_mut(&o.resources) {
+                *c -= 1;
+            }
+            let Some(run) = self.runs.get_mut(&o.run) else {
+                continue;
+            };
+            let (started_s, finished_s) = (run.since(o.started), run.since(o.finished));
+            let label = run.label_of(o.task);
+            if let Some(t) = run.label_time.get_mut(label) {
+                t.0 += took;
+                t.1 += 1;
+            }
+            match (o.task, o.result) {
+                (TaskKind::Chain { stage, partition }, TaskResult::Chain(out)) => {
+                    let out = *out;
+                    let s = stage as usize;
+                    let next_stage = s + 1;
+                    let next = if next_stage >= run.plan.stages.len() {
+                        Next::Done
+                    } else {
+                        match run.plan.stages[next_stage].after_fit {
+                            Some(f) if !run.fit_done[f] => Next::WaitForFit,
+                            _ => Next::Ready,
+                        }
+                    };
+                    let new_failed = out.new_failures;
+                    for (step, s) in &out.checkpoints {
+                        run.checkpoints.entry(step.clone()).or_default().add(*s);
+                    }
+                    if let Some(c) = out.contribution {
+                        let fit = run.plan.stages[s].feeds_fit.expect("stage feeds a fit");
+                        contributions.push((o.run, fit, partition, c));
+                    }
+                    let keep = next != Next::Done || run.plan.collect;
+                    let completed = if out.held {
+                        run.parts[partition as usize].complete_held(worker, next)
+                    } else {
+                        let output = keep.then(|| Arc::new(out.batch));
+                        run.parts[partition as usize].complete(worker, output, next)
+                    };
+                    if let Err(e) = completed {
+                        tracing::error!(%e, "partition protocol violation");
+                        continue;
+                    }
+                    run.tasks.push(TaskRecord {
+                        label: stage as u32,
+                        partition: Some(partition),
+                        worker,
+                        ready_s: o.ready_s,
+                        started_s,
+                        finished_s,
+                        failed_samples: new_failed as u32,
+                        error: None,
+                    });
+                    match next {
+                        Next::Done => run.partitions_left -= 1,
+                        Next::WaitForFit => run.waiting[next_stage].push(partition),
+                        Next::Ready => self.enqueue_chain(o.run, partition, next_stage, finished_s),
+                    }
+                }
+                (TaskKind::Fit { fit }, TaskResult::Fit(result)) => {
+                    let f = fit as usize;
+                    let label = run.fit_label(f);
+                    let step = run.plan.fits[f].step;
+                    let error = result.as_ref().err().cloned();
+                    run.tasks.push(TaskRecord {
+                        label,
+                        partition: None,
+                        worker,
+                        ready_s: o.ready_s,
+                        started_s,
+                        finished_s,
+                        failed_samples: 0,
+                        error: error.clone(),
+                    });
+                    match result {
+                        Ok(model) => {
+                            run.models[step] = Some(model.clone());
+                            run.estimators[f].do_send(Fitted(model));
+                            run.fit_done[f] = true;
+                            run.fits_left -= 1;
+                            if let Err(e) = run.build_ready_stages() {
+                                self.fail_run(o.run, e);
+                                continue;
+                            }
+                            if let Some(s) =
+                                run.plan.stages.iter().position(|s| s.after_fit == Some(f))
+                            {
+                                let waiting = std::mem::take(&mut run.waiting[s]);
+                                let released: Vec<u32> = waiting
+                                    .into_iter()
+                                    .filter(|&p| run.parts[p as usize].release().is_ok())
+                                    .collect();
+                                for p in released {
+                                    self.enqueue_chain(o.run, p, s, finished_s);
+                                }
+                            }
+                        }
+                        Err(reason) => {
+                            let step_name = run.steps[step].name.clone();
+                            self.fail_run(
+                                o.run,
+                                RunError::FitFailed {
+                                    step: step_name,
+                                    reason,
+                                },
+                            );
+                            continue;
+                        }
+                    }
+                }
+                _ => tracing::error!("task result does not match its task"),
+            }
+            finished_runs.push(o.run);
+        }
+        if n > 0 {
+            let per_task = busy / n as f64;
+            self.avg_task_s = 0.7 * self.avg_task_s + 0.3 * per_task;
+        }
+        // Hand contributions to the estimator actors, grouped per fit.
+        contributions.sort_by_key(|(r, f, _, _)| (*r, *f));
+        let mut group: Vec<(u32, Contribution)> = Vec::new();
+        let mut key: Option<(u32, usize)> = None;
+        for (r, f, p, c) in contributions {
+            if let Some(k) = key.filter(|k| *k != (r, f)) {
+                self.send_contributions(k, std::mem::take(&mut group));
+            }
+            key = Some((r, f));
+            group.push((p, c));
+        }
+        if let Some(k) = key {
+            self.send_contributions(k, group);
+        }
+        finished_runs.sort_unstable();
+        finished_runs.dedup();
+        for r in finished_runs {
+            self.finish_if_done(r);
+        }
+    }
+
+    pub(super) fn send_contributions(
+        &self,
+        (run, fit): (u32, usize),
+        parts: Vec<(u32, Contribution)>,
+    ) {
+        // A partition rebuilt after a worker loss contributes again; a fit that has
+        // all its inputs already takes nothing more.
+        if let Some(r) = self.runs.get(&run).filter(|r| !r.fit_started[fit]) {
+            r.estimators[fit].do_send(Contribute { parts });
+        }
+    }
+
+    pub(super) fn finish_if_done(&mut self, run: u32) {
+        let done = self
+            .runs
+            .get(&run)
+            .is_some_and(|r| r.partitions_left == 0 && r.fits_left == 0);
+        if !done {
+            return;
+        }
+        let view = self.runs.get(&run).expect("run present").view("finished");
+        self.keep_view(view);
+        let mut state = self.runs.remove(&run).expect("run present");
+        let outputs: Vec<Arc<Batch>> = if state.plan.collect {
+            state
+                .parts
+                .iter_mut()
+                .filter_map(|p| p.take_data())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let bag = Bag::from_arcs(outputs);
+        let failed: Vec<FailedSample> = bag.failed();
+        if let Some(v) = self.finished_views.back_mut() {
+            v.failed_samples = failed.iter().take(100).cloned().collect();
+        }
+        let report = RunReport {
+            run_id: state.id.clone(),
+            labels: std::mem::take(&mut state.labels),
+            tasks: std::mem::take(&mut state.tasks),
+            workers: self.workers.iter().map(|w| w.info.clone()).collect(),
+            partitions: state.parts.len(),
+            samples: state.samples,
+            failed,
+            checkpoints: std::mem::take(&mut state.checkpoints),
+            wall_s: state.now(),
+        };
+        {
+            let _e = state.span.enter();
+            tracing::info!(summary = %report.summary(), "run finished");
+        }
+        if let Some(reply) = state.reply.take() {
+            let _ = reply.send(Ok(RunOutput {
+                bag,
+                models: std::mem::take(&mut state.models),
+                report,
+            }));
+        }
+    }
+
+    /// Tells worker processes to drop the partitions of `run` they hold (its run
+    /// failed: nothing will ask for them).
+    pub(super) fn discard_held(&mut self, run: u32) {
+        let Some(state) = self.runs.get(&run) else {
+            return;
+        };
+        let mut by_worker: BTreeMap<u32, Vec<(u32, u32)>> = BTreeMap::new();
+        for (p, slot) in state.parts.iter().enumerate() {
+            if let Some(w) = slot.held_by() {
+                by_worker.entry(w).or_default().push((run, p as u32));
+            }
+        }
+        for (w, parts) in by_worker {
+            if let Some(r) = self
+                .workers
+                .get(w as usize)
+                .and_then(|s| s.release.as_ref())
+            {
+                r.do_send(ReleaseHeld {
+                    parts,
+                    discard: true,
+                });
+            }
+        }
+    }
+
+    /// Keeps a finished run's view for the dashboard (the latest 8).
+    pub(super) fn keep_view(&mut self, view: RunView) {
+        if self.finished_views.len() == 8 {
+            self.finished_views.pop_front();
+        }
+        self.finished_views.push_back(view);
+    }
+
+    pub(super) fn fail_run(&mut self, run: u32, error: RunError) {
+        self.discard_held(run);
+        if let Some(run_state) = self.runs.get(&run) {
+            let mut view = run_state.view("failed");
+            view.error = Some(error.to_string());
+            self.keep_view(view);
+        }
+        if let Some(mut state) = self.runs.remove(&run) {
+            {
+                let _e = state.span.enter();
+                tracing::warn!(%error, "run failed");
+            }
+            for q in self.ready.values_mut() {
+                q.retain(|t| t.run != run);
+            }
+            if let Some(reply) = state.reply.take() {
+                let _ = reply.send(Err(error));
+            }
+        }
+    }
+}
+
+impl Handler<TasksDone> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, msg: TasksDone, _ctx: &mut Context<Self>) {
+        self.on_done(msg.worker, msg.outcomes);
+        self.dispatch();
+        self.check_drained(msg.worker);
+        self.tell_watchers();
+    }
+}
+
+impl Handler<FitReady> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, msg: FitReady, _ctx: &mut Context<Self>) {
+        let Some(run) = self.runs.get_mut(&msg.run) else {
+            return;
+        };
+        let f = msg.fit as usize;
+        if run.fit_started[f] {
+            return;
+        }
+        run.fit_started[f] = true;
+        run.fit_inputs[f] = Some(msg.parts);
+        let shape = run.plan.fits[f].resources.clone();
+        let ready_s = run.now();
+        self.push_ready(
+            &shape,
+            TaskRef {
+                run: msg.run,
+                task: TaskKind::Fit { fit: msg.fit },
+                ready_s,
+            },
+        );
+        self.dispatch();
+        self.tell_watchers();
+    }
+}

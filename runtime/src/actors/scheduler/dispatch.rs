@@ -1,0 +1,206 @@
+//! Handing ready tasks to workers in batches, and queueing tasks that became ready.
+
+use super::super::messages::*;
+use super::super::partition::SlotInput;
+use super::run_state::RunState;
+use super::{Scheduler, TaskRef, WorkerSlot};
+use crate::error::RunError;
+use crate::resources::Resources;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+impl Scheduler {
+    /// Hands ready tasks to workers with room, in batches: first the tasks whose
+    /// input the worker already holds, then the shared queues.
+    pub(super) fn dispatch(&mut self) {
+        let pinned: usize = self.workers.iter().map(|w| w.pinned.len()).sum();
+        let total_ready: usize = self.ready.values().map(|q| q.len()).sum::<usize>() + pinned;
+        if total_ready == 0 || self.workers.is_empty() {
+            return;
+        }
+        let window = self.window();
+        let share = total_ready.div_ceil(self.workers.len()).max(1);
+        // Workers offering a resource are kept for the tasks that need one, as long
+        // as a plain worker (or a cluster queue of them) exists for plain tasks.
+        let plain_available = self
+            .workers
+            .iter()
+            .any(|w| w.alive && !w.draining && w.info.resources.is_empty())
+            || self.cluster_offers.iter().any(|r| r.is_empty());
+        let mut lost = Vec::new();
+        for w in 0..self.workers.len() {
+            let worker = &mut self.workers[w];
+            let room = window.saturating_sub(worker.in_flight);
+            if room == 0 || !worker.alive || worker.draining {
+                continue;
+            }
+            let take = room.min(share.max(worker.pinned.len().min(room)));
+            let mut batch = Vec::with_capacity(take);
+            while batch.len() < take {
+                let Some((shape, _)) = worker.pinned.front() else {
+                    break;
+                };
+                if !worker.free.covers(shape) {
+                    break;
+                }
+                let (shape, t) = worker.pinned.pop_front().expect("non-empty");
+                Self::hand_over(
+                    &mut self.runs,
+                    &mut self.in_flight,
+                    worker,
+                    &shape,
+                    t,
+                    &mut batch,
+                    &mut lost,
+                );
+            }
+            // Shapes that need special resources first, so scarce workers serve them.
+            let reserved = plain_available && !worker.info.resources.is_empty();
+            for (shape, q) in self.ready.iter_mut().rev() {
+                if reserved && shape.is_empty() {
+                    continue;
+                }
+                while batch.len() < take && !q.is_empty() && worker.free.covers(shape) {
+                    let t = q.pop_front().expect("non-empty");
+                    Self::hand_over(
+                        &mut self.runs,
+                        &mut self.in_flight,
+                        worker,
+                        shape,
+                        t,
+                        &mut batch,
+                        &mut lost,
+                    );
+                }
+            }
+            if !batch.is_empty() {
+                tracing::debug!(worker = w, tasks = batch.len(), "dispatch");
+                worker.addr.do_send(RunTasks(batch));
+            }
+        }
+        for run in lost {
+            self.fail_run(
+                run,
+                RunError::InvalidPipeline("internal error: a ready task lost its inputs".into()),
+            );
+        }
+    }
+
+    /// Moves one ready task into `batch` for `worker`, accounting for it.
+    pub(super) fn hand_over(
+        runs: &mut HashMap<u32, RunState>,
+        in_flight: &mut BTreeMap<Resources, usize>,
+        worker: &mut WorkerSlot,
+        shape: &Resources,
+        t: TaskRef,
+        batch: &mut Vec<TaskEnvelope>,
+        lost: &mut Vec<u32>,
+    ) {
+        let Some(run) = runs.get_mut(&t.run) else {
+            return;
+        };
+        let Some(payload) = Self::payload(run, t.task, worker) else {
+            // A ready task whose inputs are missing is a scheduler bug: fail the run
+            // loudly rather than lose the task.
+            tracing::error!(run = t.run, task = ?t.task, "ready task without its inputs");
+            lost.push(t.run);
+            return;
+        };
+        worker.free.take(shape);
+        worker.in_flight += 1;
+        worker.idle_since = None;
+        if worker.current.is_none() {
+            let label = run.label_of(t.task);
+            worker.current = run
+                .labels
+                .get(label)
+                .map(|l| format!("{} {}", l.step_names(), l.op.as_str()));
+        }
+        *in_flight.entry(shape.clone()).or_insert(0) += 1;
+        batch.push(TaskEnvelope {
+            ready_s: t.ready_s,
+            run: t.run,
+            task: t.task,
+            resources: shape.clone(),
+            payload,
+        });
+    }
+
+    pub(super) fn payload(
+        run: &mut RunState,
+        task: TaskKind,
+        worker: &WorkerSlot,
+    ) -> Option<TaskPayload> {
+        match task {
+            TaskKind::Chain { partition, .. } => {
+                let p = partition as usize;
+                let (stage, input) = run.parts[p].dispatch_to(worker.info.id).ok()?;
+                let s = stage as usize;
+                // A worker process keeps the output when it can run the next stage
+                // too and the partition can be rebuilt if the worker is lost.
+                let hold = worker.remote
+                    && !worker.draining
+                    && run.sources[p].is_some()
+                    && run
+                        .plan
+                        .stages
+                        .get(s + 1)
+                        .is_some_and(|next| worker.info.resources.covers(&next.resources));
+                Some(TaskPayload::Chain {
+                    input: match input {
+                        SlotInput::Here(b) => ChainInput::Here(b),
+                        SlotInput::Held => ChainInput::Held,
+                    },
+                    stage: run.stage_exec[s].clone()?,
+                    hold,
+                })
+            }
+            TaskKind::Fit { fit } => {
+                let parts = run.fit_inputs[fit as usize].take()?;
+                let node = &run.plan.fits[fit as usize];
+                Some(TaskPayload::Fit {
+                    step: run.steps[node.step].clone(),
+                    template: run.steps[node.step].estimator.clone(),
+                    reduce: node.reduce,
+                    parts,
+                })
+            }
+        }
+    }
+
+    /// Queues a partition's ready stage: with its holder when a worker holds its data.
+    pub(super) fn enqueue_chain(
+        &mut self,
+        run_id: u32,
+        partition: u32,
+        stage: usize,
+        ready_s: f64,
+    ) {
+        let Some(run) = self.runs.get(&run_id) else {
+            return;
+        };
+        let shape = run.plan.stages[stage].resources.clone();
+        let t = TaskRef {
+            run: run_id,
+            task: TaskKind::Chain {
+                stage: stage as u16,
+                partition,
+            },
+            ready_s,
+        };
+        match run.parts[partition as usize].held_by() {
+            Some(w) if self.workers.get(w as usize).is_some_and(|w| w.alive) => {
+                self.workers[w as usize].pinned.push_back((shape, t));
+            }
+            _ => self.push_ready(&shape, t),
+        }
+    }
+
+    pub(super) fn push_ready(&mut self, shape: &Resources, t: TaskRef) {
+        match self.ready.get_mut(shape) {
+            Some(q) => q.push_back(t),
+            None => {
+                self.ready.insert(shape.clone(), VecDeque::from([t]));
+            }
+        }
+    }
+}

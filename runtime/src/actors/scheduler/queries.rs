@@ -1,0 +1,144 @@
+//! What others ask of the scheduler: the backlog per resource shape (and notices
+//! when it changes), the dashboard's view and the progress of active runs.
+
+use super::super::messages::*;
+use super::run_state::RunState;
+use super::Scheduler;
+use crate::dashboard::view::{RunView, RuntimeView, WorkerRow};
+use crate::resources::Resources;
+use actix::prelude::*;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Tells `0` whenever the backlog or the workers change (at most once between two
+/// [`GetBacklog`]s), e.g. a cluster's supervisor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WatchBacklog(pub Recipient<BacklogChanged>);
+
+impl Handler<WatchBacklog> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, msg: WatchBacklog, _ctx: &mut Context<Self>) {
+        self.watchers.push(msg.0);
+        self.watchers_told = false;
+        self.tell_watchers();
+    }
+}
+
+impl Handler<GetBacklog> for Scheduler {
+    type Result = MessageResult<GetBacklog>;
+
+    fn handle(&mut self, _msg: GetBacklog, _ctx: &mut Context<Self>) -> Self::Result {
+        self.watchers_told = false;
+        let mut shapes: BTreeMap<Resources, ShapeBacklog> = BTreeMap::new();
+        let counts = self
+            .ready
+            .iter()
+            .map(|(shape, q)| (shape, q.len(), 0))
+            .chain(
+                self.workers
+                    .iter()
+                    .flat_map(|w| w.pinned.iter().map(|(shape, _)| (shape, 1, 0))),
+            )
+            .chain(self.in_flight.iter().map(|(shape, n)| (shape, 0, *n)));
+        for (shape, ready, in_flight) in counts {
+            let e = shapes.entry(shape.clone()).or_insert_with(|| ShapeBacklog {
+                resources: shape.clone(),
+                ready: 0,
+                in_flight: 0,
+                ready_work_s: 0.0,
+                ready_unknown: 0,
+                oldest_ready: None,
+            });
+            e.ready += ready;
+            e.in_flight += in_flight;
+        }
+        let ready_tasks = self
+            .ready
+            .iter()
+            .flat_map(|(shape, q)| q.iter().map(move |t| (shape, t)));
+        let pinned_tasks = self
+            .workers
+            .iter()
+            .flat_map(|w| w.pinned.iter().map(|(shape, t)| (shape, t)));
+        for (shape, t) in ready_tasks.chain(pinned_tasks) {
+            let (Some(e), Some(run)) = (shapes.get_mut(shape), self.runs.get(&t.run)) else {
+                continue;
+            };
+            let label = run.label_of(t.task);
+            match run.label_time.get(label) {
+                Some(&(sum, n)) if n > 0 => e.ready_work_s += sum / n as f64,
+                _ => e.ready_unknown += 1,
+            }
+            let at = run.started + Duration::from_secs_f64(t.ready_s.max(0.0));
+            e.oldest_ready = Some(e.oldest_ready.map_or(at, |o| o.min(at)));
+        }
+        MessageResult(
+            shapes
+                .into_values()
+                .filter(|s| s.ready + s.in_flight > 0)
+                .collect(),
+        )
+    }
+}
+
+/// The dashboard's view of the runtime: active runs, the latest finished ones, and
+/// every worker.
+#[derive(Message)]
+#[rtype(result = "RuntimeView")]
+pub struct DashboardView;
+
+impl Handler<DashboardView> for Scheduler {
+    type Result = MessageResult<DashboardView>;
+
+    fn handle(&mut self, _msg: DashboardView, _ctx: &mut Context<Self>) -> Self::Result {
+        let mut active: Vec<(&u32, &RunState)> = self.runs.iter().collect();
+        active.sort_by_key(|(id, _)| **id);
+        let mut runs: Vec<RunView> = active.iter().map(|(_, r)| r.view("running")).collect();
+        runs.extend(self.finished_views.iter().rev().cloned());
+        let workers = self
+            .workers
+            .iter()
+            .map(|w| WorkerRow {
+                id: w.info.id,
+                name: w.info.name.clone(),
+                resources: w.info.resources.to_string(),
+                queue: w.info.queue.clone(),
+                job: w.info.job.clone(),
+                state: if !w.alive {
+                    "gone"
+                } else if w.draining {
+                    "draining"
+                } else if w.in_flight > 0 {
+                    "busy"
+                } else {
+                    "idle"
+                }
+                .to_string(),
+                tasks_in_hand: w.in_flight,
+                current: w.current.clone().filter(|_| w.in_flight > 0),
+                busy_s: w.busy_s,
+            })
+            .collect();
+        MessageResult(RuntimeView { runs, workers })
+    }
+}
+
+/// Tasks done and tasks in all over the active runs (for progress bars).
+#[derive(Message)]
+#[rtype(result = "(usize, usize)")]
+pub struct RunProgress;
+
+impl Handler<RunProgress> for Scheduler {
+    type Result = MessageResult<RunProgress>;
+
+    fn handle(&mut self, _msg: RunProgress, _ctx: &mut Context<Self>) -> Self::Result {
+        let (mut done, mut total) = (0, 0);
+        for r in self.runs.values() {
+            done += r.tasks.len();
+            total += r.plan.task_count(r.parts.len());
+        }
+        MessageResult((done, total))
+    }
+}

@@ -1,0 +1,188 @@
+//! One run's state inside the scheduler: its plan, models, partitions and timings.
+
+use super::super::estimator_actor::EstimatorActor;
+use super::super::messages::TaskKind;
+use super::super::partition::PartitionSlot;
+use crate::batch::Batch;
+use crate::dashboard::view::{FitView, RunView, TaskCounts};
+use crate::error::RunError;
+use crate::estimator::Estimator;
+use crate::exec::{Contribution, FeedSpec, StageExec};
+use crate::plan::Plan;
+use crate::report::{TaskLabel, TaskRecord};
+use crate::run::RunOutput;
+use crate::step::Step;
+use actix::Addr;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub(super) struct RunState {
+    pub(super) id: String,
+    pub(super) plan: Plan,
+    pub(super) steps: Vec<Arc<Step>>,
+    pub(super) models: Vec<Option<Arc<dyn Estimator>>>,
+    pub(super) stage_exec: Vec<Option<Arc<StageExec>>>,
+    pub(super) labels: Vec<TaskLabel>,
+    pub(super) parts: Vec<PartitionSlot>,
+    pub(super) estimators: Vec<Addr<EstimatorActor>>,
+    pub(super) fit_inputs: Vec<Option<Vec<Contribution>>>,
+    pub(super) fit_done: Vec<bool>,
+    /// Whether a fit's inputs were all gathered (later contributions are dropped).
+    pub(super) fit_started: Vec<bool>,
+    /// The input partitions, kept while worker processes may hold partitions, to
+    /// rebuild those of a lost worker (their lineage starts here).
+    pub(super) sources: Vec<Option<Arc<Batch>>>,
+    pub(super) waiting: Vec<Vec<u32>>,
+    /// Per task label (stages, then fits): seconds measured and tasks measured.
+    pub(super) label_time: Vec<(f64, u32)>,
+    pub(super) partitions_left: usize,
+    pub(super) fits_left: usize,
+    pub(super) tasks: Vec<TaskRecord>,
+    pub(super) samples: usize,
+    pub(super) checkpoints: BTreeMap<String, crate::exec::OpStats>,
+    pub(super) started: Instant,
+    pub(super) reply: Option<tokio::sync::oneshot::Sender<Result<RunOutput, RunError>>>,
+    pub(super) span: tracing::Span,
+}
+
+impl RunState {
+    pub(super) fn now(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    pub(super) fn since(&self, t: Instant) -> f64 {
+        t.saturating_duration_since(self.started).as_secs_f64()
+    }
+
+    /// Builds the shared part of a stage's tasks once its models exist.
+    pub(super) fn build_stage(&mut self, s: usize) -> Result<(), RunError> {
+        let stage = &self.plan.stages[s];
+        let mut ops = Vec::with_capacity(stage.ops.len());
+        for op in &stage.ops {
+            let model = self.models[op.step]
+                .clone()
+                .ok_or_else(|| RunError::NotFitted {
+                    step: self.steps[op.step].name.clone(),
+                })?;
+            let step = self.steps[op.step].clone();
+            let force = match (step.features_dir(), &step.checkpoint) {
+                (Some(dir), Some(ck)) => {
+                    let wanted = crate::checkpoint::manifest::Manifest::of(&step, model.as_ref());
+                    crate::checkpoint::manifest::ensure(dir, &wanted, ck.on_change)?
+                }
+                _ => false,
+            };
+            ops.push(crate::exec::ChainOp {
+                step,
+                model,
+                kind: op.kind,
+                force,
+            });
+        }
+        let feeds = stage.feeds_fit.map(|f| {
+            let node = &self.plan.fits[f];
+            let step = self.steps[node.step].clone();
+            FeedSpec {
+                template: step.estimator.clone(),
+                step,
+                reduce: node.reduce,
+            }
+        });
+        self.stage_exec[s] = Some(Arc::new(StageExec { ops, feeds }));
+        Ok(())
+    }
+
+    /// Builds every stage whose models all exist (stages split by resource tags
+    /// have no fit of their own, so they are built as soon as their models are known).
+    pub(super) fn build_ready_stages(&mut self) -> Result<(), RunError> {
+        for s in 0..self.plan.stages.len() {
+            let built = self.stage_exec[s].is_some();
+            let models_known = self.plan.stages[s]
+                .ops
+                .iter()
+                .all(|op| self.models[op.step].is_some());
+            let fit_done = self.plan.stages[s]
+                .after_fit
+                .is_none_or(|f| self.fit_done[f]);
+            if !built && models_known && fit_done {
+                self.build_stage(s)?;
+            }
+        }
+        if self.stage_exec[0].is_none() {
+            return Err(RunError::InvalidPipeline(
+                "the first stage has a step without a model".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The dashboard's view of this run.
+    pub(super) fn view(&self, state: &str) -> RunView {
+        let names: Vec<(String, String)> = (0..self.plan.stages.len())
+            .map(|s| {
+                let l = &self.labels[s];
+                (l.step_names(), l.resources.to_string())
+            })
+            .collect();
+        let states: Vec<_> = self.parts.iter().map(|p| p.state()).collect();
+        let failed = state == "failed";
+        let stages = crate::dashboard::view::stage_views(&names, &states, failed);
+        let fits: Vec<FitView> = self
+            .plan
+            .fits
+            .iter()
+            .enumerate()
+            .map(|(f, node)| FitView {
+                step: self.steps[node.step].name.clone(),
+                resources: node.resources.to_string(),
+                state: if self.fit_done[f] {
+                    "done"
+                } else if failed {
+                    "failed"
+                } else if self.fit_started[f] {
+                    "running"
+                } else {
+                    "waiting"
+                }
+                .to_string(),
+            })
+            .collect();
+        let mut tasks = TaskCounts::default();
+        for st in &stages {
+            tasks.add(&st.tasks);
+        }
+        for f in &fits {
+            match f.state.as_str() {
+                "done" => tasks.done += 1,
+                "running" => tasks.running += 1,
+                "failed" => tasks.failed += 1,
+                _ => tasks.waiting += 1,
+            }
+        }
+        RunView {
+            id: self.id.clone(),
+            state: state.to_string(),
+            wall_s: self.now(),
+            partitions: self.parts.len(),
+            samples: self.samples,
+            tasks,
+            stages,
+            fits,
+            failed_samples: Vec::new(),
+            error: None,
+        }
+    }
+
+    pub(super) fn fit_label(&self, fit: usize) -> u32 {
+        (self.plan.stages.len() + fit) as u32
+    }
+
+    /// The index of a task's label: its stage, or its fit after the stages.
+    pub(super) fn label_of(&self, task: TaskKind) -> usize {
+        match task {
+            TaskKind::Chain { stage, .. } => stage as usize,
+            TaskKind::Fit { fit } => self.fit_label(fit as usize) as usize,
+        }
+    }
+}

@@ -1,0 +1,400 @@
+//! Workers joining, leaving (their tasks and held partitions come back), being
+//! drained for retirement, and listed.
+
+use super::super::messages::*;
+use super::{Scheduler, TaskRef, WorkerSlot};
+use crate::error::RunError;
+use crate::report::WorkerInfo;
+use crate::resources::Resources;
+use actix::prelude::*;
+use std::collections::VecDeque;
+use std::time::Instant;
+
+/// Adds an in-process worker (its address and what it offers).
+#[derive(Message)]
+#[rtype(result = "u32")]
+pub struct AddWorker {
+    /// The worker's name in reports.
+    pub name: String,
+    /// What it offers.
+    pub resources: Resources,
+    /// Where its tasks go.
+    pub addr: Recipient<RunTasks>,
+    /// Its cluster queue, if any.
+    pub queue: Option<String>,
+    /// Its batch-system job id, if any.
+    pub job: Option<String>,
+    /// Whether it is a worker process (whose outputs can stay where they are).
+    pub remote: bool,
+    /// Where to ask a worker process for its held partitions back.
+    pub release: Option<Recipient<ReleaseHeld>>,
+}
+
+impl Handler<AddWorker> for Scheduler {
+    type Result = u32;
+
+    fn handle(&mut self, msg: AddWorker, _ctx: &mut Context<Self>) -> u32 {
+        let id = self.workers.len() as u32;
+        tracing::info!(worker = %msg.name, resources = %msg.resources, "worker added");
+        self.workers.push(WorkerSlot {
+            info: WorkerInfo {
+                id,
+                name: msg.name,
+                resources: msg.resources.clone(),
+                queue: msg.queue,
+                job: msg.job,
+            },
+            addr: msg.addr,
+            release: msg.release,
+            free: msg.resources,
+            in_flight: 0,
+            alive: true,
+            draining: false,
+            drain_waiters: Vec::new(),
+            joined: Instant::now(),
+            left: None,
+            idle_since: Some(Instant::now()),
+            current: None,
+            busy_s: 0.0,
+            remote: msg.remote,
+            pinned: VecDeque::new(),
+        });
+        self.dispatch();
+        self.tell_watchers();
+        id
+    }
+}
+
+/// A worker is gone: its unfinished tasks come back to run elsewhere.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WorkerLost {
+    /// The worker.
+    pub worker: u32,
+    /// The tasks it held and never reported.
+    pub unfinished: Vec<TaskEnvelope>,
+    /// The task it said it was running, if any.
+    pub culprit: Option<(u32, TaskKind)>,
+    /// Why it is gone.
+    pub reason: String,
+}
+
+impl Handler<WorkerLost> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, msg: WorkerLost, _ctx: &mut Context<Self>) {
+        let w = msg.worker;
+        if let Some(slot) = self.workers.get_mut(w as usize) {
+            slot.alive = false;
+            slot.left.get_or_insert_with(Instant::now);
+            slot.pinned.clear();
+            if msg.unfinished.is_empty() && (self.runs.is_empty() || slot.draining) {
+                tracing::info!(worker = %slot.info.name, reason = %msg.reason, "idle or retired worker left");
+            } else {
+                tracing::warn!(worker = %slot.info.name, reason = %msg.reason, requeued = msg.unfinished.len(), "worker lost: requeueing its tasks");
+            }
+        }
+        for env in msg.unfinished {
+            self.requeue_lost(w, env, msg.culprit);
+        }
+        // Partitions whose data lived on the lost worker start again from their
+        // source: their lineage is the input plus the stages, which run again.
+        let mut rebuilt = Vec::new();
+        for (run_id, run) in self.runs.iter_mut() {
+            for p in 0..run.parts.len() {
+                if run.parts[p].held_by() != Some(w) {
+                    continue;
+                }
+                if let Some(source) = run.sources[p].clone() {
+                    if run.parts[p].rebuild(source).is_ok() {
+                        rebuilt.push((*run_id, p as u32));
+                    }
+                }
+            }
+        }
+        if !rebuilt.is_empty() {
+            tracing::warn!(
+                partitions = rebuilt.len(),
+                "rebuilding partitions held by the lost worker"
+            );
+        }
+        for (run, p) in rebuilt {
+            self.enqueue_chain(run, p, 0, 0.0);
+        }
+        self.fail_unservable(&format!("the last one was lost: {}", msg.reason));
+        self.dispatch();
+        self.check_drained(w);
+        self.tell_watchers();
+    }
+}
+
+impl Scheduler {
+    /// Puts back one task a lost worker never reported; a task that killed its
+    /// worker `max_task_kills` times is quarantined instead.
+    pub(super) fn requeue_lost(
+        &mut self,
+        w: u32,
+        env: TaskEnvelope,
+        culprit: Option<(u32, TaskKind)>,
+    ) {
+        if let Some(slot) = self.workers.get_mut(w as usize) {
+            slot.in_flight = slot.in_flight.saturating_sub(1);
+        }
+        if let Some(c) = self.in_flight.get_mut(&env.resources) {
+            *c = c.saturating_sub(1);
+        }
+        let key = (env.run, env.task);
+        let kills = if culprit == Some(key) {
+            let k = self.kills.entry(key).or_insert(0);
+            *k += 1;
+            *k
+        } else {
+            0
+        };
+        let limit = self.config.max_task_kills;
+        let Some(run) = self.runs.get_mut(&env.run) else {
+            return;
+        };
+        match (env.task, env.payload) {
+            (TaskKind::Chain { partition, .. }, TaskPayload::Chain { input, .. }) => {
+                let p = partition as usize;
+                // The input: the one sent, or (when the worker held it) the source.
+                let (input, from_source) = match input {
+                    ChainInput::Here(b) => (Some(b), false),
+                    ChainInput::Held => (run.sources[p].clone(), true),
+                };
+                let Some(input) = input else {
+                    self.fail_run(
+                        env.run,
+                        RunError::InvalidPipeline(
+                            "a lost partition has no source to rebuild it from".into(),
+                        ),
+                    );
+                    return;
+                };
+                if kills >= limit {
+                    // Quarantine: the partition's samples fail with the reason, and
+                    // the rest of the run goes on.
+                    let reason = format!("task killed its worker {kills} times; quarantined");
+                    tracing::error!(keys = %input.keys().join(", "), %reason, "poison task");
+                    let failed = input.with_all_failed("-", &reason);
+                    let _ = run.parts[p].requeue(w, input);
+                    let _ = run.parts[p].dispatch(w);
+                    if let Some(slot) = self.workers.get_mut(w as usize) {
+                        slot.in_flight += 1;
+                    }
+                    *self.in_flight.entry(env.resources.clone()).or_insert(0) += 1;
+                    let now = Instant::now();
+                    let outcome = TaskOutcome {
+                        ready_s: env.ready_s,
+                        run: env.run,
+                        task: env.task,
+                        resources: env.resources,
+                        started: now,
+                        finished: now,
+                        result: TaskResult::Chain(Box::new(crate::exec::ChainOutput {
+                            held: false,
+                            new_failures: failed.len(),
+                            batch: failed,
+                            contribution: None,
+                            checkpoints: Vec::new(),
+                        })),
+                    };
+                    self.on_done(w, vec![outcome]);
+                    return;
+                }
+                if run.parts[p].requeue(w, input).is_err() {
+                    return;
+                }
+                if from_source {
+                    let _ = run.parts[p].rebuild(run.sources[p].clone().expect("source"));
+                    self.enqueue_chain(env.run, partition, 0, env.ready_s);
+                } else {
+                    self.push_ready(
+                        &env.resources,
+                        TaskRef {
+                            run: env.run,
+                            task: env.task,
+                            ready_s: env.ready_s,
+                        },
+                    );
+                }
+            }
+            (TaskKind::Fit { fit }, TaskPayload::Fit { parts, .. }) => {
+                if kills >= limit {
+                    let step = run.steps[run.plan.fits[fit as usize].step].name.clone();
+                    let reason = format!("the fit killed its worker {kills} times");
+                    self.fail_run(env.run, RunError::FitFailed { step, reason });
+                    return;
+                }
+                run.fit_inputs[fit as usize] = Some(parts);
+                self.push_ready(
+                    &env.resources,
+                    TaskRef {
+                        run: env.run,
+                        task: env.task,
+                        ready_s: env.ready_s,
+                    },
+                );
+            }
+            _ => tracing::error!("lost task with a mismatched payload"),
+        }
+    }
+}
+
+/// The number of workers currently connected and alive.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct LiveWorkers;
+
+impl Handler<LiveWorkers> for Scheduler {
+    type Result = usize;
+
+    fn handle(&mut self, _msg: LiveWorkers, _ctx: &mut Context<Self>) -> usize {
+        self.workers.iter().filter(|w| w.alive).count()
+    }
+}
+
+/// Retires worker `0`: it gets no new task, its held partitions are sent back
+/// (so the rest of the run goes on elsewhere), and the reply comes once it has no
+/// task and holds nothing (or is gone). Delete its job after that.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Drain(pub u32);
+
+impl Handler<Drain> for Scheduler {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, msg: Drain, _ctx: &mut Context<Self>) -> Self::Result {
+        let w = msg.0;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let Some(slot) = self.workers.get_mut(w as usize) else {
+            return Box::pin(async {});
+        };
+        slot.draining = true;
+        slot.drain_waiters.push(tx);
+        let held: Vec<(u32, u32)> = self
+            .runs
+            .iter()
+            .flat_map(|(id, r)| {
+                r.parts
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.held_by() == Some(w))
+                    .map(move |(i, _)| (*id, i as u32))
+            })
+            .collect();
+        let slot = &self.workers[w as usize];
+        tracing::info!(worker = %slot.info.name, held = held.len(), in_flight = slot.in_flight, "draining worker");
+        if !held.is_empty() {
+            match &slot.release {
+                Some(r) => r.do_send(ReleaseHeld {
+                    parts: held,
+                    discard: false,
+                }),
+                None => {
+                    tracing::error!(worker = %slot.info.name, "a worker holds partitions but cannot release them")
+                }
+            }
+        }
+        self.check_drained(w);
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
+}
+
+impl Handler<PartitionsReturned> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, msg: PartitionsReturned, _ctx: &mut Context<Self>) {
+        let w = msg.worker;
+        let mut back = std::collections::HashSet::new();
+        for (run_id, p, data) in msg.parts {
+            let Some(run) = self.runs.get_mut(&run_id) else {
+                continue;
+            };
+            let Some(slot) = run.parts.get_mut(p as usize) else {
+                continue;
+            };
+            let ok = match data {
+                Some(b) => slot.hand_back(w, b).is_ok(),
+                None => match run.sources[p as usize].clone() {
+                    Some(source) => slot.rebuild(source).is_ok(),
+                    None => false,
+                },
+            };
+            if ok {
+                back.insert((run_id, p));
+            } else {
+                tracing::error!(
+                    run = run_id,
+                    partition = p,
+                    "a returned partition does not fit its state"
+                );
+            }
+        }
+        // Tasks pinned to the worker for those partitions may now run anywhere.
+        if let Some(slot) = self.workers.get_mut(w as usize) {
+            let pinned = std::mem::take(&mut slot.pinned);
+            let (free, keep): (Vec<_>, Vec<_>) = pinned.into_iter().partition(|(_, t)| {
+                matches!(t.task, TaskKind::Chain { partition, .. } if back.contains(&(t.run, partition)))
+            });
+            self.workers[w as usize].pinned = keep.into_iter().collect();
+            for (shape, t) in free {
+                self.push_ready(&shape, t);
+            }
+        }
+        self.dispatch();
+        self.check_drained(w);
+        self.tell_watchers();
+    }
+}
+
+/// A worker as the scheduler sees it.
+#[derive(Clone, Debug)]
+pub struct WorkerState {
+    /// Who and where it is.
+    pub info: WorkerInfo,
+    /// Whether it is connected and alive.
+    pub alive: bool,
+    /// Tasks handed to it and not yet reported.
+    pub in_flight: usize,
+    /// Being retired (no new tasks).
+    pub draining: bool,
+    /// When it joined.
+    pub joined: Instant,
+    /// When it was lost or left, if it did.
+    pub left: Option<Instant>,
+    /// Since when it has had no task (None while it has some or is gone).
+    pub idle_since: Option<Instant>,
+    /// Seconds it spent running tasks.
+    pub busy_s: f64,
+}
+
+/// Every worker that ever joined, alive or not, in joining order.
+#[derive(Message)]
+#[rtype(result = "Vec<WorkerState>")]
+pub struct ListWorkers;
+
+impl Handler<ListWorkers> for Scheduler {
+    type Result = MessageResult<ListWorkers>;
+
+    fn handle(&mut self, _msg: ListWorkers, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(
+            self.workers
+                .iter()
+                .map(|w| WorkerState {
+                    info: w.info.clone(),
+                    alive: w.alive,
+                    in_flight: w.in_flight,
+                    draining: w.draining,
+                    joined: w.joined,
+                    left: w.left,
+                    idle_since: w.idle_since.filter(|_| w.alive),
+                    busy_s: w.busy_s,
+                })
+                .collect(),
+        )
+    }
+}

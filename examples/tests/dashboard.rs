@@ -67,10 +67,7 @@ fn the_json_api_follows_a_run_while_it_runs_and_after() {
             .filter(|w| w["state"] == "busy")
             .collect();
         assert_eq!(busy.len(), 1, "{during}");
-        assert!(busy[0]["current"]
-            .as_str()
-            .unwrap()
-            .contains("my_fit_transformer"));
+        assert_eq!(busy[0]["current"], "my_fit_transformer fit x1", "{during}");
         run.join().unwrap();
     });
     let after = status(&addr);

@@ -4,6 +4,7 @@
 //! panicking or failing estimator fails the rows it was given, with the step's name,
 //! and the run goes on.
 
+use crate::bag::FailedSample;
 use crate::batch::{Batch, Failure};
 use crate::checkpoint::npy;
 use crate::checkpoint::paths::sample_path;
@@ -75,6 +76,10 @@ pub struct ChainOutput {
     pub batch: Batch,
     /// Samples that failed in this chain (not before it).
     pub new_failures: usize,
+    /// The first of them (at most [`FAILED_SAMPLES_SHOWN`]), so that a run's
+    /// failures are visible while it goes on, wherever its data stays.
+    #[serde(default)]
+    pub first_failed: Vec<FailedSample>,
     /// The output stayed on the worker; `batch` is empty.
     #[serde(default)]
     pub held: bool,
@@ -305,10 +310,13 @@ fn scatter(data: &ArrayD<f64>, rows: &[usize], n: usize) -> ArrayD<f64> {
     out
 }
 
+/// How many failed samples a task reports by name, and a run keeps for its view.
+pub const FAILED_SAMPLES_SHOWN: usize = 100;
+
 /// Runs one partition through a stage: the fused ops, then its contribution.
 pub fn run_chain(input: Arc<Batch>, stage: &StageExec) -> ChainOutput {
     let mut batch = Arc::try_unwrap(input).unwrap_or_else(|shared| (*shared).clone());
-    let failed_before = batch.failures().len();
+    let failed_before: Vec<usize> = batch.failures().keys().copied().collect();
     let mut checkpoints = Vec::new();
     let (resumed, start) = resume_from_last_checkpoint(batch, &stage.ops);
     batch = resumed.0;
@@ -323,9 +331,21 @@ pub fn run_chain(input: Arc<Batch>, stage: &StageExec) -> ChainOutput {
         }
     }
     let contribution = stage.feeds.as_ref().map(|f| contribute(&mut batch, f));
+    let first_failed = batch
+        .failures()
+        .iter()
+        .filter(|(row, _)| failed_before.binary_search(row).is_err())
+        .take(FAILED_SAMPLES_SHOWN)
+        .map(|(row, f)| FailedSample {
+            key: batch.keys()[*row].clone(),
+            step: f.step.clone(),
+            reason: f.reason.clone(),
+        })
+        .collect();
     ChainOutput {
         held: false,
-        new_failures: batch.failures().len().saturating_sub(failed_before),
+        new_failures: batch.failures().len().saturating_sub(failed_before.len()),
+        first_failed,
         batch,
         contribution,
         checkpoints,

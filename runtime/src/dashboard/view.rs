@@ -84,7 +84,8 @@ pub struct RunView {
     pub stages: Vec<StageView>,
     /// Its fits.
     pub fits: Vec<FitView>,
-    /// Failed samples (the first 100), with the step and the reason.
+    /// Failed samples (the first 100 reported, live while the run goes on), with
+    /// the step and the reason.
     pub failed_samples: Vec<FailedSample>,
     /// Why the run failed, if it did.
     pub error: Option<String>,
@@ -107,7 +108,8 @@ pub struct WorkerRow {
     pub state: String,
     /// Tasks handed to it and not yet reported.
     pub tasks_in_hand: usize,
-    /// What it is working on (the step names of its oldest task), if busy.
+    /// What it is working on: the steps and operation of the tasks in its hands,
+    /// with their counts (`scale+pca transform x12`), if busy.
     pub current: Option<String>,
     /// Seconds it spent running tasks.
     pub busy_s: f64,

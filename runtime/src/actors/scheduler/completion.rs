@@ -9,7 +9,7 @@ use crate::bag::{Bag, FailedSample};
 use crate::batch::Batch;
 use crate::dashboard::view::RunView;
 use crate::error::RunError;
-use crate::exec::Contribution;
+use crate::exec::{Contribution, FAILED_SAMPLES_SHOWN};
 use crate::report::{RunReport, TaskRecord};
 use crate::run::RunOutput;
 use actix::prelude::*;
@@ -32,7 +32,6 @@ impl Scheduler {
                 w.busy_s += took;
                 if w.in_flight == 0 {
                     w.idle_since = Some(o.finished.max(Instant::now()));
-                    w.current = None;
                 }
                 let total = w.info.resources.clone();
                 w.free.give_back(&o.resources, &total);
@@ -45,6 +44,7 @@ impl Scheduler {
             };
             let (started_s, finished_s) = (run.since(o.started), run.since(o.finished));
             let label = run.label_of(o.task);
+            self.workers[worker as usize].in_hand.remove(o.run, label);
             if let Some(t) = run.label_time.get_mut(label) {
                 t.0 += took;
                 t.1 += 1;
@@ -63,6 +63,9 @@ impl Scheduler {
                         }
                     };
                     let new_failed = out.new_failures;
+                    let room = FAILED_SAMPLES_SHOWN.saturating_sub(run.first_failed.len());
+                    run.first_failed
+                        .extend(out.first_failed.into_iter().take(room));
                     for (step, s) in &out.checkpoints {
                         run.checkpoints.entry(step.clone()).or_default().add(*s);
                     }
@@ -211,8 +214,14 @@ impl Scheduler {
         };
         let bag = Bag::from_arcs(outputs);
         let failed: Vec<FailedSample> = bag.failed();
-        if let Some(v) = self.finished_views.back_mut() {
-            v.failed_samples = failed.iter().take(100).cloned().collect();
+        // The output's failures in partition order (with any the input carried);
+        // runs that keep no output show those their tasks reported.
+        if let Some(v) = self
+            .finished_views
+            .back_mut()
+            .filter(|_| !failed.is_empty())
+        {
+            v.failed_samples = failed.iter().take(FAILED_SAMPLES_SHOWN).cloned().collect();
         }
         let report = RunReport {
             run_id: state.id.clone(),

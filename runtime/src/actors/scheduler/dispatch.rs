@@ -108,13 +108,7 @@ impl Scheduler {
         worker.free.take(shape);
         worker.in_flight += 1;
         worker.idle_since = None;
-        if worker.current.is_none() {
-            let label = run.label_of(t.task);
-            worker.current = run
-                .labels
-                .get(label)
-                .map(|l| format!("{} {}", l.step_names(), l.op.as_str()));
-        }
+        worker.in_hand.add(t.run, run.label_of(t.task));
         *in_flight.entry(shape.clone()).or_insert(0) += 1;
         batch.push(TaskEnvelope {
             ready_s: t.ready_s,

@@ -14,6 +14,7 @@
 
 mod completion;
 mod dispatch;
+mod in_hand;
 mod queries;
 mod run_state;
 mod submit;
@@ -29,6 +30,7 @@ use crate::dashboard::view::RunView;
 use crate::report::WorkerInfo;
 use crate::resources::Resources;
 use actix::prelude::*;
+use in_hand::TasksInHand;
 use run_state::RunState;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Instant;
@@ -56,8 +58,9 @@ struct WorkerSlot {
     left: Option<Instant>,
     /// Since when it has had no task (None while it has some).
     idle_since: Option<Instant>,
-    /// The steps of the task it was given last (for the dashboard).
-    current: Option<String>,
+    /// Its tasks handed out and not yet reported, per run and label (what it is
+    /// working on, for the dashboard).
+    in_hand: TasksInHand,
     /// Seconds spent running tasks.
     busy_s: f64,
     /// A worker process (its outputs can stay where they are), not a thread.

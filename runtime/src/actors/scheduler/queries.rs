@@ -3,7 +3,7 @@
 
 use super::super::messages::*;
 use super::run_state::RunState;
-use super::Scheduler;
+use super::{Scheduler, WorkerSlot};
 use crate::dashboard::view::{RunView, RuntimeView, WorkerRow};
 use crate::resources::Resources;
 use actix::prelude::*;
@@ -117,11 +117,27 @@ impl Handler<DashboardView> for Scheduler {
                 }
                 .to_string(),
                 tasks_in_hand: w.in_flight,
-                current: w.current.clone().filter(|_| w.in_flight > 0),
+                current: self.working_on(w),
                 busy_s: w.busy_s,
             })
             .collect();
         MessageResult(RuntimeView { runs, workers })
+    }
+}
+
+impl Scheduler {
+    /// What `worker` is working on: the steps and operation of the tasks in its
+    /// hands, with their counts, e.g. `scale+pca transform x12, clf fit x1`.
+    fn working_on(&self, worker: &WorkerSlot) -> Option<String> {
+        let parts: Vec<String> = worker
+            .in_hand
+            .iter()
+            .filter_map(|(run, label, n)| {
+                let l = self.runs.get(&run)?.labels.get(label)?;
+                Some(format!("{} {} x{n}", l.step_names(), l.op.as_str()))
+            })
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(", "))
     }
 }
 

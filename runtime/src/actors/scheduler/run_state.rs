@@ -3,6 +3,7 @@
 use super::super::estimator_actor::EstimatorActor;
 use super::super::messages::TaskKind;
 use super::super::partition::PartitionSlot;
+use crate::bag::FailedSample;
 use crate::batch::Batch;
 use crate::dashboard::view::{FitView, RunView, TaskCounts};
 use crate::error::RunError;
@@ -39,6 +40,8 @@ pub(super) struct RunState {
     pub(super) partitions_left: usize,
     pub(super) fits_left: usize,
     pub(super) tasks: Vec<TaskRecord>,
+    /// The first failed samples reported by its tasks (for the dashboard).
+    pub(super) first_failed: Vec<FailedSample>,
     pub(super) samples: usize,
     pub(super) checkpoints: BTreeMap<String, crate::exec::OpStats>,
     pub(super) started: Instant,
@@ -169,7 +172,7 @@ impl RunState {
             tasks,
             stages,
             fits,
-            failed_samples: Vec::new(),
+            failed_samples: self.first_failed.clone(),
             error: None,
         }
     }

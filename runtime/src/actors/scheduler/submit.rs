@@ -162,6 +162,7 @@ impl Scheduler {
             partitions_left: npart,
             fits_left: nfits,
             tasks: Vec::with_capacity(plan.task_count(npart)),
+            first_failed: Vec::new(),
             samples,
             checkpoints: BTreeMap::new(),
             started: Instant::now(),

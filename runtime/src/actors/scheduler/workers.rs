@@ -54,7 +54,7 @@ impl Handler<AddWorker> for Scheduler {
             joined: Instant::now(),
             left: None,
             idle_since: Some(Instant::now()),
-            current: None,
+            in_hand: Default::default(),
             busy_s: 0.0,
             remote: msg.remote,
             pinned: VecDeque::new(),
@@ -88,6 +88,7 @@ impl Handler<WorkerLost> for Scheduler {
             slot.alive = false;
             slot.left.get_or_insert_with(Instant::now);
             slot.pinned.clear();
+            slot.in_hand.clear();
             if msg.unfinished.is_empty() && (self.runs.is_empty() || slot.draining) {
                 tracing::info!(worker = %slot.info.name, reason = %msg.reason, "idle or retired worker left");
             } else {
@@ -178,6 +179,16 @@ impl Scheduler {
                     let reason = format!("task killed its worker {kills} times; quarantined");
                     tracing::error!(keys = %input.keys().join(", "), %reason, "poison task");
                     let failed = input.with_all_failed("-", &reason);
+                    let first_failed = input
+                        .keys()
+                        .iter()
+                        .take(crate::exec::FAILED_SAMPLES_SHOWN)
+                        .map(|key| crate::bag::FailedSample {
+                            key: key.clone(),
+                            step: "-".into(),
+                            reason: reason.clone(),
+                        })
+                        .collect();
                     let _ = run.parts[p].requeue(w, input);
                     let _ = run.parts[p].dispatch(w);
                     if let Some(slot) = self.workers.get_mut(w as usize) {
@@ -195,6 +206,7 @@ impl Scheduler {
                         result: TaskResult::Chain(Box::new(crate::exec::ChainOutput {
                             held: false,
                             new_failures: failed.len(),
+                            first_failed,
                             batch: failed,
                             contribution: None,
                             checkpoints: Vec::new(),

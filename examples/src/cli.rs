@@ -43,7 +43,7 @@ impl Mode {
         config.dashboard = dashboard;
         let rt = Runtime::start(config)?;
         if let Some(url) = rt.dashboard_url() {
-            println!("dashboard: {url}");
+            eprintln!("dashboard: {url}");
         }
         Ok(rt)
     }
@@ -93,12 +93,12 @@ impl ViewArgs {
                 pictures::graph_svg(report)
             };
             std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
-            println!("graph: {}", path.display());
+            eprintln!("graph: {}", path.display());
         }
         if let Some(path) = &self.timeline {
             let svg = pictures::timeline_svg(report, cluster)?;
             std::fs::write(path, svg).map_err(|e| format!("{}: {e}", path.display()))?;
-            println!("timeline: {}", path.display());
+            eprintln!("timeline: {}", path.display());
         }
         Ok(())
     }
@@ -107,7 +107,7 @@ impl ViewArgs {
     pub fn linger(&self, rt: &Runtime) {
         if self.linger > 0.0 {
             if let Some(url) = rt.dashboard_url() {
-                println!("dashboard: {url} (serving for {} s)", self.linger);
+                eprintln!("dashboard: {url} (serving for {} s)", self.linger);
             }
             std::thread::sleep(std::time::Duration::from_secs_f64(self.linger));
         }

@@ -52,7 +52,7 @@ impl SgeArgs {
         }
         let cluster = SgeCluster::with_options(specs, options)?;
         if let Some(url) = cluster.runtime().dashboard_url() {
-            println!("dashboard: {url}");
+            eprintln!("dashboard: {url}");
         }
         Ok(cluster)
     }

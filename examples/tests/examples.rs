@@ -15,9 +15,11 @@ fn run(bin: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
+/// The one line a benchmark prints on stdout, as JSON (notices go to stderr).
 fn json_line(out: &str) -> serde_json::Value {
-    let line = out.lines().last().expect("one line");
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "one line on stdout: {out}");
+    serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
 }
 
 #[test]
@@ -56,6 +58,43 @@ fn pipeline_local_reproduces_the_seed_outputs() {
             .count(),
         1
     );
+}
+
+/// Asked for a dashboard and a picture, a benchmark still prints only its JSON
+/// line on stdout: the URL and the file name are notices on stderr.
+#[test]
+fn a_benchmark_with_a_dashboard_and_a_graph_keeps_stdout_to_its_json_line() {
+    let dir = std::env::temp_dir().join(format!("gridpipe-bench-notices-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let graph = dir.join("g.dot");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let out = Command::new(env!("CARGO_BIN_EXE_bench_pipeline"))
+        .args(["--samples", "2000", "--dim", "4", "--dashboard", &addr])
+        .args(["--graph", graph.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json_line(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(v["bench"], "pipeline");
+    let notices = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        notices.contains(&format!("dashboard: http://{addr}/")),
+        "{notices}"
+    );
+    assert!(notices.contains("graph: "), "{notices}");
+    assert!(std::fs::read_to_string(&graph)
+        .unwrap()
+        .starts_with("digraph run {"));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -153,6 +153,12 @@ impl Scheduler {
             0
         };
         let limit = self.config.max_task_kills;
+        // The task as it goes back into a ready queue.
+        let again = TaskRef {
+            run: env.run,
+            task: env.task,
+            ready_s: env.ready_s,
+        };
         let Some(run) = self.runs.get_mut(&env.run) else {
             return;
         };
@@ -222,14 +228,7 @@ impl Scheduler {
                     let _ = run.parts[p].rebuild(run.sources[p].clone().expect("source"));
                     self.enqueue_chain(env.run, partition, 0, env.ready_s);
                 } else {
-                    self.push_ready(
-                        &env.resources,
-                        TaskRef {
-                            run: env.run,
-                            task: env.task,
-                            ready_s: env.ready_s,
-                        },
-                    );
+                    self.push_ready(&env.resources, again);
                 }
             }
             (TaskKind::Fit { fit }, TaskPayload::Fit { parts, .. }) => {
@@ -240,14 +239,7 @@ impl Scheduler {
                     return;
                 }
                 run.fit_inputs[fit as usize] = Some(parts);
-                self.push_ready(
-                    &env.resources,
-                    TaskRef {
-                        run: env.run,
-                        task: env.task,
-                        ready_s: env.ready_s,
-                    },
-                );
+                self.push_ready(&env.resources, again);
             }
             _ => tracing::error!("lost task with a mismatched payload"),
         }

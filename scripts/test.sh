@@ -7,7 +7,12 @@ cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 # A fresh build gains nothing from incremental caches; they only take disk.
 export CARGO_INCREMENTAL=0
-echo "== disk: $(df -h --output=avail . | tail -1 | tr -d ' ') free here"
+free_kib=$(df -k --output=avail . | tail -1 | tr -d ' ')
+echo "== disk: $((free_kib / 1024 / 1024)) GiB free here"
+if [ "$free_kib" -lt $((3 * 1024 * 1024)) ]; then
+    # A build that runs out of disk dies in the linker with an obscure error.
+    echo "warning: less than 3 GiB free; the test build needs about 2 GiB" >&2
+fi
 # numpy, to prove that checkpoint files are real .npy files (numpy.load reads them).
 if ! python3 -c "import numpy" 2>/dev/null; then
     echo "== installing numpy for the checkpoint format test"

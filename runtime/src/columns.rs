@@ -40,7 +40,12 @@ impl<T> ColumnMap<T> {
     pub fn insert(&mut self, name: String, value: T) {
         match self.0.iter_mut().find(|(k, _)| *k == name) {
             Some(slot) => slot.1 = value,
-            None => self.0.push((name, value)),
+            None => {
+                // Exact growth: a batch has a handful of columns, and the default
+                // growth (room for 4) would cost ~100 bytes per one-sample batch.
+                self.0.reserve_exact(1);
+                self.0.push((name, value))
+            }
         }
     }
 

@@ -186,3 +186,25 @@ fn a_taken_default_port_moves_the_dashboard_to_the_next_free_one() {
     let v = status(&format!("127.0.0.1:{port}"));
     assert_eq!(v["workers"].as_array().unwrap().len(), 1);
 }
+
+/// A dashboard asked for on an address beyond this machine is served with a
+/// warning that it has no login; one on loopback gets no such warning.
+#[test]
+fn a_dashboard_beyond_loopback_is_served_with_a_warning() {
+    let quickstart = |addr: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_quickstart"))
+            .args(["--dashboard", addr])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{stderr}");
+        stderr
+    };
+    let open = quickstart(&format!("0.0.0.0:{}", free_port()));
+    assert!(
+        open.contains("beyond this machine") && open.contains("no login"),
+        "{open}"
+    );
+    let local = quickstart(&format!("127.0.0.1:{}", free_port()));
+    assert!(!local.contains("beyond this machine"), "{local}");
+}

@@ -67,9 +67,20 @@ async fn api_events(state: web::Data<State>) -> HttpResponse {
 pub fn bind(setting: &DashboardSetting) -> Result<Option<std::net::TcpListener>, String> {
     match setting {
         DashboardSetting::Off => Ok(None),
-        DashboardSetting::At(addr) => std::net::TcpListener::bind(addr)
-            .map(Some)
-            .map_err(|e| format!("the dashboard cannot listen on {addr}: {e}")),
+        DashboardSetting::At(addr) => {
+            let listener = std::net::TcpListener::bind(addr)
+                .map_err(|e| format!("the dashboard cannot listen on {addr}: {e}"))?;
+            if let Ok(local) = listener.local_addr() {
+                if !local.ip().is_loopback() {
+                    tracing::warn!(
+                        "the dashboard listens on {local}, beyond this machine: anyone who \
+                         reaches it sees the runs, workers, sample keys and failure reasons \
+                         (it has no login)"
+                    );
+                }
+            }
+            Ok(Some(listener))
+        }
         DashboardSetting::Default => {
             let (host, first) = DEFAULT_ADDR;
             for port in first..first + PORTS_TRIED {

@@ -70,6 +70,8 @@
 //! [`QueueSpecError`]s whose messages name the label and the key (and the
 //! file, when loaded from one).
 
+#![warn(missing_docs)]
+
 mod adaptive;
 mod batch;
 mod cluster;

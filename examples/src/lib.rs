@@ -5,5 +5,6 @@
 
 pub mod bench;
 pub mod cli;
+pub mod failure;
 pub mod seed;
 pub mod sge_cli;

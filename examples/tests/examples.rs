@@ -244,3 +244,24 @@ fn examples_give_the_same_output_with_worker_processes() {
     assert_eq!(v["mode"], "processes");
     assert_eq!(v["tasks"], 2000);
 }
+
+/// A bad queue-spec file stops `pipeline_sge` before anything is submitted, with
+/// a message naming the file, the label and the key (not a debug dump).
+#[test]
+fn a_bad_queue_spec_file_is_a_clear_error_naming_file_label_and_key() {
+    let path = std::env::temp_dir().join(format!("gridpipe-bad-specs-{}.toml", std::process::id()));
+    std::fs::write(&path, "[default]\nqueue = \"q_1day\"\nmemroy = \"4G\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pipeline_sge"))
+        .args(["--specs", path.to_str().unwrap(), "--dashboard", "off"])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let expected = format!(
+        "Error: queue specs file `{}`: queue spec [default]: unknown key `memroy`",
+        path.display()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert!(!stderr.contains("UnknownKey {"), "no debug dump: {stderr}");
+}

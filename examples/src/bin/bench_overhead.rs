@@ -5,6 +5,7 @@ use clap::Parser;
 use gridpipe_estimators::{FunctionTransformer, Identity, Pipeline};
 use gridpipe_examples::bench::{peak_rss_mib_with, timed};
 use gridpipe_examples::cli::{Mode, ViewArgs};
+use gridpipe_examples::failure::Failure;
 use gridpipe_runtime::{Bag, Partitioning};
 use ndarray::ArrayD;
 
@@ -24,7 +25,7 @@ struct Args {
     view: ViewArgs,
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Failure> {
     gridpipe_runtime::run_if_worker();
     let args = Args::parse();
     let (setup_s, built) = timed(|| -> Result<_, Box<dyn std::error::Error>> {

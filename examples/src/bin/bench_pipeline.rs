@@ -6,6 +6,7 @@ use clap::Parser;
 use gridpipe_estimators::{Affine, FunctionTransformer, Pipeline, StandardScaler};
 use gridpipe_examples::bench::{best_of, peak_rss_mib_with, timed};
 use gridpipe_examples::cli::{Mode, ViewArgs};
+use gridpipe_examples::failure::Failure;
 use gridpipe_runtime::checkpoint::{npy, store};
 use gridpipe_runtime::{Bag, Partitioning, DATA};
 use ndarray::{Array2, Axis};
@@ -102,7 +103,7 @@ fn floor(x: &Array2<f64>) -> Array2<f64> {
     (y - &mean) * &scale
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Failure> {
     gridpipe_runtime::run_if_worker();
     let args = Args::parse();
     let partitions = args.partitions.unwrap_or(4 * args.workers.max(1));

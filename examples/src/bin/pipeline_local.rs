@@ -5,6 +5,7 @@
 use clap::Parser;
 use gridpipe_estimators::Pipeline;
 use gridpipe_examples::cli::{init_tracing, Mode, ViewArgs};
+use gridpipe_examples::failure::Failure;
 use gridpipe_examples::seed::{seed_samples, MyFitTransformer, MyTransformer};
 use gridpipe_runtime::{Bag, Partitioning, Step};
 use std::time::Duration;
@@ -28,7 +29,7 @@ struct Args {
     view: ViewArgs,
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Failure> {
     gridpipe_runtime::run_if_worker();
     init_tracing();
     let args = Args::parse();

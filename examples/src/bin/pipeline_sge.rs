@@ -8,6 +8,7 @@
 
 use clap::Parser;
 use gridpipe_examples::cli::{init_tracing, ViewArgs};
+use gridpipe_examples::failure::Failure;
 use gridpipe_examples::seed::seed_samples;
 use gridpipe_examples::sge_cli::{seed_gpu_pipeline, SgeArgs};
 use gridpipe_runtime::{Bag, Partitioning};
@@ -31,7 +32,7 @@ struct Args {
     view: ViewArgs,
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Failure> {
     gridpipe_runtime::run_if_worker();
     init_tracing();
     let args = Args::parse();

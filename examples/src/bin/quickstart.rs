@@ -4,6 +4,7 @@
 use clap::Parser;
 use gridpipe_estimators::{LogisticRegression, Pca, Pipeline, StandardScaler};
 use gridpipe_examples::cli::{init_tracing, Mode, ViewArgs};
+use gridpipe_examples::failure::Failure;
 use gridpipe_runtime::{Bag, Partitioning, Sample, Step};
 use ndarray::Axis;
 
@@ -26,7 +27,7 @@ struct Args {
     view: ViewArgs,
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Failure> {
     gridpipe_runtime::run_if_worker();
     init_tracing();
     let args = Args::parse();

@@ -13,6 +13,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use clap::Parser;
 use gridpipe_estimators::{LogisticRegression, Pca, Pipeline, StandardScaler};
 use gridpipe_examples::cli::{init_tracing, Mode, ViewArgs};
+use gridpipe_examples::failure::Failure;
 use gridpipe_runtime::{Bag, Partitioning, Runtime, Sample, Step};
 use ndarray::{Array1, Axis};
 use serde::{Deserialize, Serialize};
@@ -107,7 +108,7 @@ async fn health() -> HttpResponse {
     HttpResponse::Ok().body("ok")
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Failure> {
     gridpipe_runtime::run_if_worker();
     init_tracing();
     let args = Args::parse();

@@ -36,17 +36,28 @@ impl Mode {
         workers: usize,
         dashboard: DashboardSetting,
     ) -> Result<Runtime, RunError> {
+        start(self.config(workers, dashboard))
+    }
+
+    /// The configuration of a runtime with `workers` workers of this mode and
+    /// `dashboard` (to adjust before [`start`]).
+    pub fn config(&self, workers: usize, dashboard: DashboardSetting) -> RuntimeConfig {
         let mut config = match self {
             Mode::Inprocess => RuntimeConfig::in_process(workers),
             Mode::Processes => RuntimeConfig::processes(workers),
         };
         config.dashboard = dashboard;
-        let rt = Runtime::start(config)?;
-        if let Some(url) = rt.dashboard_url() {
-            eprintln!("dashboard: {url}");
-        }
-        Ok(rt)
+        config
     }
+}
+
+/// Starts a runtime from `config` and says where its dashboard is (on stderr).
+pub fn start(config: RuntimeConfig) -> Result<Runtime, RunError> {
+    let rt = Runtime::start(config)?;
+    if let Some(url) = rt.dashboard_url() {
+        eprintln!("dashboard: {url}");
+    }
+    Ok(rt)
 }
 
 /// What the examples show besides their output: the dashboard, and pictures.

@@ -47,7 +47,7 @@ pub struct RuntimeConfig {
     /// port; `GRIDPIPE_DASHBOARD=off|ADDR` overrides it).
     pub dashboard: DashboardSetting,
     /// Show a progress bar (tasks done of total, rate, ETA) on stderr while a
-    /// blocking run waits, when stderr is a terminal (default true).
+    /// run is awaited (blocking or async), when stderr is a terminal (default true).
     pub progress: bool,
 }
 

@@ -34,6 +34,8 @@ pub struct Runtime {
     secret: Option<Secret>,
     dashboard: Option<(String, actix_web::dev::ServerHandle)>,
     panel: SharedPanel,
+    /// The progress bar of awaited runs (when enabled and stderr is a terminal).
+    progress: Option<Arc<crate::progress::ProgressWatch>>,
 }
 
 impl Runtime {
@@ -242,7 +244,10 @@ impl Runtime {
             .recv()
             .map_err(|_| RunError::Start("runtime thread ended during start".into()))?;
         tracing::info!(workers = config.workers.len(), "runtime started");
+        let progress = (config.progress && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .then(|| crate::progress::ProgressWatch::new(scheduler.clone()));
         Ok(Runtime {
+            progress,
             scheduler,
             system,
             thread: Some(thread),
@@ -286,8 +291,7 @@ impl Runtime {
     pub fn run(&self, request: RunRequest) -> Result<RunOutput, RunError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.scheduler.do_send(Submit { request, reply: tx });
-        let bar = (self.config.progress && std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .then(|| crate::progress::ProgressBarThread::start(self.scheduler.clone()));
+        let bar = self.progress.as_ref().map(|p| p.watch());
         let result = rx.blocking_recv().map_err(|_| RunError::Shutdown);
         drop(bar);
         result?
@@ -297,6 +301,7 @@ impl Runtime {
     pub async fn run_async(&self, request: RunRequest) -> Result<RunOutput, RunError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.scheduler.do_send(Submit { request, reply: tx });
+        let _bar = self.progress.as_ref().map(|p| p.watch());
         rx.await.map_err(|_| RunError::Shutdown)?
     }
 

@@ -112,7 +112,10 @@ fn main() -> Result<(), Failure> {
     gridpipe_runtime::run_if_worker();
     init_tracing();
     let args = Args::parse();
-    let runtime = Mode::Inprocess.runtime_with(args.workers, args.view.dashboard_setting(true))?;
+    let mut config = Mode::Inprocess.config(args.workers, args.view.dashboard_setting(true));
+    // A service logs; a progress bar flashing for every request would not help.
+    config.progress = false;
+    let runtime = gridpipe_examples::cli::start(config)?;
     let iris = linfa_datasets::iris();
     let samples: Vec<Sample> = iris
         .records()

@@ -264,6 +264,27 @@ fn a_changed_configuration_is_refused_naming_the_step_or_recomputed_on_request()
         .unwrap();
     assert_eq!(out.report.checkpoints["shift"].computed, 6);
     assert!(out.bag.stack(DATA).unwrap().iter().all(|&v| v == 3.0));
+    // The replaced files are removed (in the background, off the scheduler).
+    let parent = d.parent().unwrap().to_path_buf();
+    let name = d.file_name().unwrap().to_string_lossy().to_string();
+    let replaced = || {
+        fs::read_dir(&parent)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| {
+                let n = e.file_name().to_string_lossy().to_string();
+                n.starts_with(&name) && n.contains(".replaced-")
+            })
+            .count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while replaced() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replaced checkpoints left"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     // The new configuration is now the recorded one.
     let out = with(2.0, OnChange::Refuse)
         .transform(&rt, bag(6, 2))

@@ -8,7 +8,8 @@ use super::{CheckpointError, OnChange};
 use crate::estimator::Estimator;
 use crate::step::Step;
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Version of the checkpoint layout and file formats.
 pub const FORMAT_VERSION: u32 = 1;
@@ -96,6 +97,33 @@ impl Manifest {
     }
 }
 
+/// A fresh name beside `dir` for its replaced contents (unique within the
+/// process, so a second replacement never meets a first still being removed).
+fn aside_name(dir: &Path) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    dir.with_extension(format!("replaced-{}-{n}", std::process::id()))
+}
+
+/// Removes replaced checkpoints on a thread of their own: a folder of a million
+/// files takes seconds to delete, and the caller is the scheduler's event loop.
+fn remove_in_background(aside: PathBuf) {
+    let remove = |path: &Path| {
+        if let Err(e) = std::fs::remove_dir_all(path) {
+            tracing::warn!(path = %path.display(), %e, "could not remove replaced checkpoints");
+        }
+    };
+    let spawned = std::thread::Builder::new()
+        .name("gridpipe-remove-replaced".into())
+        .spawn({
+            let aside = aside.clone();
+            move || remove(&aside)
+        });
+    if spawned.is_err() {
+        remove(&aside);
+    }
+}
+
 /// Checks `dir`'s manifest against `wanted` and writes it when absent. Returns
 /// whether every sample must be recomputed (the configuration changed and
 /// `on_change` says recompute).
@@ -137,13 +165,13 @@ pub fn ensure(dir: &Path, wanted: &Manifest, on_change: OnChange) -> Result<bool
                     tracing::warn!(step = %wanted.step, %differences, "configuration changed: recomputing every sample");
                     // Move the old files out of the way first, so that a crash can
                     // never leave old features under the new manifest.
-                    let aside = dir.with_extension(format!("replaced-{}", std::process::id()));
+                    let aside = aside_name(dir);
                     std::fs::rename(dir, &aside)
                         .map_err(|e| CheckpointError::io("moving aside", dir, e))?;
                     std::fs::create_dir_all(dir)
                         .map_err(|e| CheckpointError::io("creating", dir, e))?;
                     write()?;
-                    let _ = std::fs::remove_dir_all(&aside);
+                    remove_in_background(aside);
                     Ok(true)
                 }
             }

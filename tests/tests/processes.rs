@@ -343,3 +343,42 @@ fn draining_a_worker_mid_run_hands_its_partitions_on() {
         "the drained worker ran (and held) first-stage partitions"
     );
 }
+
+/// Tasks whose input a worker process holds wait for that worker: the backlog
+/// counts them apart from the ready tasks any worker could take, so a cluster
+/// does not start jobs that could not take them.
+#[test]
+fn tasks_waiting_for_the_worker_holding_their_input_are_not_counted_as_ready() {
+    let rt = processes(2);
+    let pipeline = Pipeline::new()
+        .add("shift", AddOffset(1.0))
+        // Slow tasks keep each worker's window at its minimum (2 tasks).
+        .add("before", Sleepy { ms: 100 })
+        .add("mean", SlowFit { ms: 0, mean: None })
+        .add("after", Sleepy { ms: 150 });
+    std::thread::scope(|s| {
+        let run = s.spawn(|| pipeline.clone().fit_transform(&rt, data(120, 2)).unwrap());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut seen_waiting = 0;
+        while !run.is_finished() {
+            let backlog = futures::executor::block_on(rt.backlog()).unwrap();
+            for shape in &backlog {
+                seen_waiting = seen_waiting.max(shape.waiting_for_holder);
+                if seen_waiting > 0 {
+                    // Every partition stayed on its worker after the first stage,
+                    // so nothing after the fit is up for grabs.
+                    assert_eq!(shape.ready, 0, "{backlog:?}");
+                    assert_eq!(shape.ready_unknown, 0, "{backlog:?}");
+                }
+            }
+            assert!(Instant::now() < deadline, "the run did not finish");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = run.join().unwrap();
+        assert_eq!(out.bag.len(), 120);
+        assert!(
+            seen_waiting >= 4,
+            "the slow stage waited for its holders: {seen_waiting}"
+        );
+    });
+}

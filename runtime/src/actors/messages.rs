@@ -165,8 +165,12 @@ pub struct GetModel;
 pub struct ShapeBacklog {
     /// The shape (what the tasks need).
     pub resources: Resources,
-    /// Tasks ready to run and not yet handed to a worker.
+    /// Tasks ready to run and not yet handed to a worker, that any worker
+    /// offering the shape can take.
     pub ready: usize,
+    /// Tasks ready to run whose input a worker process holds: they wait for that
+    /// worker (a new worker would not take them).
+    pub waiting_for_holder: usize,
     /// Tasks handed to a worker (queued there or running).
     pub in_flight: usize,
     /// Estimated seconds of work of the ready tasks whose stage (or fit) already

@@ -32,37 +32,37 @@ impl Handler<GetBacklog> for Scheduler {
     fn handle(&mut self, _msg: GetBacklog, _ctx: &mut Context<Self>) -> Self::Result {
         self.watchers_told = false;
         let mut shapes: BTreeMap<Resources, ShapeBacklog> = BTreeMap::new();
+        // Tasks pinned to the worker process holding their input wait for that
+        // worker: counted apart, since another worker could not take them.
         let counts = self
             .ready
             .iter()
-            .map(|(shape, q)| (shape, q.len(), 0))
+            .map(|(shape, q)| (shape, q.len(), 0, 0))
             .chain(
                 self.workers
                     .iter()
-                    .flat_map(|w| w.pinned.iter().map(|(shape, _)| (shape, 1, 0))),
+                    .flat_map(|w| w.pinned.iter().map(|(shape, _)| (shape, 0, 1, 0))),
             )
-            .chain(self.in_flight.iter().map(|(shape, n)| (shape, 0, *n)));
-        for (shape, ready, in_flight) in counts {
+            .chain(self.in_flight.iter().map(|(shape, n)| (shape, 0, 0, *n)));
+        for (shape, ready, held, in_flight) in counts {
             let e = shapes.entry(shape.clone()).or_insert_with(|| ShapeBacklog {
                 resources: shape.clone(),
                 ready: 0,
+                waiting_for_holder: 0,
                 in_flight: 0,
                 ready_work_s: 0.0,
                 ready_unknown: 0,
                 oldest_ready: None,
             });
             e.ready += ready;
+            e.waiting_for_holder += held;
             e.in_flight += in_flight;
         }
         let ready_tasks = self
             .ready
             .iter()
             .flat_map(|(shape, q)| q.iter().map(move |t| (shape, t)));
-        let pinned_tasks = self
-            .workers
-            .iter()
-            .flat_map(|w| w.pinned.iter().map(|(shape, t)| (shape, t)));
-        for (shape, t) in ready_tasks.chain(pinned_tasks) {
+        for (shape, t) in ready_tasks {
             let (Some(e), Some(run)) = (shapes.get_mut(shape), self.runs.get(&t.run)) else {
                 continue;
             };
@@ -77,7 +77,7 @@ impl Handler<GetBacklog> for Scheduler {
         MessageResult(
             shapes
                 .into_values()
-                .filter(|s| s.ready + s.in_flight > 0)
+                .filter(|s| s.ready + s.waiting_for_holder + s.in_flight > 0)
                 .collect(),
         )
     }

@@ -283,6 +283,9 @@ impl Scheduler {
 
     pub(super) fn fail_run(&mut self, run: u32, error: RunError) {
         self.discard_held(run);
+        for w in &mut self.workers {
+            w.in_hand.forget_run(run);
+        }
         if let Some(run_state) = self.runs.get(&run) {
             let mut view = run_state.view("failed");
             view.error = Some(error.to_string());

@@ -35,6 +35,11 @@ impl TasksInHand {
         }
     }
 
+    /// Forgets the tasks of `run` (it failed: what comes back of it is ignored).
+    pub(super) fn forget_run(&mut self, run: u32) {
+        self.entries.retain(|(r, _, _)| *r != run);
+    }
+
     /// Forgets everything (the worker is gone).
     pub(super) fn clear(&mut self) {
         self.entries.clear();
@@ -70,12 +75,17 @@ mod tests {
     }
 
     #[test]
-    fn a_report_of_a_task_never_handed_out_changes_nothing() {
+    fn reports_of_tasks_never_handed_out_or_of_forgotten_runs_change_nothing() {
         let mut h = TasksInHand::default();
         h.add(1, 0);
         h.remove(9, 9);
         h.remove(1, 1);
         assert_eq!(h.iter().collect::<Vec<_>>(), [(1, 0, 1)]);
+        h.add(2, 0);
+        h.forget_run(1);
+        assert_eq!(h.iter().collect::<Vec<_>>(), [(2, 0, 1)]);
+        h.remove(1, 0);
+        assert_eq!(h.iter().collect::<Vec<_>>(), [(2, 0, 1)]);
         h.clear();
         assert_eq!(h.iter().count(), 0);
     }

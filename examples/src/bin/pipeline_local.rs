@@ -1,6 +1,6 @@
 //! The seed's local example: 10 samples of a 2x2 zero matrix (keys "0".."9",
 //! metadata=1) through `MyTransformer` (x + metadata) and `MyFitTransformer`
-//! (x @ [[1,2],[3,4]]), in 5 partitions, on the embedded runtime.
+//! (`x @ [[1,2],[3,4]]`), in 5 partitions, on the embedded runtime.
 
 use clap::Parser;
 use gridpipe_estimators::Pipeline;

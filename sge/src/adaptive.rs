@@ -92,6 +92,9 @@ pub struct DecisionRecord {
     pub jobs: Vec<JobId>,
     /// Why the call failed, if it did.
     pub error: Option<String>,
+    /// Whether its batch-system call (for a retirement: the drain, then the
+    /// delete) has returned; until then `jobs` and `latency_s` are not known.
+    pub done: bool,
 }
 
 /// One queue's jobs at one moment.
@@ -341,6 +344,7 @@ impl Supervisor {
             latency_s: None,
             jobs: Vec::new(),
             error: None,
+            done: false,
         });
         a.report.decisions.len() - 1
     }
@@ -408,6 +412,7 @@ impl Supervisor {
                 rec.latency_s = latency_s;
                 rec.jobs = jobs;
                 rec.error = error;
+                rec.done = true;
             }
         }
         if let Some(reason) = give_up {
@@ -459,6 +464,7 @@ impl Supervisor {
                     rec.latency_s = expiry.map(|e| done.saturating_duration_since(e).as_secs_f64());
                     rec.jobs = vec![job.clone()];
                     rec.error = error;
+                    rec.done = true;
                 }
             }
             act.request_round(ctx);

@@ -397,7 +397,7 @@ fn every_decision_has_a_reason_and_an_existing_label() {
     wait_until("every call recorded", || {
         let report = cluster.adapt_report().unwrap();
         let jobs: usize = report.decisions.iter().map(|d| d.jobs.len()).sum();
-        jobs == 5
+        jobs == 5 && report.decisions.iter().all(|d| d.done)
     });
     let labels: Vec<String> = cluster.status().unwrap().queues.into_keys().collect();
     let report = cluster.adapt_report().unwrap();

@@ -111,11 +111,15 @@ fn main() -> Result<(), Failure> {
             d.at_s,
             d.label,
             d.action,
-            d.jobs
-                .iter()
-                .map(|j| j.to_string())
-                .collect::<Vec<_>>()
-                .join(","),
+            if d.done {
+                d.jobs
+                    .iter()
+                    .map(|j| j.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            } else {
+                "(call in progress)".to_string()
+            },
             d.latency_s.map_or("-".into(), |l| format!("{l:.3}")),
             d.reason,
             d.error

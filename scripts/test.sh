@@ -33,7 +33,12 @@ fi
 if ! command -v chromium >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ]; then
         echo "== installing chromium for the dashboard test"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null
+        # A fresh machine's package lists may be missing or stale: update once
+        # and retry before giving up.
+        if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; then
+            apt-get update -q >/dev/null
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null
+        fi
     else
         echo "chromium is missing and this is not root: run 'sudo apt-get install chromium'" >&2
         exit 1

@@ -38,17 +38,3 @@ impl<T: BatchSystem + ?Sized> BatchSystem for Arc<T> {
         (**self).delete(ids)
     }
 }
-
-impl<T: BatchSystem + ?Sized> BatchSystem for Box<T> {
-    fn submit(&self, label: &str, script: &str) -> Result<JobId, SgeError> {
-        (**self).submit(label, script)
-    }
-
-    fn status(&self, ids: &[JobId]) -> Result<Vec<JobStatus>, SgeError> {
-        (**self).status(ids)
-    }
-
-    fn delete(&self, ids: &[JobId]) -> Result<(), SgeError> {
-        (**self).delete(ids)
-    }
-}

@@ -5,7 +5,6 @@
 //!
 //! `SgeCluster`'s API blocks, so these are plain `#[test]`s, never async.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,35 +14,19 @@ use gridpipe_runtime::{
     Bag, Partitioning, Resources, RunError, RunOutput, RunRequest, Step, StepRun,
 };
 use gridpipe_sge::{
-    Action, AdaptOptions, BatchSystem, ClusterError, ClusterOptions, FakeBatchSystem, JobId,
-    JobStatus, QueueSpec, QueueSpecs, SgeCluster, SgeError,
+    Action, AdaptOptions, BatchSystem, ClusterError, FakeBatchSystem, JobId, JobStatus, QueueSpec,
+    QueueSpecs, SgeCluster, SgeError,
 };
 use tokio::sync::oneshot;
+
+mod common;
+use common::{fake_cluster_options, gpu_queue, TempDir};
 
 /// How long to wait for something the cluster does in the background.
 const DEADLINE: Duration = Duration::from_secs(10);
 const TICK: Duration = Duration::from_millis(50);
 
 type RunReply = oneshot::Receiver<Result<RunOutput, RunError>>;
-
-/// A fresh folder for one test (the cluster makes its own sub-folder in it).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> Self {
-        let name = format!("gridpipe-sge-adaptive-fake-{test}-{}", std::process::id());
-        let dir = std::env::temp_dir().join(name);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A [`FakeBatchSystem`] that also keeps every submission's label, script and id
 /// (the fake forgets deleted jobs).
@@ -72,21 +55,14 @@ impl BatchSystem for Recorder {
 
 /// `default` on `q_1day` and `gpu` on `q_gpu` (offering one gpu).
 fn specs() -> QueueSpecs {
-    let gpu = QueueSpec::new("q_gpu")
-        .with_resource_spec("gpu=1")
-        .with_resource("gpu", 1);
     QueueSpecs::new(QueueSpec::new("q_1day"))
         .unwrap()
-        .with("gpu", gpu)
+        .with("gpu", gpu_queue())
         .unwrap()
 }
 
 fn start_on(dir: &TempDir, specs: QueueSpecs, backend: Arc<dyn BatchSystem>) -> SgeCluster {
-    let options = ClusterOptions::default()
-        .work_dir(&dir.0)
-        .poll_interval(TICK)
-        .handle_signals(false);
-    SgeCluster::with_backend(specs, options, backend).unwrap()
+    SgeCluster::with_backend(specs, fake_cluster_options(dir, TICK), backend).unwrap()
 }
 
 fn start(dir: &TempDir) -> (SgeCluster, Arc<FakeBatchSystem>) {
@@ -184,7 +160,7 @@ fn holds_for(what: &str, span: Duration, mut cond: impl FnMut() -> bool) {
 /// that is deleted again, leaving no job behind.
 #[test]
 fn adapt_checks_each_queue_with_a_held_submission_deleted_again() {
-    let dir = TempDir::new("check");
+    let dir = TempDir::new("sge-adaptive-fake", "check");
     let rec = Arc::new(Recorder::default());
     let cluster = start_on(&dir, specs(), rec.clone());
 
@@ -210,7 +186,7 @@ fn adapt_checks_each_queue_with_a_held_submission_deleted_again() {
 /// A queue whose check submission fails makes `adapt` an error naming the queue.
 #[test]
 fn a_failing_check_submission_is_an_error_naming_the_queue() {
-    let dir = TempDir::new("checkfail");
+    let dir = TempDir::new("sge-adaptive-fake", "checkfail");
     let (cluster, fake) = start(&dir);
 
     fake.fail_next_submits(1);
@@ -232,7 +208,7 @@ fn a_failing_check_submission_is_an_error_naming_the_queue() {
 /// With minimum 0 and nothing to compute, adaptive scaling submits nothing.
 #[test]
 fn with_minimum_zero_and_no_run_nothing_is_submitted() {
-    let dir = TempDir::new("idle");
+    let dir = TempDir::new("sge-adaptive-fake", "idle");
     let (cluster, fake) = start(&dir);
 
     cluster.adapt(adapt_options()).unwrap();
@@ -259,7 +235,7 @@ fn with_minimum_zero_and_no_run_nothing_is_submitted() {
 /// pending, and the queue's maximum (10) caps the total.
 #[test]
 fn a_waiting_run_gets_bounded_default_jobs_and_no_gpu_job_before_its_fit_is_ready() {
-    let dir = TempDir::new("demand");
+    let dir = TempDir::new("sge-adaptive-fake", "demand");
     let (cluster, fake) = start(&dir);
     cluster.adapt(adapt_options()).unwrap();
     let _run = submit_run(&cluster, true);
@@ -293,7 +269,7 @@ fn a_waiting_run_gets_bounded_default_jobs_and_no_gpu_job_before_its_fit_is_read
 /// tick, and the queue is given up after 5 in a row. (About 15 s: fixed back-off.)
 #[test]
 fn failing_submissions_back_off_and_the_queue_is_given_up_after_five() {
-    let dir = TempDir::new("giveup");
+    let dir = TempDir::new("sge-adaptive-fake", "giveup");
     let (cluster, fake) = start(&dir);
     cluster.adapt(adapt_options()).unwrap();
     fake.fail_next_submits(100);
@@ -341,7 +317,7 @@ fn failing_submissions_back_off_and_the_queue_is_given_up_after_five() {
 /// given up (the scheduler is told), instead of waiting forever.
 #[test]
 fn a_run_waiting_for_a_given_up_queue_fails() {
-    let dir = TempDir::new("runfails");
+    let dir = TempDir::new("sge-adaptive-fake", "runfails");
     let fake = Arc::new(FakeBatchSystem::new());
     let only_default = QueueSpecs::new(QueueSpec::new("q_1day")).unwrap();
     let cluster = start_on(&dir, only_default, fake.clone());
@@ -366,7 +342,7 @@ fn a_run_waiting_for_a_given_up_queue_fails() {
 /// submissions fail too, it is given up as well and the run fails, never hangs.
 #[test]
 fn a_run_waiting_for_a_given_up_queue_fails_with_a_gpu_queue_besides() {
-    let dir = TempDir::new("runhangs");
+    let dir = TempDir::new("sge-adaptive-fake", "runhangs");
     let (cluster, fake) = start(&dir);
     let mut options = adapt_options();
     options.max_submit_failures = 1;
@@ -385,7 +361,7 @@ fn a_run_waiting_for_a_given_up_queue_fails_with_a_gpu_queue_besides() {
 /// and its jobs are that queue's.
 #[test]
 fn every_decision_has_a_reason_and_an_existing_label() {
-    let dir = TempDir::new("report");
+    let dir = TempDir::new("sge-adaptive-fake", "report");
     let (cluster, fake) = start(&dir);
     // gpu kept at its minimum of 1: a decision of another kind and queue.
     cluster.adapt(adapt_options().queue("gpu", 1, 1)).unwrap();

@@ -4,65 +4,34 @@
 //!
 //! `SgeCluster`'s API blocks, so these are plain `#[test]`s, never async.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gridpipe_sge::{
-    job_name, job_stderr_path, ClusterError, ClusterOptions, ClusterStatus, FakeBatchSystem,
-    FakeJob, JobId, JobState, QueueSpec, QueueSpecs, SgeCluster,
+    job_name, job_stderr_path, ClusterError, ClusterStatus, FakeBatchSystem, FakeJob, JobId,
+    JobState, QueueSpec, QueueSpecs, SgeCluster,
 };
 
 /// How long to wait for something the cluster does in the background.
 const DEADLINE: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(50);
 
-/// A fresh folder for one test (the cluster makes its own sub-folder in it).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "gridpipe-sge-cluster-fake-{test}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+mod common;
+use common::{fake_cluster_options, gpu_queue, TempDir};
 
 /// `default` on `q_1day` (no limit) and `gpu` on `q_gpu` (at most 2 jobs).
 fn specs() -> QueueSpecs {
     QueueSpecs::new(QueueSpec::new("q_1day"))
         .unwrap()
-        .with(
-            "gpu",
-            QueueSpec::new("q_gpu")
-                .with_resource_spec("gpu=1")
-                .with_resource("gpu", 1)
-                .with_max_jobs(2),
-        )
+        .with("gpu", gpu_queue().with_max_jobs(2))
         .unwrap()
-}
-
-fn options(dir: &TempDir) -> ClusterOptions {
-    ClusterOptions::default()
-        .work_dir(&dir.0)
-        .poll_interval(POLL)
-        .handle_signals(false)
 }
 
 /// A cluster of [`specs`] on a new fake, keeping its work folder in `dir`.
 fn start(dir: &TempDir) -> (SgeCluster, Arc<FakeBatchSystem>) {
     let fake = Arc::new(FakeBatchSystem::new());
-    let cluster = SgeCluster::with_backend(specs(), options(dir), fake.clone()).unwrap();
+    let cluster =
+        SgeCluster::with_backend(specs(), fake_cluster_options(dir, POLL), fake.clone()).unwrap();
     (cluster, fake)
 }
 
@@ -111,7 +80,7 @@ fn refresh_until(
 /// only its jobs (pending before running), and `max_jobs` caps the total.
 #[test]
 fn scale_queue_sets_a_total_per_queue() {
-    let dir = TempDir::new("scale");
+    let dir = TempDir::new("sge-cluster-fake", "scale");
     let (cluster, fake) = start(&dir);
 
     let change = cluster.scale_queue("default", 3).unwrap();
@@ -177,7 +146,7 @@ fn scale_queue_sets_a_total_per_queue() {
 /// Scaling a label no queue spec has is an error naming the label and the known ones.
 #[test]
 fn scale_queue_of_an_unknown_label_names_the_known_ones() {
-    let dir = TempDir::new("unknown");
+    let dir = TempDir::new("sge-cluster-fake", "unknown");
     let (cluster, fake) = start(&dir);
 
     let err = cluster.scale_queue("nope", 1).unwrap_err();
@@ -203,7 +172,7 @@ fn scale_queue_of_an_unknown_label_names_the_known_ones() {
 /// `close` deletes every job the cluster submitted, pending or running, in every queue.
 #[test]
 fn close_deletes_every_submitted_job() {
-    let dir = TempDir::new("close");
+    let dir = TempDir::new("sge-cluster-fake", "close");
     let (cluster, fake) = start(&dir);
 
     let mut submitted = cluster.scale_queue("default", 3).unwrap().submitted;
@@ -225,7 +194,7 @@ fn close_deletes_every_submitted_job() {
 /// Dropping a cluster without `close` still deletes every job it submitted.
 #[test]
 fn dropping_a_cluster_deletes_every_submitted_job() {
-    let dir = TempDir::new("drop");
+    let dir = TempDir::new("sge-cluster-fake", "drop");
     let (cluster, fake) = start(&dir);
 
     let mut submitted = cluster.scale_queue("default", 2).unwrap().submitted;
@@ -245,7 +214,7 @@ fn dropping_a_cluster_deletes_every_submitted_job() {
 /// submissions, `wait_for_workers` fails naming it) until it is scaled again.
 #[test]
 fn jobs_ending_before_their_worker_connects_are_reported_then_the_queue_given_up() {
-    let dir = TempDir::new("startfail");
+    let dir = TempDir::new("sge-cluster-fake", "startfail");
     let (cluster, fake) = start(&dir);
     let log_dir = cluster.work_dir().join("logs");
     let name = job_name("gridpipe-default");
@@ -345,7 +314,7 @@ fn jobs_ending_before_their_worker_connects_are_reported_then_the_queue_given_up
 /// an error state as failed, reported as a problem, deleted and replaced.
 #[test]
 fn refresh_shows_running_and_failed_jobs() {
-    let dir = TempDir::new("states");
+    let dir = TempDir::new("sge-cluster-fake", "states");
     let (cluster, fake) = start(&dir);
 
     let default_ids = cluster.scale_queue("default", 2).unwrap().submitted;
@@ -393,7 +362,7 @@ fn refresh_shows_running_and_failed_jobs() {
 /// Waiting for workers that never connect times out with the queues' job states.
 #[test]
 fn wait_for_workers_times_out_with_the_job_states() {
-    let dir = TempDir::new("timeout");
+    let dir = TempDir::new("sge-cluster-fake", "timeout");
     let (cluster, fake) = start(&dir);
 
     cluster.scale_queue("default", 2).unwrap();

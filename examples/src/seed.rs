@@ -1,9 +1,29 @@
 //! The seed example's data and estimators: `MyTransformer` and `MyFitTransformer`.
 
-use gridpipe_runtime::{Estimator, EstimatorError, Extra, Sample, Transformed};
+use gridpipe_runtime::{Bag, Estimator, EstimatorError, Extra, RunOutput, Sample, Transformed};
 use ndarray::{array, Array2, ArrayD, ArrayViewD, Axis, Ix2};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
+
+/// Prints `key=<key> data=[..]` for every sample of `bag` that went through.
+pub fn print_samples(bag: &Bag) {
+    for s in bag.samples() {
+        let v: Vec<f64> = s.data.iter().copied().collect();
+        println!("key={} data={:?}", s.key, v);
+    }
+}
+
+/// Prints a seed example's run: its samples, its task lines (when `tasks`) and
+/// its summary.
+pub fn print_run(out: &RunOutput, tasks: bool) {
+    print_samples(&out.bag);
+    if tasks {
+        for line in out.report.task_lines() {
+            println!("{line}");
+        }
+    }
+    println!("{}", out.report.summary());
+}
 
 /// The seed's samples: `n` 2x2 zero matrices, keys "0".."n-1", attribute `metadata=1`.
 pub fn seed_samples(n: usize) -> Vec<Sample> {

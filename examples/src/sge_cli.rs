@@ -2,9 +2,9 @@
 //! pipeline with its fit tagged for the `gpu` resource.
 
 use crate::cli::ViewArgs;
-use crate::seed::{MyFitTransformer, MyTransformer};
+use crate::seed::{seed_samples, MyFitTransformer, MyTransformer};
 use gridpipe_estimators::Pipeline;
-use gridpipe_runtime::{Resources, Step};
+use gridpipe_runtime::{Bag, DataError, Partitioning, Resources, Step};
 use gridpipe_sge::{ClusterOptions, QueueSpecs, SgeCluster};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -36,6 +36,14 @@ pub struct SgeArgs {
 }
 
 impl SgeArgs {
+    /// The seed's samples in as many samples and partitions as these options say.
+    pub fn seed_bag(&self) -> Result<Bag, DataError> {
+        Bag::from_samples(
+            seed_samples(self.samples),
+            Partitioning::NPartitions(self.partitions),
+        )
+    }
+
     /// Starts the cluster these options describe (with the dashboard `view` asks
     /// for) and prints the dashboard's URL.
     pub fn cluster(&self, view: &ViewArgs) -> Result<SgeCluster, Box<dyn std::error::Error>> {

@@ -6,7 +6,7 @@ use clap::Parser;
 use gridpipe_estimators::Pipeline;
 use gridpipe_examples::cli::{init_tracing, Mode, ViewArgs};
 use gridpipe_examples::failure::Failure;
-use gridpipe_examples::seed::{seed_samples, MyFitTransformer, MyTransformer};
+use gridpipe_examples::seed::{print_samples, seed_samples, MyFitTransformer, MyTransformer};
 use gridpipe_runtime::{Bag, Checkpoint, Partitioning, Step, DATA};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -92,9 +92,7 @@ fn main() -> Result<(), Failure> {
         );
         args.view.write_pictures(&out.report, None)?;
         if args.print {
-            for s in out.bag.samples() {
-                println!("key={} data={:?}", s.key, s.data.iter().collect::<Vec<_>>());
-            }
+            print_samples(&out.bag);
         }
     }
     args.view.linger(&rt);

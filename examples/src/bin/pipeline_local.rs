@@ -6,7 +6,7 @@ use clap::Parser;
 use gridpipe_estimators::Pipeline;
 use gridpipe_examples::cli::{init_tracing, Mode, ViewArgs};
 use gridpipe_examples::failure::Failure;
-use gridpipe_examples::seed::{seed_samples, MyFitTransformer, MyTransformer};
+use gridpipe_examples::seed::{print_run, seed_samples, MyFitTransformer, MyTransformer};
 use gridpipe_runtime::{Bag, Partitioning, Step};
 use std::time::Duration;
 
@@ -44,16 +44,7 @@ fn main() -> Result<(), Failure> {
         ));
     let bag = Bag::from_samples(seed_samples(10), Partitioning::NPartitions(args.partitions))?;
     let out = pipeline.fit_transform(&rt, bag)?;
-    for s in out.bag.samples() {
-        let v: Vec<f64> = s.data.iter().copied().collect();
-        println!("key={} data={:?}", s.key, v);
-    }
-    if args.tasks {
-        for line in out.report.task_lines() {
-            println!("{line}");
-        }
-    }
-    println!("{}", out.report.summary());
+    print_run(&out, args.tasks);
     args.view.write_pictures(&out.report, None)?;
     args.view.linger(&rt);
     Ok(())

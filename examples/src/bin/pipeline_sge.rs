@@ -9,9 +9,8 @@
 use clap::Parser;
 use gridpipe_examples::cli::{init_tracing, ViewArgs};
 use gridpipe_examples::failure::Failure;
-use gridpipe_examples::seed::seed_samples;
+use gridpipe_examples::seed::print_run;
 use gridpipe_examples::sge_cli::{seed_gpu_pipeline, SgeArgs};
-use gridpipe_runtime::{Bag, Partitioning};
 use std::time::Duration;
 
 /// The seed's pipeline on a Grid Engine cluster.
@@ -40,19 +39,9 @@ fn main() -> Result<(), Failure> {
     cluster.scale_queue("gpu", args.gpu_jobs)?;
     cluster.scale(args.default_jobs)?;
     let mut pipeline = seed_gpu_pipeline(Duration::from_secs_f64(args.fit_seconds));
-    let bag = Bag::from_samples(
-        seed_samples(args.sge.samples),
-        Partitioning::NPartitions(args.sge.partitions),
-    )?;
+    let bag = args.sge.seed_bag()?;
     let out = pipeline.fit_transform(cluster.runtime(), bag)?;
-    for s in out.bag.samples() {
-        let v: Vec<f64> = s.data.iter().copied().collect();
-        println!("key={} data={:?}", s.key, v);
-    }
-    for line in out.report.task_lines() {
-        println!("{line}");
-    }
-    println!("{}", out.report.summary());
+    print_run(&out, true);
     args.view.write_pictures(&out.report, None)?;
     args.view.linger(cluster.runtime());
     let dir = cluster.work_dir().to_path_buf();

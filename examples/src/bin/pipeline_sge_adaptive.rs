@@ -14,9 +14,9 @@
 use clap::Parser;
 use gridpipe_examples::cli::{init_tracing, ViewArgs};
 use gridpipe_examples::failure::Failure;
-use gridpipe_examples::seed::seed_samples;
+use gridpipe_examples::seed::print_run;
 use gridpipe_examples::sge_cli::{seed_gpu_pipeline, SgeArgs};
-use gridpipe_runtime::{Bag, Partitioning, TaskOp};
+use gridpipe_runtime::TaskOp;
 use gridpipe_sge::policy::Action;
 use gridpipe_sge::AdaptOptions;
 use std::process::Command;
@@ -58,21 +58,11 @@ fn main() -> Result<(), Failure> {
             .idle_timeout(Duration::from_secs_f64(args.idle_timeout)),
     )?;
     let mut pipeline = seed_gpu_pipeline(Duration::from_secs_f64(args.fit_seconds));
-    let bag = Bag::from_samples(
-        seed_samples(args.sge.samples),
-        Partitioning::NPartitions(args.sge.partitions),
-    )?;
+    let bag = args.sge.seed_bag()?;
     let origin = cluster.started_at();
     let submitted = Instant::now();
     let out = pipeline.fit_transform(cluster.runtime(), bag)?;
-    for s in out.bag.samples() {
-        let v: Vec<f64> = s.data.iter().copied().collect();
-        println!("key={} data={:?}", s.key, v);
-    }
-    for line in out.report.task_lines() {
-        println!("{line}");
-    }
-    println!("{}", out.report.summary());
+    print_run(&out, true);
     let usage = cluster.usage()?;
     let report = cluster.adapt_report()?;
     let run_start_s = submitted.duration_since(origin).as_secs_f64();

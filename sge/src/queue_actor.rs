@@ -160,8 +160,9 @@ impl Actor for QueueActor {
     type Context = Context<Self>;
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
-        // Never leave a job behind: delete what is left, with a blocking call on a
-        // thread of its own (not on the event loop).
+        // Never leave a job behind: delete what is left. The call runs on a
+        // thread of its own and is waited for here on purpose: the actor system
+        // may end right after this actor (a last resort; `close` deletes first).
         let ids: Vec<JobId> = self.jobs.drain(..).map(|(id, _)| id).collect();
         if ids.is_empty() {
             return;

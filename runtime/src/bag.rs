@@ -2,6 +2,7 @@
 
 use crate::batch::{Batch, Failure, DATA};
 use crate::error::DataError;
+use crate::keys::check_unique;
 use crate::sample::{DelayedSample, Sample, SampleSet};
 use ndarray::{ArrayD, Axis, IxDyn};
 use serde::{Deserialize, Serialize};
@@ -76,33 +77,51 @@ pub struct Bag {
 }
 
 impl Bag {
-    /// A bag from ready-made partitions.
-    pub fn from_batches(partitions: Vec<Batch>) -> Self {
-        Self {
+    /// A bag from ready-made partitions; an error names a key that appears twice
+    /// (across partitions, or within one sample set).
+    pub fn from_batches(partitions: Vec<Batch>) -> Result<Self, DataError> {
+        check_batch_keys(&partitions)?;
+        Ok(Self {
             partitions: partitions.into_iter().map(Arc::new).collect(),
-        }
+        })
     }
 
     pub(crate) fn from_arcs(partitions: Vec<Arc<Batch>>) -> Self {
         Self { partitions }
     }
 
-    /// Cuts eager samples into partitions.
+    /// Cuts eager samples into partitions; an error names a key that appears twice.
     pub fn from_samples(samples: Vec<Sample>, p: Partitioning) -> Result<Self, DataError> {
+        check_unique(samples.iter().map(|s| s.key.as_str()), |i| {
+            format!("sample {i}")
+        })?;
         Self::cut(samples, p, Batch::from_samples)
     }
 
-    /// Cuts delayed samples into partitions; nothing is loaded here.
+    /// Cuts delayed samples into partitions; nothing is loaded here. An error names a
+    /// key that appears twice.
     pub fn from_delayed(samples: Vec<DelayedSample>, p: Partitioning) -> Result<Self, DataError> {
+        check_unique(samples.iter().map(|s| s.key.as_str()), |i| {
+            format!("sample {i}")
+        })?;
         Self::cut(samples, p, Batch::from_delayed)
     }
 
-    /// Cuts sample sets into partitions (a set is never split).
+    /// Cuts sample sets into partitions (a set is never split). Set keys are unique,
+    /// and so are the sample keys within each set; one sample may belong to several
+    /// sets under one key (it is the same sample, with one checkpoint file).
     pub fn from_sample_sets(sets: Vec<SampleSet>, p: Partitioning) -> Result<Self, DataError> {
+        check_unique(sets.iter().map(|s| s.key.as_str()), |i| format!("set {i}"))?;
+        for (i, set) in sets.iter().enumerate() {
+            check_unique(set.samples.iter().map(|s| s.key.as_str()), |j| {
+                format!("set {i} ({:?}) sample {j}", set.key)
+            })?;
+        }
         Self::cut(sets, p, Batch::from_sample_sets)
     }
 
     /// The fast path for array-shaped input: row `i` of `data` is the sample `keys[i]`.
+    /// An error names a key that appears twice.
     pub fn from_rows(
         keys: Vec<String>,
         data: ArrayD<f64>,
@@ -115,6 +134,7 @@ impl Bag {
                 message: format!("{} keys for {} rows", keys.len(), n),
             });
         }
+        check_unique(keys.iter().map(|k| k.as_str()), |i| format!("row {i}"))?;
         let mut keys = keys.into_iter();
         let mut parts = Vec::new();
         for r in p.ranges(n) {
@@ -276,6 +296,54 @@ impl Bag {
     }
 }
 
+/// The key rule of [`Bag::from_batches`]: plain rows unique across partitions; set
+/// keys unique across partitions and sample keys unique within each set.
+fn check_batch_keys(partitions: &[Batch]) -> Result<(), DataError> {
+    let plain: Vec<(usize, &Batch)> = partitions
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.sets().is_none())
+        .collect();
+    let mut starts = Vec::with_capacity(plain.len());
+    let mut rows = 0;
+    for (_, b) in &plain {
+        starts.push(rows);
+        rows += b.len();
+    }
+    let position = |i: usize| {
+        let k = starts.partition_point(|&s| s <= i) - 1;
+        format!("partition {} row {}", plain[k].0, i - starts[k])
+    };
+    let keys: Vec<&str> = plain
+        .iter()
+        .flat_map(|(_, b)| b.keys().iter().map(|k| k.as_str()))
+        .collect();
+    check_unique(keys.into_iter(), position)?;
+    let sets: Vec<(usize, usize, &str)> = partitions
+        .iter()
+        .enumerate()
+        .filter_map(|(p, b)| b.sets().map(|l| (p, l)))
+        .flat_map(|(p, l)| {
+            l.keys
+                .iter()
+                .enumerate()
+                .map(move |(i, k)| (p, i, k.as_str()))
+        })
+        .collect();
+    check_unique(sets.iter().map(|s| s.2), |i| {
+        format!("partition {} set {}", sets[i].0, sets[i].1)
+    })?;
+    for (p, b) in partitions.iter().enumerate() {
+        let Some(layout) = b.sets() else { continue };
+        for (i, range) in layout.ranges().enumerate() {
+            check_unique(b.keys()[range].iter().map(|k| k.as_str()), |j| {
+                format!("partition {p} set {i} ({:?}) sample {j}", layout.keys[i])
+            })?;
+        }
+    }
+    Ok(())
+}
+
 fn failed(key: String, f: Failure) -> FailedSample {
     FailedSample {
         key,
@@ -310,5 +378,80 @@ mod tests {
         assert_eq!(bag.npartitions(), 3);
         assert_eq!(bag.stack(DATA).unwrap(), data);
         assert_eq!(bag.samples()[4].key, "4");
+    }
+
+    fn dup(err: DataError) -> (String, String, String) {
+        match err {
+            DataError::DuplicateKey { key, first, second } => (key, first, second),
+            other => panic!("expected a duplicate key error, got {other}"),
+        }
+    }
+
+    #[test]
+    fn every_constructor_refuses_a_repeated_key_naming_both_positions() {
+        let sample = |k: &str| Sample::new(k, ndarray::arr1(&[1.0]).into_dyn());
+        let samples = vec![sample("a"), sample("b"), sample("c"), sample("a")];
+        let err = Bag::from_samples(samples, Partitioning::NPartitions(2)).unwrap_err();
+        assert_eq!(dup(err), ("a".into(), "sample 0".into(), "sample 3".into()));
+
+        let keys = vec!["x".to_string(), "y".into(), "y".into()];
+        let err = Bag::from_rows(
+            keys,
+            Array2::zeros((3, 2)).into_dyn(),
+            Partitioning::NPartitions(3),
+        )
+        .unwrap_err();
+        assert_eq!(dup(err), ("y".into(), "row 1".into(), "row 2".into()));
+
+        let sets = vec![
+            SampleSet::new("t1", vec![sample("a"), sample("b")]),
+            SampleSet::new("t2", vec![sample("a"), sample("c"), sample("c")]),
+        ];
+        let err = Bag::from_sample_sets(sets.clone(), Partitioning::NPartitions(2)).unwrap_err();
+        assert_eq!(
+            dup(err),
+            (
+                "c".into(),
+                "set 1 (\"t2\") sample 1".into(),
+                "set 1 (\"t2\") sample 2".into()
+            )
+        );
+        let twice = vec![sets[0].clone(), sets[0].clone()];
+        let err = Bag::from_sample_sets(twice, Partitioning::NPartitions(1)).unwrap_err();
+        assert_eq!(dup(err), ("t1".into(), "set 0".into(), "set 1".into()));
+        // One sample in two sets is the same sample: allowed.
+        let shared = vec![
+            SampleSet::new("t1", vec![sample("a")]),
+            SampleSet::new("t2", vec![sample("a")]),
+        ];
+        assert!(Bag::from_sample_sets(shared, Partitioning::NPartitions(1)).is_ok());
+
+        let batches = vec![
+            Batch::from_samples(vec![sample("p"), sample("q")]).unwrap(),
+            Batch::from_samples(vec![sample("r"), sample("q")]).unwrap(),
+        ];
+        let err = Bag::from_batches(batches).unwrap_err();
+        assert_eq!(
+            dup(err),
+            (
+                "q".into(),
+                "partition 0 row 1".into(),
+                "partition 1 row 1".into()
+            )
+        );
+        #[derive(Debug, Serialize, Deserialize)]
+        struct NeverLoads;
+        #[typetag::serde]
+        impl crate::sample::Loader for NeverLoads {
+            fn load(&self) -> Result<crate::value::Value, crate::error::LoadError> {
+                unreachable!("a bag is built without loading")
+            }
+        }
+        let delayed: Vec<DelayedSample> = ["m", "n", "m"]
+            .iter()
+            .map(|k| DelayedSample::new(*k, Arc::new(NeverLoads)))
+            .collect();
+        let err = Bag::from_delayed(delayed, Partitioning::NPartitions(1)).unwrap_err();
+        assert_eq!(dup(err), ("m".into(), "sample 0".into(), "sample 2".into()));
     }
 }

@@ -78,6 +78,17 @@ pub enum DataError {
     /// A lazy value failed to load.
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// Two samples of one bag (or of one sample set) have the same key: keys name
+    /// checkpoint files and result rows, so one would silently take the other's place.
+    #[error("sample key {key:?} appears twice: at {first} and at {second}")]
+    DuplicateKey {
+        /// The key.
+        key: String,
+        /// Where it appears first (`sample 3`, `row 17`, `set 2 ("t1") sample 0`).
+        first: String,
+        /// Where it appears again.
+        second: String,
+    },
 }
 
 /// A run could not be submitted or did not complete.
@@ -120,6 +131,17 @@ pub enum RunError {
     /// A checkpoint could not be used (changed configuration, unwritable folder, ...).
     #[error(transparent)]
     Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    /// A task's input or result is bigger than one frame of the wire between the
+    /// scheduler and worker processes may be (until transfers stream).
+    #[error("{task}: a message of {} MiB exceeds the wire's frame limit of {} MiB; use smaller partitions (Partitioning::PartitionSize)", size / (1 << 20), limit / (1 << 20))]
+    MessageTooLarge {
+        /// Which task: its steps and partition, or the fit and its step.
+        task: String,
+        /// The message's size in bytes.
+        size: u64,
+        /// The limit in bytes.
+        limit: u64,
+    },
     /// Every worker that could run some task is gone.
     #[error("{0}")]
     NoWorker(String),

@@ -22,6 +22,7 @@ pub mod dashboard;
 pub mod error;
 pub mod estimator;
 pub mod exec;
+pub mod keys;
 pub mod pictures;
 pub mod plan;
 pub mod progress;

@@ -349,7 +349,41 @@ pub fn link_estimators() {
         KillsWorkerOn {
             poison: String::new(),
         },
+        Repeat { times: 1 },
     ));
+}
+
+/// Stateless: each sample's values repeated `times` times (a step whose output is
+/// `times` times its input).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Repeat {
+    /// How many copies.
+    pub times: usize,
+}
+
+#[typetag::serde]
+impl Estimator for Repeat {
+    fn requires_fit(&self) -> bool {
+        false
+    }
+    fn transform(&self, x: ArrayViewD<'_, f64>, _e: &Extra) -> Result<Transformed, EstimatorError> {
+        let n = x.shape()[0];
+        let row = x.len() / n.max(1);
+        let mut out = Vec::with_capacity(x.len() * self.times);
+        for r in x
+            .as_standard_layout()
+            .as_slice()
+            .expect("standard layout")
+            .chunks(row.max(1))
+        {
+            for _ in 0..self.times {
+                out.extend_from_slice(r);
+            }
+        }
+        Ok(ArrayD::from_shape_vec(IxDyn(&[n, row * self.times]), out)
+            .expect("rows times copies")
+            .into())
+    }
 }
 
 /// Stateless `x + 1`, except that the process aborts when a batch holds the key

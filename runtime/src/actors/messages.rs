@@ -48,8 +48,9 @@ pub enum TaskPayload {
         template: Arc<dyn Estimator>,
         /// Reduce or gather.
         reduce: bool,
-        /// Contributions in partition order.
-        parts: Vec<Contribution>,
+        /// Contributions in partition order (shared: a worker process's proxy keeps
+        /// them until the fit reports, and they are never copied to be sent).
+        parts: Arc<Vec<Contribution>>,
     },
 }
 
@@ -84,6 +85,14 @@ pub enum TaskResult {
     Chain(Box<ChainOutput>),
     /// A fitted model, or why the fit failed.
     Fit(Result<Arc<dyn Estimator>, String>),
+    /// The task's input or result was bigger than a frame of the wire may be, so
+    /// it could not be sent (its run fails naming the step and partition).
+    TooLarge {
+        /// The encoded size in bytes.
+        size: u64,
+        /// The frame limit.
+        limit: u64,
+    },
 }
 
 /// One finished task.

@@ -9,6 +9,7 @@ use super::messages::{
 };
 use crate::exec::{run_chain, run_fit};
 use actix::prelude::*;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// An in-process worker.
@@ -59,15 +60,22 @@ pub fn execute(env: TaskEnvelope) -> TaskOutcome {
             template,
             reduce,
             parts,
-        } => TaskResult::Fit(run_fit(template.as_ref(), reduce, parts).and_then(|model| {
-            // Save the model where it was fitted, at once: a long fit is never lost
-            // to a later failure of the run.
-            if let Some(path) = step.checkpoint.as_ref().and_then(|c| c.model_path.as_ref()) {
-                crate::checkpoint::model::save_model(path, model.as_ref())
-                    .map_err(|e| format!("saving the model: {e}"))?;
-            }
-            Ok(model)
-        })),
+        } => TaskResult::Fit(
+            run_fit(
+                template.as_ref(),
+                reduce,
+                Arc::try_unwrap(parts).unwrap_or_else(|shared| (*shared).clone()),
+            )
+            .and_then(|model| {
+                // Save the model where it was fitted, at once: a long fit is never lost
+                // to a later failure of the run.
+                if let Some(path) = step.checkpoint.as_ref().and_then(|c| c.model_path.as_ref()) {
+                    crate::checkpoint::model::save_model(path, model.as_ref())
+                        .map_err(|e| format!("saving the model: {e}"))?;
+                }
+                Ok(model)
+            }),
+        ),
     };
     TaskOutcome {
         ready_s: env.ready_s,

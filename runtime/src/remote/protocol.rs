@@ -8,6 +8,8 @@ use crate::estimator::Estimator;
 use crate::exec::{ChainOutput, Contribution, StageExec};
 use crate::resources::Resources;
 use crate::step::Step;
+use crate::wire::frame::{encode_limited, encode_split, Split, DEFAULT_MAX_FRAME};
+use crate::wire::WireError;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -87,7 +89,7 @@ pub enum WirePayload {
         /// Reduce or gather.
         reduce: bool,
         /// Contributions in partition order.
-        parts: Vec<Contribution>,
+        parts: Arc<Vec<Contribution>>,
     },
 }
 
@@ -115,6 +117,81 @@ pub enum WireResult {
     Chain(Box<ChainOutput>),
     /// A fitted model, or why the fit failed.
     Fit(Result<Arc<dyn Estimator>, String>),
+    /// The result was bigger than a frame may be, so it was not sent.
+    TooLarge {
+        /// Its encoded size in bytes.
+        size: u64,
+        /// The frame limit.
+        limit: u64,
+    },
+}
+
+/// [`FromWorker`] by reference, to encode part of a message without copying it.
+/// Its variants mirror [`FromWorker`]'s, in the same order, so the bytes are the
+/// same (tested).
+#[derive(Serialize)]
+#[allow(dead_code)] // Only `Done` and `Released` are built; the others keep the order.
+enum FromWorkerRef<'a> {
+    Done(&'a [WireOutcome]),
+    Running { run: u32, task: TaskKind },
+    Heartbeat,
+    Released(&'a [Released]),
+}
+
+/// A released partition: `(run, partition, data)`.
+pub type Released = (u32, u32, Option<Arc<Batch>>);
+
+/// Encodes a worker's message in frames under the wire's limit: finished tasks
+/// and released partitions are split over several frames when they do not fit in
+/// one; a task result too big for any frame is replaced by
+/// [`WireResult::TooLarge`] (its run then fails naming the step and partition),
+/// and a released partition too big by `None` (it is rebuilt from its lineage).
+pub fn frames_from_worker(msg: FromWorker) -> Result<Vec<Vec<u8>>, WireError> {
+    let max = DEFAULT_MAX_FRAME;
+    match msg {
+        FromWorker::Done(mut outcomes) => {
+            let enc =
+                |some: &[WireOutcome], max: u64| encode_limited(&FromWorkerRef::Done(some), max);
+            let Split {
+                mut frames,
+                oversized,
+            } = encode_split(&outcomes, max, &enc)?;
+            for (i, size) in oversized {
+                let o = &mut outcomes[i];
+                tracing::warn!(size, run = o.run, task = ?o.task, "a task result is too big to send");
+                o.result = WireResult::TooLarge { size, limit: max };
+                frames.push(enc(std::slice::from_ref(o), max)?);
+            }
+            Ok(frames)
+        }
+        FromWorker::Released(mut parts) => {
+            let enc =
+                |some: &[Released], max: u64| encode_limited(&FromWorkerRef::Released(some), max);
+            let Split {
+                mut frames,
+                oversized,
+            } = encode_split(&parts, max, &enc)?;
+            for (i, size) in oversized {
+                tracing::warn!(
+                    size,
+                    "a released partition is too big to send; it will be rebuilt"
+                );
+                parts[i].2 = None;
+                frames.push(enc(std::slice::from_ref(&parts[i]), max)?);
+            }
+            Ok(frames)
+        }
+        other => Ok(vec![encode_limited(&other, max)?]),
+    }
+}
+
+/// Encodes tasks for a worker in frames under the wire's limit (several frames
+/// when they do not fit in one). Returns the frames and the tasks too big for any
+/// frame, by index, with their size.
+pub fn frames_to_worker(envelopes: &[TaskEnvelope]) -> Result<Split, WireError> {
+    encode_split(envelopes, DEFAULT_MAX_FRAME, &|some, max| {
+        encode_limited(&pack(some), max)
+    })
 }
 
 /// Packs envelopes for the wire, sending each stage once.
@@ -211,6 +288,7 @@ pub fn outcome_to_wire(o: TaskOutcome) -> WireOutcome {
         result: match o.result {
             TaskResult::Chain(c) => WireResult::Chain(c),
             TaskResult::Fit(f) => WireResult::Fit(f),
+            TaskResult::TooLarge { size, limit } => WireResult::TooLarge { size, limit },
         },
     }
 }
@@ -231,6 +309,53 @@ pub fn outcome_from_wire(o: WireOutcome) -> TaskOutcome {
         result: match o.result {
             WireResult::Chain(c) => TaskResult::Chain(c),
             WireResult::Fit(f) => TaskResult::Fit(f),
+            WireResult::TooLarge { size, limit } => TaskResult::TooLarge { size, limit },
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::OpStats;
+
+    fn outcome(run: u32) -> WireOutcome {
+        WireOutcome {
+            run,
+            task: TaskKind::Chain {
+                stage: 0,
+                partition: run,
+            },
+            resources: Resources::none(),
+            ready_s: 0.5,
+            run_s: 0.25,
+            result: WireResult::Chain(Box::new(ChainOutput {
+                batch: Batch::empty(),
+                new_failures: 0,
+                first_failed: Vec::new(),
+                held: true,
+                checkpoints: vec![("s".into(), OpStats::default())],
+                contribution: None,
+            })),
+        }
+    }
+
+    #[test]
+    fn the_borrowed_form_encodes_to_the_same_bytes() {
+        let done = vec![outcome(1), outcome(2)];
+        let by_ref = encode_limited(&FromWorkerRef::Done(&done), DEFAULT_MAX_FRAME).unwrap();
+        let owned = encode_limited(&FromWorker::Done(done), DEFAULT_MAX_FRAME).unwrap();
+        assert_eq!(by_ref, owned);
+        let released: Vec<Released> = vec![(1, 2, None), (1, 3, Some(Arc::new(Batch::empty())))];
+        let by_ref =
+            encode_limited(&FromWorkerRef::Released(&released), DEFAULT_MAX_FRAME).unwrap();
+        let owned = encode_limited(&FromWorker::Released(released), DEFAULT_MAX_FRAME).unwrap();
+        assert_eq!(by_ref, owned);
+        let frames = frames_from_worker(FromWorker::Done(vec![outcome(7)])).unwrap();
+        assert_eq!(frames.len(), 1);
+        match crate::wire::frame::decode::<FromWorker>(&frames[0][4..]).unwrap() {
+            FromWorker::Done(o) => assert_eq!(o[0].run, 7),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -3,12 +3,30 @@
 //! every task it handed over until the worker reports it, so a lost worker's tasks
 //! go back to the scheduler to run elsewhere.
 
-use super::protocol::{outcome_from_wire, pack, FromWorker, ToWorker};
+use super::protocol::{frames_to_worker, outcome_from_wire, FromWorker, ToWorker};
 use crate::actors::messages::{
-    PartitionsReturned, ReleaseHeld, RunTasks, TaskEnvelope, TaskKind, TasksDone,
+    PartitionsReturned, ReleaseHeld, RunTasks, TaskEnvelope, TaskKind, TaskOutcome, TaskResult,
+    TasksDone,
 };
 use crate::actors::scheduler::{AddWorker, Scheduler, WorkerLost};
 use crate::wire::frame::{encode, read_msg, DEFAULT_MAX_FRAME};
+
+/// The outcome of a task whose message is bigger than a frame may be.
+fn too_large_outcome(e: TaskEnvelope, size: u64) -> TaskOutcome {
+    let now = Instant::now();
+    TaskOutcome {
+        ready_s: e.ready_s,
+        run: e.run,
+        task: e.task,
+        resources: e.resources,
+        started: now,
+        finished: now,
+        result: TaskResult::TooLarge {
+            size,
+            limit: DEFAULT_MAX_FRAME,
+        },
+    }
+}
 use crate::wire::handshake::Hello;
 use actix::prelude::*;
 use std::collections::HashMap;
@@ -177,11 +195,36 @@ impl Handler<RunTasks> for RemoteWorker {
             }
             return;
         }
-        self.send(&pack(&msg.0));
-        for e in msg.0 {
-            self.in_flight.insert((e.run, e.task), e);
+        let crate::wire::frame::Split { frames, oversized } = match frames_to_worker(&msg.0) {
+            Ok(f) => f,
+            Err(e) => {
+                self.lose(format!("cannot encode tasks: {e}"), ctx);
+                return;
+            }
+        };
+        if let Some(out) = &self.out {
+            for f in frames {
+                let _ = out.send(f);
+            }
         }
-        let _ = ctx;
+        // A task too big for any frame never leaves: it comes back as such, and
+        // its run fails naming the step and partition (no worker could take it).
+        let mut too_large = Vec::new();
+        let mut sizes = oversized.into_iter().peekable();
+        for (i, e) in msg.0.into_iter().enumerate() {
+            match sizes.next_if(|(j, _)| *j == i) {
+                Some((_, size)) => too_large.push(too_large_outcome(e, size)),
+                None => {
+                    self.in_flight.insert((e.run, e.task), e);
+                }
+            }
+        }
+        if let (Some(id), false) = (self.id, too_large.is_empty()) {
+            self.scheduler.do_send(TasksDone {
+                worker: id,
+                outcomes: too_large,
+            });
+        }
     }
 }
 

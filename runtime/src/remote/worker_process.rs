@@ -11,17 +11,18 @@
 //! `GRIDPIPE_WORKER_QUEUE` (or Grid Engine's `QUEUE`), `GRIDPIPE_WORKER_JOB` (or `JOB_ID`) and
 //! `GRIDPIPE_HEARTBEAT_TIMEOUT_MS` (default 10000).
 
-use super::protocol::{outcome_to_wire, unpack, FromWorker, ToWorker};
+use super::protocol::{frames_from_worker, outcome_to_wire, unpack, FromWorker, ToWorker};
 use crate::actors::messages::{ChainInput, TaskEnvelope, TaskKind, TaskPayload, TaskResult};
 use crate::actors::worker::execute;
 use crate::batch::Batch;
 use crate::resources::Resources;
 use crate::wire::auth::{build_identity, Secret};
-use crate::wire::frame::{read_msg, write_msg, DEFAULT_MAX_FRAME};
+use crate::wire::frame::{read_msg, DEFAULT_MAX_FRAME};
 use crate::wire::handshake::{worker_side, WorkerIdentity};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
 
 /// Set to the scheduler's address to start a process in worker mode.
 pub const CONNECT_ENV: &str = "GRIDPIPE_WORKER_CONNECT";
@@ -129,7 +130,24 @@ async fn serve(
                 m = out_rx.recv() => match m { Some(m) => m, None => break },
                 _ = beat.tick() => FromWorker::Heartbeat,
             };
-            if write_msg(&mut wr, &msg).await.is_err() {
+            // Several frames when the message does not fit in one; a result too
+            // big for any frame goes back as `TooLarge`, never as a frame the
+            // scheduler would refuse.
+            let frames = match frames_from_worker(msg) {
+                Ok(f) => f,
+                Err(e) => {
+                    eprintln!("gridpipe worker: cannot encode a message: {e}");
+                    break;
+                }
+            };
+            let mut ok = true;
+            for f in frames {
+                if wr.write_all(&f).await.is_err() {
+                    ok = false;
+                    break;
+                }
+            }
+            if !ok || wr.flush().await.is_err() {
                 break;
             }
         }

@@ -7,13 +7,82 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// The default hard limit of one frame (256 MiB).
 pub const DEFAULT_MAX_FRAME: u64 = 256 * 1024 * 1024;
 
-/// Encodes a message as one frame (length prefix included).
+/// The 4-byte length prefix of a payload of `len` bytes, or an error when the
+/// payload is above `max` (a frame the receiver would refuse; and the prefix
+/// could not even say a length above 4 GiB).
+pub fn frame_length(len: usize, max: u64) -> Result<u32, WireError> {
+    let size = len as u64;
+    let limit = max.min(u64::from(u32::MAX));
+    if size > limit {
+        return Err(WireError::Oversized { size, limit });
+    }
+    Ok(size as u32)
+}
+
+/// Encodes a message as one frame (length prefix included); a message above
+/// [`DEFAULT_MAX_FRAME`] is an error here, at the sender, never a frame the
+/// receiver must refuse.
 pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, WireError> {
+    encode_limited(msg, DEFAULT_MAX_FRAME)
+}
+
+/// Like [`encode`], with the limit `max`.
+pub fn encode_limited<T: Serialize>(msg: &T, max: u64) -> Result<Vec<u8>, WireError> {
     let mut out = vec![0u8; 4];
     rmp_serde::encode::write_named(&mut out, msg).map_err(|e| WireError::Garbage(e.to_string()))?;
-    let len = (out.len() - 4) as u32;
+    let len = frame_length(out.len() - 4, max)?;
     out[..4].copy_from_slice(&len.to_le_bytes());
     Ok(out)
+}
+
+/// Encodes a slice of items as one frame under a limit.
+pub type EncodeSome<'a, T> = dyn Fn(&[T], u64) -> Result<Vec<u8>, WireError> + 'a;
+
+/// Items encoded in frames: the frames (in item order) and the items too big for
+/// any frame, by index, with their encoded size.
+#[derive(Debug, Default)]
+pub struct Split {
+    /// The frames, length prefix included.
+    pub frames: Vec<Vec<u8>>,
+    /// `(index, size)` of the items that exceed the limit on their own.
+    pub oversized: Vec<(usize, u64)>,
+}
+
+/// Encodes `items` in as few frames as possible, each under `max`: the whole list
+/// in one frame when it fits, else halves, recursively.
+pub fn encode_split<T>(
+    items: &[T],
+    max: u64,
+    encode_some: &EncodeSome<'_, T>,
+) -> Result<Split, WireError> {
+    let mut out = Split::default();
+    split_into(items, 0, max, encode_some, &mut out)?;
+    Ok(out)
+}
+
+fn split_into<T>(
+    items: &[T],
+    offset: usize,
+    max: u64,
+    encode_some: &EncodeSome<'_, T>,
+    out: &mut Split,
+) -> Result<(), WireError> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    match encode_some(items, max) {
+        Ok(frame) => out.frames.push(frame),
+        Err(WireError::Oversized { size, .. }) if items.len() == 1 => {
+            out.oversized.push((offset, size))
+        }
+        Err(WireError::Oversized { .. }) => {
+            let half = items.len() / 2;
+            split_into(&items[..half], offset, max, encode_some, out)?;
+            split_into(&items[half..], offset + half, max, encode_some, out)?;
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(())
 }
 
 /// Decodes a frame's payload.
@@ -187,6 +256,51 @@ mod tests {
             read_frame(&mut r, 1024).await,
             Err(WireError::Closed)
         ));
+    }
+
+    #[test]
+    fn lengths_above_the_limit_or_4_gib_are_refused_at_the_sender() {
+        assert_eq!(frame_length(10, 16).unwrap(), 10);
+        assert!(matches!(
+            frame_length(17, 16),
+            Err(WireError::Oversized {
+                size: 17,
+                limit: 16
+            })
+        ));
+        // 5 GiB would wrap to 1 GiB in a u32 prefix: refused, whatever the limit.
+        let five_gib = 5usize << 30;
+        assert!(matches!(
+            frame_length(five_gib, u64::MAX),
+            Err(WireError::Oversized { limit, .. }) if limit == u64::from(u32::MAX)
+        ));
+        let big: Vec<u32> = vec![70_000; 100];
+        assert!(matches!(
+            encode_limited(&big, 50),
+            Err(WireError::Oversized { .. })
+        ));
+    }
+
+    #[test]
+    fn lists_split_into_frames_under_the_limit_and_name_what_cannot_fit() {
+        // Items of 1, 2, 40 and 3 values; frames of at most 64 bytes.
+        let items: Vec<Vec<u32>> = vec![vec![1], vec![2; 2], vec![u32::MAX; 40], vec![3; 3]];
+        let enc = |some: &[Vec<u32>], max: u64| encode_limited(&some.to_vec(), max);
+        let split = encode_split(&items, 64, &enc).unwrap();
+        assert_eq!(split.oversized.len(), 1);
+        assert_eq!(split.oversized[0].0, 2, "the third item alone is too big");
+        let mut back: Vec<Vec<u32>> = Vec::new();
+        for f in &split.frames {
+            assert!(f.len() - 4 <= 64);
+            back.extend(decode::<Vec<Vec<u32>>>(&f[4..]).unwrap());
+        }
+        assert_eq!(back, vec![vec![1], vec![2; 2], vec![3; 3]], "order kept");
+        let split = encode_split(&items[..2], 64, &enc).unwrap();
+        assert_eq!(
+            (split.frames.len(), split.oversized.len()),
+            (1, 0),
+            "one frame when it fits"
+        );
     }
 
     proptest! {

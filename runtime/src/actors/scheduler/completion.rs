@@ -151,6 +151,30 @@ impl Scheduler {
                         }
                     }
                 }
+                (task, TaskResult::TooLarge { size, limit }) => {
+                    let what = run.describe(task);
+                    let partition = match task {
+                        TaskKind::Chain { partition, .. } => Some(partition),
+                        TaskKind::Fit { .. } => None,
+                    };
+                    let error = RunError::MessageTooLarge {
+                        task: what,
+                        size,
+                        limit,
+                    };
+                    run.tasks.push(TaskRecord {
+                        label: label as u32,
+                        partition,
+                        worker,
+                        ready_s: o.ready_s,
+                        started_s,
+                        finished_s,
+                        failed_samples: 0,
+                        error: Some(error.to_string()),
+                    });
+                    self.fail_run(o.run, error);
+                    continue;
+                }
                 _ => tracing::error!("task result does not match its task"),
             }
             finished_runs.push(o.run);
@@ -329,7 +353,7 @@ impl Handler<FitReady> for Scheduler {
             return;
         }
         run.fit_started[f] = true;
-        run.fit_inputs[f] = Some(msg.parts);
+        run.fit_inputs[f] = Some(Arc::new(msg.parts));
         let shape = run.plan.fits[f].resources.clone();
         let ready_s = run.now();
         self.push_ready(

@@ -27,7 +27,7 @@ pub(super) struct RunState {
     pub(super) labels: Vec<TaskLabel>,
     pub(super) parts: Vec<PartitionSlot>,
     pub(super) estimators: Vec<Addr<EstimatorActor>>,
-    pub(super) fit_inputs: Vec<Option<Vec<Contribution>>>,
+    pub(super) fit_inputs: Vec<Option<Arc<Vec<Contribution>>>>,
     pub(super) fit_done: Vec<bool>,
     /// Whether a fit's inputs were all gathered (later contributions are dropped).
     pub(super) fit_started: Vec<bool>,
@@ -174,6 +174,21 @@ impl RunState {
             fits,
             failed_samples: self.first_failed.clone(),
             error: None,
+        }
+    }
+
+    /// A task as an error names it: its steps and partition, or its fit's step.
+    pub(super) fn describe(&self, task: TaskKind) -> String {
+        match task {
+            TaskKind::Chain { stage, partition } => format!(
+                "steps {} ({}) of partition {partition}",
+                self.labels[stage as usize].step_names(),
+                self.labels[stage as usize].op.as_str()
+            ),
+            TaskKind::Fit { fit } => format!(
+                "the fit of step {:?}",
+                self.steps[self.plan.fits[fit as usize].step].name
+            ),
         }
     }
 

@@ -187,7 +187,36 @@ impl Bag {
         self.partitions
     }
 
-    /// Every sample in order: `Ok` when it went through, `Err` when a step failed on it.
+    /// Loads every column still waiting to be loaded (a [`DelayedSample`]'s data or
+    /// delayed attributes that no step read), in place: a value that fails to load
+    /// fails its sample, which [`Bag::failed`] then lists with the reason. After
+    /// this, reading the bag never loads again.
+    pub fn load(&mut self) {
+        for p in &mut self.partitions {
+            if p.has_lazy() {
+                Arc::make_mut(p).load_all("load");
+            }
+        }
+    }
+
+    /// The partitions with every lazy column loaded (loaded copies where needed).
+    fn loaded(&self) -> Vec<Arc<Batch>> {
+        self.partitions
+            .iter()
+            .map(|p| {
+                if p.has_lazy() {
+                    let mut b = (**p).clone();
+                    b.load_all("load");
+                    Arc::new(b)
+                } else {
+                    p.clone()
+                }
+            })
+            .collect()
+    }
+
+    /// Every sample in order: `Ok` when it went through, `Err` when a step failed on
+    /// it or one of its lazily loaded values failed to load here.
     pub fn outcomes(&self) -> Vec<Result<Sample, FailedSample>> {
         let mut out = Vec::with_capacity(self.len());
         for p in &self.partitions {
@@ -198,15 +227,19 @@ impl Bag {
         out
     }
 
-    /// The samples that went through, in order.
+    /// The samples that went through, in order. Each sample left out is listed by
+    /// [`Bag::failed`] with its step and reason.
     pub fn samples(&self) -> Vec<Sample> {
         self.outcomes().into_iter().filter_map(Result::ok).collect()
     }
 
-    /// The samples that failed, in order, with the step and the reason.
+    /// The samples that failed, in order, with the step and the reason: those a
+    /// step failed on, and those whose lazily loaded values fail to load (on a bag
+    /// with such values this loads them to find out; call [`Bag::load`] once to
+    /// load them only once).
     pub fn failed(&self) -> Vec<FailedSample> {
         let mut out = Vec::new();
-        for p in &self.partitions {
+        for p in &self.loaded() {
             for (row, f) in p.failures() {
                 out.push(failed(p.keys()[*row].clone(), f.clone()));
             }
@@ -230,26 +263,28 @@ impl Bag {
         Some(out)
     }
 
-    /// Stacks one array column of every valid sample, in order, into one array whose
-    /// first axis is the sample (e.g. the N x D result of a pipeline).
-    pub fn stack(&self, column: &str) -> Result<ArrayD<f64>, DataError> {
+    /// Stacks one array column of every sample that went through, in order, into
+    /// one array whose first axis is the sample (e.g. the N x D result of a
+    /// pipeline), and says which samples it left out and why.
+    pub fn stack(&self, column: &str) -> Result<Stacked, DataError> {
         self.clone().into_stack(column)
     }
 
     /// Like [`Bag::stack`], consuming the bag: each partition is freed as soon as it
     /// has been copied, so the peak memory is the result plus one partition.
-    pub fn into_stack(self, column: &str) -> Result<ArrayD<f64>, DataError> {
+    pub fn into_stack(self, column: &str) -> Result<Stacked, DataError> {
         let mut parts = self.partitions;
         for p in &mut parts {
             if p.is_lazy(column) {
-                let mut b = (**p).clone();
-                b.load_columns(&[column], "stack");
-                *p = Arc::new(b);
+                Arc::make_mut(p).load_columns(&[column], "stack");
             }
         }
         let mut row_shape: Option<Vec<usize>> = None;
         let mut rows = 0;
-        for p in parts.iter().filter(|p| !p.is_empty()) {
+        // A partition whose every sample failed contributes no row (and may have
+        // no such column at all).
+        let contributes = |p: &Batch| p.len() > p.failures().len();
+        for p in parts.iter().filter(|p| contributes(p)) {
             let a = p.array(column).ok_or_else(|| DataError::UnknownAttribute {
                 step: "stack".into(),
                 attribute: column.into(),
@@ -273,26 +308,64 @@ impl Bag {
         let row_shape = row_shape.unwrap_or_default();
         let width: usize = row_shape.iter().product();
         let mut buf = Vec::with_capacity(rows * width);
+        let mut left_out = Vec::new();
         for p in parts {
-            if let Some(a) = p.array(column) {
-                if p.failures().is_empty() {
-                    match a.as_slice() {
-                        Some(s) => buf.extend_from_slice(s),
-                        None => buf.extend(a.iter().copied()),
-                    }
-                } else {
-                    for (i, row) in a.axis_iter(Axis(0)).enumerate() {
-                        if !p.failures().contains_key(&i) {
-                            buf.extend(row.iter().copied());
-                        }
+            for (row, f) in p.failures() {
+                left_out.push(failed(p.keys()[*row].clone(), f.clone()));
+            }
+            if !contributes(&p) {
+                continue;
+            }
+            let a = p.array(column).expect("checked above");
+            if p.failures().is_empty() {
+                match a.as_slice() {
+                    Some(s) => buf.extend_from_slice(s),
+                    None => buf.extend(a.iter().copied()),
+                }
+            } else {
+                for (i, row) in a.axis_iter(Axis(0)).enumerate() {
+                    if !p.failures().contains_key(&i) {
+                        buf.extend(row.iter().copied());
                     }
                 }
             }
-            drop(p);
         }
         let mut shape = vec![rows];
         shape.extend(row_shape);
-        Ok(ArrayD::from_shape_vec(IxDyn(&shape), buf).expect("stacked rows match shape"))
+        let array = ArrayD::from_shape_vec(IxDyn(&shape), buf).expect("stacked rows match shape");
+        Ok(Stacked { array, left_out })
+    }
+}
+
+/// One column of a bag stacked into one array ([`Bag::stack`]), and the samples
+/// that are not in it. It reads as the array (`Deref`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stacked {
+    /// One row per sample that went through, in order; the first axis is the sample.
+    pub array: ArrayD<f64>,
+    /// Every sample left out, in order, with the step and the reason: those a step
+    /// failed on, and those whose value failed to load when stacked.
+    pub left_out: Vec<FailedSample>,
+}
+
+impl Stacked {
+    /// The array alone.
+    pub fn into_array(self) -> ArrayD<f64> {
+        self.array
+    }
+}
+
+impl std::ops::Deref for Stacked {
+    type Target = ArrayD<f64>;
+
+    fn deref(&self) -> &ArrayD<f64> {
+        &self.array
+    }
+}
+
+impl PartialEq<ArrayD<f64>> for Stacked {
+    fn eq(&self, other: &ArrayD<f64>) -> bool {
+        self.array == *other
     }
 }
 
@@ -376,7 +449,7 @@ mod tests {
         let keys = (0..10).map(|i| i.to_string()).collect();
         let bag = Bag::from_rows(keys, data.clone(), Partitioning::NPartitions(3)).unwrap();
         assert_eq!(bag.npartitions(), 3);
-        assert_eq!(bag.stack(DATA).unwrap(), data);
+        assert_eq!(bag.stack(DATA).unwrap().array, data);
         assert_eq!(bag.samples()[4].key, "4");
     }
 

@@ -295,6 +295,11 @@ impl Batch {
         self.lazy.contains_key(name)
     }
 
+    /// Whether any column is still waiting to be loaded.
+    pub fn has_lazy(&self) -> bool {
+        !self.lazy.is_empty()
+    }
+
     /// Names of every column, loaded or not.
     pub fn column_names(&self) -> Vec<String> {
         let mut v: Vec<String> = self

@@ -36,7 +36,7 @@ pub mod step;
 pub mod value;
 pub mod wire;
 
-pub use bag::{Bag, FailedSample, Partitioning};
+pub use bag::{Bag, FailedSample, Partitioning, Stacked};
 pub use batch::{Batch, Column, Failure, DATA};
 pub use checkpoint::{Checkpoint, OnChange};
 pub use config::{RuntimeConfig, WorkerMode, WorkerSpec};

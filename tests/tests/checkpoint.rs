@@ -41,7 +41,7 @@ fn npy_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 #[test]
-fn stateless_step_writes_features_no_model_and_outputs_are_lazy() {
+fn stateless_step_writes_features_no_model_and_outputs_carry_their_data() {
     let rt = Runtime::in_process(2).unwrap();
     let d = tmp("stateless");
     let step = || {
@@ -59,8 +59,8 @@ fn stateless_step_writes_features_no_model_and_outputs_are_lazy() {
     }
     assert!(d.join("features").join(MANIFEST_FILE).exists());
     assert!(
-        out.bag.partitions().iter().all(|b| b.is_lazy(DATA)),
-        "outputs load lazily"
+        out.bag.partitions().iter().all(|b| !b.has_lazy()),
+        "outputs carry their data: nothing reads the folder after the run"
     );
     assert!(out.bag.stack(DATA).unwrap().iter().all(|&v| v == 2.0));
     assert_eq!(out.report.checkpoints["plus1"].computed, 10);
@@ -415,5 +415,138 @@ fn concurrent_writers_of_one_folder_never_corrupt_it() {
             .contains(".tmp-")
     });
     assert_eq!(leftovers.count(), 0, "no temporary left behind");
+    let _ = fs::remove_dir_all(&d);
+}
+
+/// Runs `p` on `n` samples of `width` values (2.0 each, keys "0".."n-1").
+fn wide_bag(n: usize, width: usize) -> Bag {
+    let keys = (0..n).map(|i| i.to_string()).collect();
+    let data = ndarray::ArrayD::from_elem(ndarray::IxDyn(&[n, width]), 2.0);
+    Bag::from_rows(keys, data, Partitioning::NPartitions(2)).unwrap()
+}
+
+#[test]
+fn large_files_that_fail_their_checksum_or_are_cut_short_are_recomputed_not_dropped() {
+    let rt = Runtime::in_process(2).unwrap();
+    let d = tmp("large");
+    // 9,000 values: 72 KB per file, above the size that was once only checked by
+    // its header and length.
+    let p = Pipeline::new()
+        .step(Step::new("plus1", AddOffset(1.0)).checkpoint(Checkpoint::features(&d)));
+    p.transform(&rt, wide_bag(6, 9000)).unwrap();
+    let corrupt = d.join("2.npy");
+    let mut bytes = fs::read(&corrupt).unwrap();
+    assert!(bytes.len() > 64 * 1024);
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    fs::write(&corrupt, &bytes).unwrap();
+    let cut = d.join("4.npy");
+    let bytes = fs::read(&cut).unwrap();
+    fs::write(&cut, &bytes[..bytes.len() - 8]).unwrap();
+    let out = p.transform(&rt, wide_bag(6, 9000)).unwrap();
+    assert_eq!(
+        out.report.checkpoints["plus1"].computed, 2,
+        "exactly the bad two"
+    );
+    assert!(out.bag.failed().is_empty());
+    let stacked = out.bag.stack(DATA).unwrap();
+    assert!(stacked.left_out.is_empty(), "{:?}", stacked.left_out);
+    assert_eq!(stacked.shape(), &[6, 9000], "every row is there");
+    assert!(stacked.iter().all(|&v| v == 3.0));
+    assert!(matches!(
+        gridpipe_runtime::checkpoint::store::probe(&corrupt),
+        gridpipe_runtime::checkpoint::store::Probe::Valid(_)
+    ));
+    let _ = fs::remove_dir_all(&d);
+}
+
+#[test]
+fn values_that_fail_to_load_after_the_run_are_left_out_by_name_never_silently() {
+    use gridpipe_runtime::DelayedSample;
+    use std::sync::Arc;
+    let rt = Runtime::in_process(2).unwrap();
+    let tag = unique("extra");
+    let input: Vec<DelayedSample> = (0..6)
+        .map(|i| {
+            let data = CountingLoader {
+                tag: unique("data"),
+                value: 1.0,
+                shape: vec![2],
+            };
+            // Sample 3's "extra" cannot be read; no step reads "extra".
+            let extra = CountingLoader {
+                tag: tag.clone(),
+                value: if i == 3 { f64::NAN } else { 5.0 },
+                shape: vec![1],
+            };
+            DelayedSample::new(i.to_string(), Arc::new(data)).with_delayed("extra", Arc::new(extra))
+        })
+        .collect();
+    let bag = Bag::from_delayed(input, Partitioning::NPartitions(2)).unwrap();
+    let mut out = Pipeline::new()
+        .add("plus1", AddOffset(1.0))
+        .transform(&rt, bag)
+        .unwrap()
+        .bag;
+    let stacked = out.stack("extra").unwrap();
+    assert_eq!(stacked.shape(), &[5, 1]);
+    assert_eq!(stacked.left_out.len(), 1, "it says what it left out");
+    assert_eq!(stacked.left_out[0].key, "3");
+    assert!(stacked.left_out[0].reason.contains("unreadable"));
+    let failed = out.failed();
+    assert_eq!(failed.len(), 1, "and failed() lists it: {failed:?}");
+    assert_eq!(failed[0].key, "3");
+    assert_eq!(out.samples().len(), 5);
+    let before = loads(&tag);
+    out.load();
+    assert_eq!(out.failed().len(), 1);
+    assert_eq!(out.samples().len(), 5);
+    assert_eq!(
+        loads(&tag),
+        before + 6,
+        "loaded once by load(), never again"
+    );
+}
+
+#[test]
+fn a_key_the_file_system_refuses_fails_that_sample_only() {
+    let rt = Runtime::in_process(1).unwrap();
+    let d = tmp("badkeys");
+    fs::create_dir_all(&d).unwrap();
+    // A file where the key "in-the-way/x" needs a folder.
+    fs::write(d.join("in-the-way"), b"not a folder").unwrap();
+    let long = "k".repeat(300);
+    let keys = ["ok1", "nul\0byte", long.as_str(), "in-the-way/x", "ok2"];
+    let input: Vec<Sample> = keys
+        .iter()
+        .map(|k| Sample::new(*k, ndarray::ArrayD::zeros(ndarray::IxDyn(&[2]))))
+        .collect();
+    let p = Pipeline::new()
+        .step(Step::new("plus1", AddOffset(1.0)).checkpoint(Checkpoint::features(&d)));
+    let out = p
+        .transform(
+            &rt,
+            Bag::from_samples(input, Partitioning::NPartitions(1)).unwrap(),
+        )
+        .unwrap();
+    let failed = out.bag.failed();
+    let failed_keys: Vec<&str> = failed.iter().map(|f| f.key.as_str()).collect();
+    assert_eq!(
+        failed_keys,
+        vec!["nul\0byte", long.as_str(), "in-the-way/x"]
+    );
+    assert!(failed[0].reason.contains("NUL"), "{}", failed[0].reason);
+    assert!(
+        failed[1].reason.contains("255 bytes"),
+        "{}",
+        failed[1].reason
+    );
+    assert!(
+        failed[2].reason.contains("in-the-way"),
+        "{}",
+        failed[2].reason
+    );
+    assert!(d.join("ok1.npy").exists() && d.join("ok2.npy").exists());
+    assert_eq!(out.bag.stack(DATA).unwrap().shape(), &[2, 2]);
     let _ = fs::remove_dir_all(&d);
 }

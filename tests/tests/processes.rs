@@ -34,8 +34,10 @@ fn processes_give_bitwise_the_same_results_as_threads() {
     let a = pipeline().fit_transform(&local, data(3000, 4)).unwrap();
     let mut p = pipeline();
     let b = p.fit_transform(&remote, data(3000, 4)).unwrap();
-    let (ya, yb): (ArrayD<f64>, ArrayD<f64>) =
-        (a.bag.stack(DATA).unwrap(), b.bag.stack(DATA).unwrap());
+    let (ya, yb): (ArrayD<f64>, ArrayD<f64>) = (
+        a.bag.stack(DATA).unwrap().array,
+        b.bag.stack(DATA).unwrap().array,
+    );
     assert!(ya
         .iter()
         .zip(yb.iter())
@@ -81,7 +83,8 @@ fn a_worker_killed_mid_run_loses_nothing_ten_times_over() {
         .unwrap()
         .bag
         .stack(DATA)
-        .unwrap();
+        .unwrap()
+        .array;
     for round in 0..10 {
         let rt = processes(3);
         let victim = rt.worker_pids()[round % 3];
@@ -110,7 +113,7 @@ fn a_worker_killed_mid_run_loses_nothing_ten_times_over() {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert_eq!(live, 2, "round {round}: the killed worker was noticed");
-        let y = out.bag.stack(DATA).unwrap();
+        let y = out.bag.stack(DATA).unwrap().array;
         assert_eq!(
             y, reference,
             "round {round}: same results after losing a worker"
@@ -313,8 +316,8 @@ fn draining_a_worker_mid_run_hands_its_partitions_on() {
         (out, drained_at, idle)
     });
     let (a, b): (ArrayD<f64>, ArrayD<f64>) = (
-        reference.bag.stack(DATA).unwrap(),
-        out.bag.stack(DATA).unwrap(),
+        reference.bag.stack(DATA).unwrap().array,
+        out.bag.stack(DATA).unwrap().array,
     );
     assert!(a
         .iter()
@@ -381,4 +384,39 @@ fn tasks_waiting_for_the_worker_holding_their_input_are_not_counted_as_ready() {
             "the slow stage waited for its holders: {seen_waiting}"
         );
     });
+}
+
+#[test]
+fn checkpointed_outputs_come_back_with_their_data_and_never_reread_the_folder() {
+    use gridpipe_runtime::{Checkpoint, Step};
+    let rt = processes(2);
+    let dir =
+        std::env::temp_dir().join(unique(&format!("gridpipe-proc-ck-{}", std::process::id())));
+    let p = Pipeline::new()
+        .add("affine", AddOffset(1.0))
+        .step(Step::new("plus1", AddOffset(1.0)).checkpoint(Checkpoint::features(&dir)));
+    let bag = || data(500, 3);
+    let expected = p
+        .transform(&Runtime::in_process(1).unwrap(), bag())
+        .unwrap()
+        .bag
+        .stack(DATA)
+        .unwrap()
+        .array;
+    std::fs::remove_dir_all(&dir).unwrap();
+    for round in ["computed", "read back"] {
+        let out = p.transform(&rt, bag()).unwrap();
+        // The folder goes away (as a scratch folder the caller cannot read would
+        // be): the result needs nothing from it.
+        std::fs::rename(&dir, dir.with_extension("moved")).unwrap();
+        let stacked = out.bag.stack(DATA).unwrap();
+        assert!(
+            stacked.left_out.is_empty(),
+            "{round}: {:?}",
+            stacked.left_out
+        );
+        assert_eq!(stacked.array, expected, "{round}");
+        std::fs::rename(dir.with_extension("moved"), &dir).unwrap();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

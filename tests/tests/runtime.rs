@@ -33,7 +33,7 @@ fn results_are_bitwise_identical_whatever_the_number_of_workers() {
         let out = scaler_pipeline()
             .fit_transform(&rt, rows_bag(&x, 13))
             .unwrap();
-        let y = out.bag.stack(DATA).unwrap();
+        let y = out.bag.stack(DATA).unwrap().array;
         match &reference {
             None => reference = Some(y),
             Some(r) => assert!(

@@ -152,7 +152,11 @@ fn main() -> Result<(), Failure> {
     let mut pipeline = make();
     let (wall_s, result) = timed(|| -> Result<_, Box<dyn std::error::Error>> {
         let out = pipeline.fit_transform(&rt, bag)?;
-        let y: Array2<f64> = out.bag.into_stack(DATA)?.into_dimensionality()?;
+        let y: Array2<f64> = out
+            .bag
+            .into_stack(DATA)?
+            .into_array()
+            .into_dimensionality()?;
         Ok((y, out.report))
     });
     let (mut result, report) = result?;
@@ -168,6 +172,7 @@ fn main() -> Result<(), Failure> {
             let y = out
                 .bag
                 .into_stack(DATA)?
+                .into_array()
                 .into_dimensionality::<ndarray::Ix2>()?;
             Ok((y, computed, fits))
         });

@@ -4,8 +4,12 @@ use super::hash::fnv1a64;
 use super::CheckpointError;
 use std::path::{Component, Path, PathBuf};
 
+/// The longest file or folder name most file systems allow, in bytes.
+const MAX_NAME: usize = 255;
+
 /// The file of sample `key` in `dir`: `dir/[bucket/]key.npy`. Keys may contain
-/// sub-folders; absolute keys and keys with `..` are refused.
+/// sub-folders; absolute keys, keys with `..`, NUL bytes or names over 255 bytes
+/// are refused (the error names the key and why).
 pub fn sample_path(
     dir: &Path,
     key: &str,
@@ -18,9 +22,21 @@ pub fn sample_path(
     if key.is_empty() {
         return Err(bad("it is empty"));
     }
+    if key.contains('\0') {
+        return Err(bad("it contains a NUL byte"));
+    }
     let rel = Path::new(key);
-    for c in rel.components() {
+    let last = rel.components().count().saturating_sub(1);
+    for (i, c) in rel.components().enumerate() {
         match c {
+            // File systems allow 255 bytes per name; the last one gets `.npy`.
+            Component::Normal(name) if name.len() > MAX_NAME - if i == last { 4 } else { 0 } => {
+                return Err(bad(if i == last {
+                    "its file name would be longer than 255 bytes"
+                } else {
+                    "a folder name in it is longer than 255 bytes"
+                }))
+            }
             Component::Normal(_) => {}
             Component::ParentDir => return Err(bad("it contains `..`")),
             Component::RootDir | Component::Prefix(_) => return Err(bad("it is an absolute path")),
@@ -61,7 +77,20 @@ mod tests {
             .parse()
             .unwrap();
         assert!(bucket < 10);
-        for bad in ["/etc/passwd", "../x", "a/../../x", "", "a/"] {
+        let long = "k".repeat(252);
+        assert!(sample_path(d, &"k".repeat(251), None).is_ok());
+        let nul = "a\0b";
+        let deep = format!("{long}{long}/x");
+        for bad in [
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "",
+            "a/",
+            nul,
+            &long,
+            &deep,
+        ] {
             let e = sample_path(d, bad, None).unwrap_err();
             assert!(e.to_string().contains(&format!("{bad:?}")), "{e}");
         }

@@ -1,4 +1,5 @@
-//! Reading and writing feature files: probing, group commit, lazy verified loading.
+//! Reading and writing feature files: verified probing, group commit, and a lazy
+//! verified loader.
 
 use super::npy;
 use super::CheckpointError;
@@ -9,80 +10,47 @@ use ndarray::ArrayD;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-
-/// Files up to this size are read whole and verified when probed, and their data
-/// kept for the task (so a small file is read once); larger ones are checked by
-/// header and length, and verified when loaded.
-pub const VERIFY_WHOLE_BELOW: u64 = 64 * 1024;
 
 /// What probing a sample's file found.
 #[derive(Debug)]
 pub enum Probe {
-    /// A complete, verified file (with its data when it was small enough to read).
-    Valid(Option<Arc<ArrayD<f64>>>),
+    /// A complete file whose checksum verified, and its data.
+    Valid(ArrayD<f64>),
     /// No file.
     Missing,
-    /// A file that must not be trusted (truncated, corrupted, foreign).
+    /// A file that must not be trusted (truncated, corrupted, foreign, unreadable).
     Invalid(String),
 }
 
-/// Checks the file at `path`.
+/// Reads and verifies the file at `path` whole (length and checksum): a file is
+/// only ever used as data after its checksum verified.
 pub fn probe(path: &Path) -> Probe {
-    let mut f = match File::open(path) {
-        Ok(f) => f,
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Probe::Missing,
-        Err(e) => return Probe::Invalid(format!("cannot open: {e}")),
-    };
-    let len = match f.metadata() {
-        Ok(m) => m.len(),
-        Err(e) => return Probe::Invalid(format!("cannot stat: {e}")),
-    };
-    if len <= VERIFY_WHOLE_BELOW {
-        let mut buf = Vec::with_capacity(len as usize);
-        if let Err(e) = f.read_to_end(&mut buf) {
-            return Probe::Invalid(format!("cannot read: {e}"));
-        }
-        return match npy::decode(&buf) {
-            Ok(a) => Probe::Valid(Some(Arc::new(a))),
-            Err(e) => Probe::Invalid(e),
-        };
-    }
-    let mut head = vec![0u8; 4096];
-    let n = match f.read(&mut head) {
-        Ok(n) => n,
         Err(e) => return Probe::Invalid(format!("cannot read: {e}")),
     };
-    match npy::parse_header(&head[..n]) {
-        Ok(h) if h.file_len() as u64 == len => Probe::Valid(None),
-        Ok(h) => Probe::Invalid(format!(
-            "file is {len} bytes, its header says {} (truncated or extended)",
-            h.file_len()
-        )),
+    match npy::decode(&bytes) {
+        Ok(a) => Probe::Valid(a),
         Err(e) => Probe::Invalid(e),
     }
 }
 
-/// Loads one feature file lazily, verifying its checksum; a file that fails the
-/// check is moved aside (`.corrupt`) so that the next run recomputes it.
+/// Loads one feature file lazily (a [`Loader`] for delayed samples), verifying its
+/// checksum; a file that fails the check is moved aside (`.corrupt`) so that the
+/// next run recomputes it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NpyLoader {
     /// The file.
     pub path: PathBuf,
-    /// Data already read and verified in this task (not serialised).
-    #[serde(skip)]
-    pub cached: Option<Arc<ArrayD<f64>>>,
 }
 
 #[typetag::serde]
 impl Loader for NpyLoader {
     fn load(&self) -> Result<Value, LoadError> {
-        if let Some(a) = &self.cached {
-            return Ok(Value::Array((**a).clone()));
-        }
         let bytes = fs::read(&self.path)
             .map_err(|e| LoadError::new(format!("checkpoint {}: {e}", self.path.display())))?;
         npy::decode(&bytes).map(Value::Array).map_err(|reason| {
@@ -103,13 +71,15 @@ impl Loader for NpyLoader {
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// The prefix of every temporary file a group commit writes (what a later run
+/// sweeps when the one that wrote it was killed).
+pub const TMP_PREFIX: &str = ".gridpipe-tmp-";
+
+/// A temporary beside `path`. Its name does not derive from the file's, so a
+/// temporary is never longer than the name it is for.
 fn tmp_path(path: &Path) -> PathBuf {
     let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let name = path
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()))
+    path.with_file_name(format!("{TMP_PREFIX}{}-{n}", std::process::id()))
 }
 
 #[cfg(target_os = "linux")]
@@ -137,47 +107,89 @@ pub fn sync_file_system_of(path: &Path) -> bool {
 /// name, the file system is synced once, the temporaries are renamed into place, and
 /// each folder touched is synced. A crash leaves either the old state or a complete
 /// file under each name, never a half-written one.
-pub fn write_group(files: &[(PathBuf, Vec<u8>)]) -> Result<(), CheckpointError> {
-    if files.is_empty() {
-        return Ok(());
-    }
+///
+/// Returns one result per file, in order: a file that cannot be created, written or
+/// renamed (a name the file system refuses, a folder in the way) fails alone and
+/// leaves no temporary; only a failed sync fails every file.
+pub fn write_group(files: &[(PathBuf, Vec<u8>)]) -> Vec<Result<(), CheckpointError>> {
+    let mut results: Vec<Result<(), CheckpointError>> = Vec::with_capacity(files.len());
+    let mut temps: Vec<Option<PathBuf>> = Vec::with_capacity(files.len());
     let mut dirs = BTreeSet::new();
-    let mut temps = Vec::with_capacity(files.len());
+    let mut made = BTreeSet::new();
     let mut last: Option<File> = None;
     for (path, bytes) in files {
         let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-        if dirs.insert(dir.clone()) {
-            fs::create_dir_all(&dir).map_err(|e| CheckpointError::io("creating", &dir, e))?;
+        if made.insert(dir.clone()) {
+            if let Err(e) = fs::create_dir_all(&dir) {
+                made.remove(&dir);
+                results.push(Err(CheckpointError::io("creating", &dir, e)));
+                temps.push(None);
+                continue;
+            }
         }
         let tmp = tmp_path(path);
-        let mut f = File::create(&tmp).map_err(|e| CheckpointError::io("creating", &tmp, e))?;
-        f.write_all(bytes)
-            .map_err(|e| CheckpointError::io("writing", &tmp, e))?;
-        temps.push(tmp);
-        last = Some(f);
-    }
-    let synced = last.as_ref().is_some_and(sync_filesystem);
-    if !synced {
-        for tmp in &temps {
-            File::open(tmp)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| CheckpointError::io("syncing", tmp, e))?;
+        let written = File::create(&tmp)
+            .map_err(|e| CheckpointError::io("creating", &tmp, e))
+            .and_then(|mut f| {
+                f.write_all(bytes)
+                    .map_err(|e| CheckpointError::io("writing", &tmp, e))?;
+                Ok(f)
+            });
+        match written {
+            Ok(f) => {
+                last = Some(f);
+                dirs.insert(dir);
+                temps.push(Some(tmp));
+                results.push(Ok(()));
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                temps.push(None);
+                results.push(Err(e));
+            }
         }
     }
-    for (tmp, (path, _)) in temps.iter().zip(files) {
-        fs::rename(tmp, path).map_err(|e| CheckpointError::io("renaming into", path, e))?;
+    let synced = last.as_ref().is_some_and(sync_filesystem);
+    for (tmp, result) in temps.iter().zip(results.iter_mut()) {
+        let Some(tmp) = tmp else { continue };
+        if !synced {
+            if let Err(e) = File::open(tmp).and_then(|f| f.sync_all()) {
+                *result = Err(CheckpointError::io("syncing", tmp, e));
+            }
+        }
+    }
+    for ((tmp, result), (path, _)) in temps.iter().zip(results.iter_mut()).zip(files) {
+        let Some(tmp) = tmp else { continue };
+        if result.is_err() {
+            let _ = fs::remove_file(tmp);
+            continue;
+        }
+        if let Err(e) = fs::rename(tmp, path) {
+            let _ = fs::remove_file(tmp);
+            *result = Err(CheckpointError::io("renaming into", path, e));
+        }
     }
     for dir in dirs {
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| CheckpointError::io("syncing folder", &dir, e))?;
+        if let Err(e) = File::open(&dir).and_then(|d| d.sync_all()) {
+            for ((path, _), result) in files.iter().zip(results.iter_mut()) {
+                if result.is_ok() && path.parent() == Some(dir.as_path()) {
+                    *result = Err(CheckpointError::io(
+                        "syncing folder",
+                        &dir,
+                        std::io::Error::new(e.kind(), e.to_string()),
+                    ));
+                }
+            }
+        }
     }
-    Ok(())
+    results
 }
 
 /// Writes one file atomically and durably (temporary, sync, rename, sync folder).
 pub fn write_atomic(path: &Path, bytes: Vec<u8>) -> Result<(), CheckpointError> {
     write_group(&[(path.to_path_buf(), bytes)])
+        .pop()
+        .expect("one result per file")
 }
 
 #[cfg(test)]
@@ -198,9 +210,9 @@ mod tests {
         let files: Vec<(PathBuf, Vec<u8>)> = (0..5)
             .map(|i| (d.join(format!("b/{i}.npy")), npy::encode(&a)))
             .collect();
-        write_group(&files).unwrap();
+        assert!(write_group(&files).iter().all(Result::is_ok));
         for (p, _) in &files {
-            assert!(matches!(probe(p), Probe::Valid(Some(x)) if *x == a));
+            assert!(matches!(probe(p), Probe::Valid(x) if x == a));
         }
         let names: Vec<_> = fs::read_dir(d.join("b"))
             .unwrap()
@@ -236,13 +248,41 @@ mod tests {
         bytes[last] ^= 1;
         let p = d.join("c.npy");
         fs::write(&p, &bytes).unwrap();
-        let l = NpyLoader {
-            path: p.clone(),
-            cached: None,
-        };
+        let l = NpyLoader { path: p.clone() };
         let e = l.load().unwrap_err();
         assert!(e.0.contains("checksum") && e.0.contains("moved aside"));
         assert!(!p.exists() && d.join("c.npy.corrupt").exists());
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn one_file_that_cannot_be_written_fails_alone() {
+        let d = dir("alone");
+        let a = npy::encode(&array![1.0].into_dyn());
+        fs::create_dir_all(&d).unwrap();
+        // A file where a folder should be: "x/2.npy" cannot be created.
+        fs::write(d.join("x"), b"in the way").unwrap();
+        let files = vec![
+            (d.join("1.npy"), a.clone()),
+            (d.join("x/2.npy"), a.clone()),
+            (d.join("3.npy"), a.clone()),
+        ];
+        let results = write_group(&files);
+        assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+        let err = results[1].as_ref().unwrap_err().to_string();
+        assert!(err.contains("x"), "{err}");
+        assert!(d.join("1.npy").exists() && d.join("3.npy").exists());
+        let temps = fs::read_dir(&d)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(TMP_PREFIX)
+            })
+            .count();
+        assert_eq!(temps, 0, "no temporary left");
         let _ = fs::remove_dir_all(&d);
     }
 }

@@ -1,4 +1,5 @@
 //! Executing tasks: a stage's fused chain of steps on one partition, and a fit.
+//! Checkpointed steps are applied by [`checkpointed`].
 //!
 //! Plain functions, called on worker threads (never on an actor's event loop). A
 //! panicking or failing estimator fails the rows it was given, with the step's name,
@@ -6,17 +7,17 @@
 
 use crate::bag::FailedSample;
 use crate::batch::{Batch, Failure};
-use crate::checkpoint::npy;
-use crate::checkpoint::paths::sample_path;
-use crate::checkpoint::store::{self, NpyLoader, Probe};
 use crate::error::{DataError, EstimatorError};
 use crate::estimator::{Estimator, Extra, PartialFit, Transformed};
 use crate::plan::OpKind;
-use crate::sample::Loader;
 use crate::step::Step;
 use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
+
+mod checkpointed;
+
+pub use checkpointed::OpStats;
+use checkpointed::{apply_checkpointed, resume_from_last_checkpoint};
 use std::sync::Arc;
 
 /// One step applied in a chain: its wiring, the (fitted) estimator and the op.
@@ -428,192 +429,4 @@ pub fn run_fit(
         guarded(|| model.fit(x.view(), &extra))?;
     }
     Ok(Arc::from(model))
-}
-
-/// Per-op counts of a checkpointed step.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct OpStats {
-    /// Samples computed.
-    pub computed: usize,
-    /// Samples taken from valid files.
-    pub cached: usize,
-}
-
-impl OpStats {
-    /// Adds another count.
-    pub fn add(&mut self, o: OpStats) {
-        self.computed += o.computed;
-        self.cached += o.cached;
-    }
-}
-
-/// Probes the files of a checkpointed step for every valid row of `b`.
-fn probe_rows(
-    b: &mut Batch,
-    step: &Step,
-    dir: &Path,
-) -> (Vec<Option<PathBuf>>, Vec<(usize, Probe)>) {
-    let ck = step.checkpoint.as_ref().expect("checkpointed step");
-    let mut paths = Vec::with_capacity(b.len());
-    let mut bad = Vec::new();
-    for (row, key) in b.keys().iter().enumerate() {
-        match sample_path(dir, key, ck.hash_buckets) {
-            Ok(p) => paths.push(Some(p)),
-            Err(e) => {
-                paths.push(None);
-                bad.push((row, e.to_string()));
-            }
-        }
-    }
-    for (row, reason) in bad {
-        b.add_failure(
-            row,
-            Failure {
-                step: step.name.clone(),
-                reason,
-            },
-        );
-    }
-    let rows: Vec<usize> = b.valid_rows().unwrap_or_else(|| (0..b.len()).collect());
-    let probes = rows
-        .into_iter()
-        .map(|r| {
-            (
-                r,
-                store::probe(paths[r].as_ref().expect("valid row has a path")),
-            )
-        })
-        .collect();
-    (paths, probes)
-}
-
-/// The lazy output column: one verified loader per row.
-fn loaders(
-    paths: &[Option<PathBuf>],
-    cached: Vec<Option<Arc<ArrayD<f64>>>>,
-) -> Vec<Arc<dyn Loader>> {
-    paths
-        .iter()
-        .zip(cached)
-        .map(|(p, c)| {
-            Arc::new(NpyLoader {
-                path: p.clone().unwrap_or_default(),
-                cached: c,
-            }) as Arc<dyn Loader>
-        })
-        .collect()
-}
-
-/// A checkpointed step: rows with a valid file are taken from it; the others are
-/// computed as one batch, written with one group commit, and all come back as lazy
-/// loaders of their files (holding the data already in memory, so nothing is read
-/// twice). Failed samples are never written.
-fn apply_checkpointed(mut b: Batch, op: &ChainOp, dir: &Path) -> (Batch, OpStats) {
-    let step = &op.step;
-    let force = op.force || step.checkpoint.as_ref().is_some_and(|c| c.force);
-    let (paths, probes) = probe_rows(&mut b, step, dir);
-    let mut cached: Vec<Option<Arc<ArrayD<f64>>>> = vec![None; b.len()];
-    let mut to_compute = Vec::new();
-    let mut stats = OpStats::default();
-    for (row, probe) in probes {
-        match probe {
-            Probe::Valid(data) if !force => {
-                cached[row] = data;
-                stats.cached += 1;
-            }
-            Probe::Invalid(reason) if !force => {
-                let path = paths[row]
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default();
-                tracing::warn!(step = %step.name, %path, %reason, "invalid checkpoint: recomputing");
-                to_compute.push(row);
-            }
-            _ => to_compute.push(row),
-        }
-    }
-    if !to_compute.is_empty() {
-        stats.computed = to_compute.len();
-        let mut plain = op.clone();
-        plain.force = false;
-        b.load_columns(&needed_columns(step, &step.transform_extra), &step.name);
-        let rows = if to_compute.len() == b.len() {
-            None
-        } else {
-            Some(to_compute.clone())
-        };
-        b = apply_on(b, &plain, rows);
-        let mut files = Vec::with_capacity(to_compute.len());
-        if let Some(out) = b.array(&step.output) {
-            for &row in &to_compute {
-                if b.failures().contains_key(&row) {
-                    continue;
-                }
-                let a = out.index_axis(Axis(0), row).to_owned();
-                files.push((paths[row].clone().expect("path"), npy::encode(&a)));
-                cached[row] = Some(Arc::new(a));
-            }
-        }
-        if let Err(e) = store::write_group(&files) {
-            let written: Vec<usize> = to_compute
-                .iter()
-                .copied()
-                .filter(|r| !b.failures().contains_key(r))
-                .collect();
-            b = b.with_rows_failed(
-                &written,
-                &step.name,
-                &format!("writing the checkpoint failed: {e}"),
-            );
-        }
-    }
-    b.set_lazy(&step.output, loaders(&paths, cached));
-    (b, stats)
-}
-
-/// When the last checkpointed op of a chain has a valid file for every row, and
-/// the ops before it only rewrite the same array, those ops are skipped: their
-/// outputs would be replaced anyway. Returns the batch and the first op to run.
-fn resume_from_last_checkpoint(mut b: Batch, ops: &[ChainOp]) -> ((Batch, OpStats), usize) {
-    let Some(last) = ops.iter().rposition(|op| op.step.features_dir().is_some()) else {
-        return ((b, OpStats::default()), 0);
-    };
-    let column = &ops[last].step.output;
-    let rewrites_only = ops[..=last].iter().all(|op| {
-        op.kind == OpKind::Transform && op.step.input == *column && op.step.output == *column
-    });
-    let op = &ops[last];
-    if last == 0
-        || !rewrites_only
-        || op.force
-        || op.step.checkpoint.as_ref().is_some_and(|c| c.force)
-    {
-        return ((b, OpStats::default()), 0);
-    }
-    let dir = op.step.features_dir().expect("checkpointed").to_path_buf();
-    let failures_before = b.failures().len();
-    let (paths, probes) = probe_rows(&mut b, &op.step, &dir);
-    if b.failures().len() != failures_before
-        || !probes.iter().all(|(_, p)| matches!(p, Probe::Valid(_)))
-    {
-        return ((b, OpStats::default()), 0);
-    }
-    let mut cached = vec![None; b.len()];
-    let n = probes.len();
-    for (row, p) in probes {
-        if let Probe::Valid(d) = p {
-            cached[row] = d;
-        }
-    }
-    b.set_lazy(column, loaders(&paths, cached));
-    (
-        (
-            b,
-            OpStats {
-                computed: 0,
-                cached: n,
-            },
-        ),
-        last + 1,
-    )
 }

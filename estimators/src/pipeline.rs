@@ -1,10 +1,8 @@
 //! [`Pipeline`]: named steps computed on a runtime, with the same calls on every back-end.
 
-use gridpipe_runtime::checkpoint::model::load_model;
-use gridpipe_runtime::checkpoint::CheckpointError;
 use gridpipe_runtime::{
-    Bag, Checkpoint, Estimator, OnChange, OpKind, RunError, RunOutput, RunRequest, Runtime, Step,
-    StepRun, Value,
+    Bag, Checkpoint, Estimator, OpKind, RunError, RunOutput, RunRequest, Runtime, Step, StepRun,
+    Value,
 };
 use std::path::Path;
 use std::sync::Arc;
@@ -103,64 +101,21 @@ impl Pipeline {
         self
     }
 
-    /// The model saved for a step, when its checkpoint has one and it is usable.
-    fn saved_model(step: &Step) -> Result<Option<Arc<dyn Estimator>>, RunError> {
-        let Some(ck) = &step.checkpoint else {
-            return Ok(None);
-        };
-        let Some(path) = &ck.model_path else {
-            return Ok(None);
-        };
-        if ck.force || !step.requires_fit() {
-            return Ok(None);
-        }
-        match load_model(path) {
-            Ok(Some(m)) if m.typetag_name() != step.estimator.typetag_name() => {
-                match ck.on_change {
-                    OnChange::Refuse => Err(RunError::Checkpoint(CheckpointError::Changed {
-                        step: step.name.clone(),
-                        dir: path.display().to_string(),
-                        differences: format!(
-                            "estimator: {} -> {}",
-                            m.typetag_name(),
-                            step.estimator.typetag_name()
-                        ),
-                    })),
-                    OnChange::Recompute => Ok(None),
-                }
-            }
-            Ok(m) => Ok(m),
-            Err(e) => {
-                tracing::warn!(step = %step.name, error = %e, "saved model unusable: fitting again");
-                Ok(None)
-            }
-        }
-    }
-
+    /// The run of `op` over `bag`. A step with a saved model is still asked to fit:
+    /// the runtime replaces the fit by the saved model once it can check that the
+    /// model was fitted as this step, on this upstream (the pipeline reads no file).
     fn request(&self, op: Op, bag: Bag) -> Result<RunRequest, RunError> {
         if self.steps.is_empty() {
             return Err(RunError::InvalidPipeline("the pipeline has no step".into()));
         }
         let last = self.steps.len() - 1;
-        let mut saved = Vec::with_capacity(self.steps.len());
-        for s in &self.steps {
-            let wants_fit = matches!(op, Op::Fit | Op::FitTransform) && s.requires_fit();
-            saved.push(if wants_fit {
-                Self::saved_model(s)?
-            } else {
-                None
-            });
-        }
         let steps = self
             .steps
             .iter()
             .zip(&self.fitted)
-            .zip(saved)
             .enumerate()
-            .map(|(i, ((s, m), saved))| {
-                let wants_fit = matches!(op, Op::Fit | Op::FitTransform) && s.requires_fit();
-                let fit = wants_fit && saved.is_none();
-                let m = if saved.is_some() { &saved } else { m };
+            .map(|(i, (s, m))| {
+                let fit = matches!(op, Op::Fit | Op::FitTransform) && s.requires_fit();
                 let apply = match op {
                     Op::Fit if i == last => None,
                     Op::Predict if i == last => Some(OpKind::Predict),

@@ -142,6 +142,10 @@ pub enum RunError {
         /// The limit in bytes.
         limit: u64,
     },
+    /// A broken invariant of the runtime (a bug): the run fails loudly instead of
+    /// losing a task.
+    #[error("internal error (a bug in gridpipe): {0}")]
+    Internal(String),
     /// Every worker that could run some task is gone.
     #[error("{0}")]
     NoWorker(String),

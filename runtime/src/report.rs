@@ -105,6 +105,9 @@ pub struct RunReport {
     pub failed: Vec<FailedSample>,
     /// Per checkpointed step: samples computed and samples taken from valid files.
     pub checkpoints: std::collections::BTreeMap<String, crate::exec::OpStats>,
+    /// Steps whose fit was replaced by their saved model (its provenance matched).
+    #[serde(default)]
+    pub loaded_models: Vec<String>,
     /// Wall time of the run, seconds.
     pub wall_s: f64,
 }

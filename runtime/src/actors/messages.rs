@@ -48,6 +48,8 @@ pub enum TaskPayload {
         template: Arc<dyn Estimator>,
         /// Reduce or gather.
         reduce: bool,
+        /// The hash of everything upstream of the step (recorded with a saved model).
+        upstream: String,
         /// Contributions in partition order (shared: a worker process's proxy keeps
         /// them until the fit reports, and they are never copied to be sent).
         parts: Arc<Vec<Contribution>>,

@@ -7,6 +7,7 @@
 use super::messages::{
     ChainInput, RunTasks, TaskEnvelope, TaskOutcome, TaskPayload, TaskResult, TasksDone,
 };
+use crate::checkpoint::lineage::ModelProvenance;
 use crate::exec::{run_chain, run_fit};
 use actix::prelude::*;
 use std::sync::Arc;
@@ -59,6 +60,7 @@ pub fn execute(env: TaskEnvelope) -> TaskOutcome {
             step,
             template,
             reduce,
+            upstream,
             parts,
         } => TaskResult::Fit(
             run_fit(
@@ -70,7 +72,8 @@ pub fn execute(env: TaskEnvelope) -> TaskOutcome {
                 // Save the model where it was fitted, at once: a long fit is never lost
                 // to a later failure of the run.
                 if let Some(path) = step.checkpoint.as_ref().and_then(|c| c.model_path.as_ref()) {
-                    crate::checkpoint::model::save_model(path, model.as_ref())
+                    let provenance = ModelProvenance::of(&step, &upstream);
+                    crate::checkpoint::model::save_model(path, model.as_ref(), &provenance)
                         .map_err(|e| format!("saving the model: {e}"))?;
                 }
                 Ok(model)

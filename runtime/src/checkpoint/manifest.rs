@@ -1,18 +1,19 @@
 //! The manifest of a `features_dir`: what produced its files, so that a changed
 //! configuration is noticed instead of silently mixing old and new features.
 
-use super::hash::fnv1a64;
-use super::model::model_bytes;
+use super::lineage::estimator_hash;
 use super::store::write_atomic;
 use super::{CheckpointError, OnChange};
 use crate::estimator::Estimator;
+use crate::plan::OpKind;
 use crate::step::Step;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Version of the checkpoint layout and file formats.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the checkpoint layout and file formats (2: manifests record the
+/// operation and the upstream steps' hash).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The manifest's file name inside a `features_dir`.
 pub const MANIFEST_FILE: &str = "gridpipe-manifest.msgpack";
@@ -30,6 +31,13 @@ pub struct Manifest {
     pub parameters: String,
     /// Hash of the fitted model (equal to `parameters` for stateless steps).
     pub model: String,
+    /// `transform` or `predict`: what the files hold (empty in format 1).
+    #[serde(default)]
+    pub operation: String,
+    /// Hash of everything upstream that shaped the step's input
+    /// ([`super::lineage::upstream_hash`]; empty in format 1).
+    #[serde(default)]
+    pub upstream: String,
     /// The input attribute.
     pub input: String,
     /// The output attribute.
@@ -40,19 +48,22 @@ pub struct Manifest {
     pub hash_buckets: Option<u32>,
 }
 
-fn hash_of(e: &dyn Estimator) -> String {
-    format!("{:016x}", fnv1a64(&model_bytes(e).unwrap_or_default()))
-}
-
 impl Manifest {
-    /// The manifest of `step` applied with `model`.
-    pub fn of(step: &Step, model: &dyn Estimator) -> Self {
+    /// The manifest of `step` applied (`kind`) with `model` to the output of an
+    /// upstream whose hash is `upstream`.
+    pub fn of(step: &Step, model: &dyn Estimator, kind: OpKind, upstream: &str) -> Self {
         Self {
             format_version: FORMAT_VERSION,
             step: step.name.clone(),
             estimator: step.estimator.typetag_name().to_string(),
-            parameters: hash_of(step.estimator.as_ref()),
-            model: hash_of(model),
+            parameters: estimator_hash(step.estimator.as_ref()),
+            model: estimator_hash(model),
+            operation: match kind {
+                OpKind::Transform => "transform",
+                OpKind::Predict => "predict",
+            }
+            .to_string(),
+            upstream: upstream.to_string(),
             input: step.input.clone(),
             output: step.output.clone(),
             transform_extra: step.transform_extra.clone(),
@@ -81,6 +92,12 @@ impl Manifest {
             other.parameters.clone(),
         );
         check("fitted model hash", self.model.clone(), other.model.clone());
+        check("operation", self.operation.clone(), other.operation.clone());
+        check(
+            "upstream steps hash",
+            self.upstream.clone(),
+            other.upstream.clone(),
+        );
         check("input", self.input.clone(), other.input.clone());
         check("output", self.output.clone(), other.output.clone());
         check(

@@ -8,9 +8,13 @@
 //! <features_dir>/[<bucket>/]<key>.npy        one numpy file per sample, checksum in its header
 //! ```
 //!
-//! and of its model: `<model_path>` (a checksummed rmp-serde file; see [`model`]).
+//! and of its model: `<model_path>` (a checksummed rmp-serde file with the model's
+//! provenance; see [`model`]). Both record the step's lineage ([`lineage`]): a
+//! checkpoint is reused only when the step and everything upstream of it are
+//! unchanged.
 
 pub mod hash;
+pub mod lineage;
 pub mod manifest;
 pub mod model;
 pub mod npy;
@@ -97,6 +101,16 @@ pub enum CheckpointError {
         step: String,
         /// The folder.
         dir: String,
+        /// What differs.
+        differences: String,
+    },
+    /// A saved model was fitted as another configuration (or upstream).
+    #[error("step {step:?}: the model saved in {path} was fitted as a different configuration ({differences}); remove the file or choose OnChange::Recompute")]
+    ModelChanged {
+        /// The step.
+        step: String,
+        /// The model file.
+        path: String,
         /// What differs.
         differences: String,
     },

@@ -1,25 +1,57 @@
-//! Fitted-model files: `GPMODEL1`, the payload's length and checksum (little-endian
-//! u64 each), then the model as rmp-serde through the `Estimator` trait object.
+//! Fitted-model files: `GPMODEL2`, the payload's length and checksum (little-endian
+//! u64 each), then the payload as rmp-serde: the model's provenance (what it was
+//! fitted as: [`ModelProvenance`]) and the model through the `Estimator` trait
+//! object. Files of format 1 (`GPMODEL1`) hold no provenance.
 
 use super::hash::fnv1a64;
+use super::lineage::ModelProvenance;
 use super::store::write_atomic;
 use super::CheckpointError;
 use crate::estimator::Estimator;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;
 
-const MAGIC: &[u8; 8] = b"GPMODEL1";
+const MAGIC: &[u8; 8] = b"GPMODEL2";
+const MAGIC_V1: &[u8; 8] = b"GPMODEL1";
 
 /// Serialises a model the way it is stored and hashed.
 pub fn model_bytes(model: &dyn Estimator) -> Result<Vec<u8>, String> {
     rmp_serde::to_vec_named(model).map_err(|e| e.to_string())
 }
 
-/// Saves a fitted model atomically and durably.
-pub fn save_model(path: &Path, model: &dyn Estimator) -> Result<(), CheckpointError> {
-    let payload = model_bytes(model).map_err(|reason| CheckpointError::Invalid {
-        path: path.display().to_string(),
-        reason: format!("cannot serialise the model: {reason}"),
+#[derive(Serialize)]
+struct PayloadRef<'a> {
+    provenance: &'a ModelProvenance,
+    model: &'a dyn Estimator,
+}
+
+#[derive(Deserialize)]
+struct Payload {
+    provenance: ModelProvenance,
+    model: Box<dyn Estimator>,
+}
+
+/// A model read back from its file.
+#[derive(Clone, Debug)]
+pub struct SavedModel {
+    /// What it was fitted as (`None` for a format 1 file, which did not record it).
+    pub provenance: Option<ModelProvenance>,
+    /// The fitted model.
+    pub model: Arc<dyn Estimator>,
+}
+
+/// Saves a fitted model and its provenance atomically and durably.
+pub fn save_model(
+    path: &Path,
+    model: &dyn Estimator,
+    provenance: &ModelProvenance,
+) -> Result<(), CheckpointError> {
+    let payload = rmp_serde::to_vec_named(&PayloadRef { provenance, model }).map_err(|e| {
+        CheckpointError::Invalid {
+            path: path.display().to_string(),
+            reason: format!("cannot serialise the model: {e}"),
+        }
     })?;
     let mut bytes = Vec::with_capacity(24 + payload.len());
     bytes.extend_from_slice(MAGIC);
@@ -31,7 +63,7 @@ pub fn save_model(path: &Path, model: &dyn Estimator) -> Result<(), CheckpointEr
 
 /// Loads a saved model: `Ok(None)` when there is no file, an error naming the file
 /// when it is truncated, corrupted or not a model.
-pub fn load_model(path: &Path) -> Result<Option<Arc<dyn Estimator>>, CheckpointError> {
+pub fn load_model(path: &Path) -> Result<Option<SavedModel>, CheckpointError> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -41,7 +73,8 @@ pub fn load_model(path: &Path) -> Result<Option<Arc<dyn Estimator>>, CheckpointE
         path: path.display().to_string(),
         reason,
     };
-    if bytes.len() < 24 || &bytes[..8] != MAGIC {
+    let v1 = bytes.get(..8) == Some(MAGIC_V1.as_slice());
+    if bytes.len() < 24 || !(v1 || &bytes[..8] == MAGIC) {
         return Err(invalid("not a gridpipe model file".into()));
     }
     let len = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
@@ -56,7 +89,18 @@ pub fn load_model(path: &Path) -> Result<Option<Arc<dyn Estimator>>, CheckpointE
     if fnv1a64(payload) != sum {
         return Err(invalid("checksum mismatch (corrupted)".into()));
     }
-    let model: Box<dyn Estimator> = rmp_serde::from_slice(payload)
-        .map_err(|e| invalid(format!("cannot decode the model: {e}")))?;
-    Ok(Some(Arc::from(model)))
+    let decode_error =
+        |e: rmp_serde::decode::Error| invalid(format!("cannot decode the model: {e}"));
+    if v1 {
+        let model: Box<dyn Estimator> = rmp_serde::from_slice(payload).map_err(decode_error)?;
+        return Ok(Some(SavedModel {
+            provenance: None,
+            model: Arc::from(model),
+        }));
+    }
+    let p: Payload = rmp_serde::from_slice(payload).map_err(decode_error)?;
+    Ok(Some(SavedModel {
+        provenance: Some(p.provenance),
+        model: Arc::from(p.model),
+    }))
 }

@@ -251,6 +251,7 @@ mod tests {
             samples: partitions * 2,
             failed: Vec::new(),
             checkpoints: Default::default(),
+            loaded_models: Vec::new(),
             wall_s: 0.0,
         }
     }

@@ -289,6 +289,7 @@ mod tests {
             samples: 2,
             failed: Vec::new(),
             checkpoints: Default::default(),
+            loaded_models: Vec::new(),
             wall_s: 2.0,
         }
     }

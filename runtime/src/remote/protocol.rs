@@ -88,6 +88,8 @@ pub enum WirePayload {
         template: Arc<dyn Estimator>,
         /// Reduce or gather.
         reduce: bool,
+        /// The hash of everything upstream of the step.
+        upstream: String,
         /// Contributions in partition order.
         parts: Arc<Vec<Contribution>>,
     },
@@ -218,11 +220,13 @@ pub fn pack(envelopes: &[TaskEnvelope]) -> ToWorker {
                 step,
                 template,
                 reduce,
+                upstream,
                 parts,
             } => WirePayload::Fit {
                 step: step.clone(),
                 template: template.clone(),
                 reduce: *reduce,
+                upstream: upstream.clone(),
                 parts: parts.clone(),
             },
         };
@@ -258,11 +262,13 @@ pub fn unpack(
                     step,
                     template,
                     reduce,
+                    upstream,
                     parts,
                 } => TaskPayload::Fit {
                     step,
                     template,
                     reduce,
+                    upstream,
                     parts,
                 },
             };

@@ -256,6 +256,7 @@ impl Scheduler {
             samples: state.samples,
             failed,
             checkpoints: std::mem::take(&mut state.checkpoints),
+            loaded_models: std::mem::take(&mut state.loaded_models),
             wall_s: state.now(),
         };
         {

@@ -80,7 +80,7 @@ impl Scheduler {
         for run in lost {
             self.fail_run(
                 run,
-                RunError::InvalidPipeline("internal error: a ready task lost its inputs".into()),
+                RunError::Internal("a ready task lost its inputs".into()),
             );
         }
     }
@@ -149,12 +149,17 @@ impl Scheduler {
                 })
             }
             TaskKind::Fit { fit } => {
+                let (i, reduce) = {
+                    let node = &run.plan.fits[fit as usize];
+                    (node.step, node.reduce)
+                };
+                let upstream = run.upstream_of(i).ok()?;
                 let parts = run.fit_inputs[fit as usize].take()?;
-                let node = &run.plan.fits[fit as usize];
                 Some(TaskPayload::Fit {
-                    step: run.steps[node.step].clone(),
-                    template: run.steps[node.step].estimator.clone(),
-                    reduce: node.reduce,
+                    step: run.steps[i].clone(),
+                    template: run.steps[i].estimator.clone(),
+                    reduce,
+                    upstream,
                     parts,
                 })
             }

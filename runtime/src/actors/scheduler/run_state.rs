@@ -1,10 +1,14 @@
 //! One run's state inside the scheduler: its plan, models, partitions and timings.
 
 use super::super::estimator_actor::EstimatorActor;
-use super::super::messages::TaskKind;
+use super::super::messages::{Fitted, TaskKind};
 use super::super::partition::PartitionSlot;
 use crate::bag::FailedSample;
 use crate::batch::Batch;
+use crate::checkpoint::lineage::{upstream_hash, ModelProvenance};
+use crate::checkpoint::manifest::Manifest;
+use crate::checkpoint::model::load_model;
+use crate::checkpoint::{CheckpointError, OnChange};
 use crate::dashboard::view::{FitView, RunView, TaskCounts};
 use crate::error::RunError;
 use crate::estimator::Estimator;
@@ -44,6 +48,10 @@ pub(super) struct RunState {
     pub(super) first_failed: Vec<FailedSample>,
     pub(super) samples: usize,
     pub(super) checkpoints: BTreeMap<String, crate::exec::OpStats>,
+    /// Steps whose fit was replaced by their saved model.
+    pub(super) loaded_models: Vec<String>,
+    /// Per step, once known: the hash of everything upstream of it.
+    pub(super) upstream: Vec<Option<String>>,
     pub(super) started: Instant,
     pub(super) reply: Option<tokio::sync::oneshot::Sender<Result<RunOutput, RunError>>>,
     pub(super) span: tracing::Span,
@@ -58,11 +66,88 @@ impl RunState {
         t.saturating_duration_since(self.started).as_secs_f64()
     }
 
-    /// Builds the shared part of a stage's tasks once its models exist.
+    /// The hash of everything upstream of step `i` (the steps before it with
+    /// their models), computed once per step and run.
+    pub(super) fn upstream_of(&mut self, i: usize) -> Result<String, RunError> {
+        if let Some(h) = &self.upstream[i] {
+            return Ok(h.clone());
+        }
+        let mut before = Vec::with_capacity(i);
+        for j in 0..i {
+            let model = self.models[j].as_deref().ok_or_else(|| {
+                RunError::Internal(format!(
+                    "step {:?} has no model while a later step is built",
+                    self.steps[j].name
+                ))
+            })?;
+            before.push((self.steps[j].as_ref(), model));
+        }
+        let h = upstream_hash(before);
+        self.upstream[i] = Some(h.clone());
+        Ok(h)
+    }
+
+    /// Replaces fit `f` by its step's saved model when the file's provenance
+    /// (parameters, wiring, upstream) matches the step now; a model saved as
+    /// another configuration is refused naming what differs (`Refuse`) or fitted
+    /// again (`Recompute`). Called once the fit's upstream models are known.
+    fn resolve_fit_from_file(&mut self, f: usize) -> Result<(), RunError> {
+        let i = self.plan.fits[f].step;
+        let step = self.steps[i].clone();
+        let Some(ck) = step.checkpoint.as_ref().filter(|c| !c.force) else {
+            return Ok(());
+        };
+        let Some(path) = &ck.model_path else {
+            return Ok(());
+        };
+        let wanted = ModelProvenance::of(&step, &self.upstream_of(i)?);
+        let saved = match load_model(path) {
+            Ok(Some(saved)) => saved,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                tracing::warn!(step = %step.name, error = %e, "saved model unusable: fitting again");
+                return Ok(());
+            }
+        };
+        let differences = match &saved.provenance {
+            Some(p) => p.differences(&wanted),
+            None => vec!["the file records no provenance (model file format 1)".to_string()],
+        };
+        if !differences.is_empty() {
+            let differences = differences.join("; ");
+            return match ck.on_change {
+                OnChange::Refuse => Err(RunError::Checkpoint(CheckpointError::ModelChanged {
+                    step: step.name.clone(),
+                    path: path.display().to_string(),
+                    differences,
+                })),
+                OnChange::Recompute => {
+                    tracing::warn!(step = %step.name, %differences, "saved model was fitted as another configuration: fitting again");
+                    Ok(())
+                }
+            };
+        }
+        tracing::info!(step = %step.name, path = %path.display(), "fit replaced by the saved model");
+        self.estimators[f].do_send(Fitted(saved.model.clone()));
+        self.models[i] = Some(saved.model);
+        self.fit_done[f] = true;
+        self.fit_started[f] = true;
+        self.fits_left -= 1;
+        self.loaded_models.push(step.name.clone());
+        Ok(())
+    }
+
+    /// Builds the shared part of a stage's tasks once its models exist: checks (or
+    /// writes) the manifest of each checkpointed step, and replaces the fit the
+    /// stage feeds by its saved model when that is still valid.
     pub(super) fn build_stage(&mut self, s: usize) -> Result<(), RunError> {
-        let stage = &self.plan.stages[s];
-        let mut ops = Vec::with_capacity(stage.ops.len());
-        for op in &stage.ops {
+        let feeds = self.plan.stages[s].feeds_fit;
+        if let Some(f) = feeds.filter(|&f| !self.fit_done[f]) {
+            self.resolve_fit_from_file(f)?;
+        }
+        let stage_ops = self.plan.stages[s].ops.clone();
+        let mut ops = Vec::with_capacity(stage_ops.len());
+        for op in &stage_ops {
             let model = self.models[op.step]
                 .clone()
                 .ok_or_else(|| RunError::NotFitted {
@@ -71,7 +156,8 @@ impl RunState {
             let step = self.steps[op.step].clone();
             let force = match (step.features_dir(), &step.checkpoint) {
                 (Some(dir), Some(ck)) => {
-                    let wanted = crate::checkpoint::manifest::Manifest::of(&step, model.as_ref());
+                    let upstream = self.upstream_of(op.step)?;
+                    let wanted = Manifest::of(&step, model.as_ref(), op.kind, &upstream);
                     crate::checkpoint::manifest::ensure(dir, &wanted, ck.on_change)?
                 }
                 _ => false,
@@ -83,7 +169,7 @@ impl RunState {
                 force,
             });
         }
-        let feeds = stage.feeds_fit.map(|f| {
+        let feeds = feeds.filter(|&f| !self.fit_done[f]).map(|f| {
             let node = &self.plan.fits[f];
             let step = self.steps[node.step].clone();
             FeedSpec {

@@ -144,6 +144,7 @@ impl Scheduler {
             })
             .collect();
         let nstages = plan.stages.len();
+        let nsteps = steps.len();
         let nfits = plan.fits.len();
         let mut state = RunState {
             id,
@@ -165,6 +166,8 @@ impl Scheduler {
             first_failed: Vec::new(),
             samples,
             checkpoints: BTreeMap::new(),
+            loaded_models: Vec::new(),
+            upstream: vec![None; nsteps],
             started: Instant::now(),
             reply: None,
             span,

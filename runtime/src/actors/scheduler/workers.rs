@@ -173,7 +173,7 @@ impl Scheduler {
                 let Some(input) = input else {
                     self.fail_run(
                         env.run,
-                        RunError::InvalidPipeline(
+                        RunError::Internal(
                             "a lost partition has no source to rebuild it from".into(),
                         ),
                     );

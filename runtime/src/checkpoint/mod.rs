@@ -15,6 +15,7 @@
 
 pub mod hash;
 pub mod lineage;
+pub mod lock;
 pub mod manifest;
 pub mod model;
 pub mod npy;
@@ -113,6 +114,16 @@ pub enum CheckpointError {
         path: String,
         /// What differs.
         differences: String,
+    },
+    /// Another run of another configuration holds the features folder.
+    #[error("step {step:?}: features folder {dir} is in use by a run of another configuration: {holders}; wait for it to end or choose another folder")]
+    Locked {
+        /// The step.
+        step: String,
+        /// The folder.
+        dir: String,
+        /// Who holds it (host, pid, since when).
+        holders: String,
     },
     /// Reading or writing failed.
     #[error("{what} {path}: {source}")]

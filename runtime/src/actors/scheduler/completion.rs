@@ -40,6 +40,7 @@ impl Scheduler {
                 *c -= 1;
             }
             let Some(run) = self.runs.get_mut(&o.run) else {
+                self.gone_run_task_back(o.run, worker);
                 continue;
             };
             let (started_s, finished_s) = (run.since(o.started), run.since(o.finished));
@@ -308,8 +309,20 @@ impl Scheduler {
 
     pub(super) fn fail_run(&mut self, run: u32, error: RunError) {
         self.discard_held(run);
-        for w in &mut self.workers {
+        let mut out = BTreeMap::new();
+        for (i, w) in self.workers.iter_mut().enumerate() {
+            let n = w.in_hand.of_run(run);
+            if n > 0 && w.alive {
+                out.insert(i as u32, n);
+            }
             w.in_hand.forget_run(run);
+        }
+        if let Some(state) = self.runs.get_mut(&run).filter(|_| !out.is_empty()) {
+            // Its tasks still out may write the folders: keep them locked.
+            let locks = std::mem::take(&mut state.locks);
+            if !locks.is_empty() {
+                self.lingering.push(super::Lingering { run, out, locks });
+            }
         }
         if let Some(run_state) = self.runs.get(&run) {
             let mut view = run_state.view("failed");

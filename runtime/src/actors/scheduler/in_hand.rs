@@ -35,6 +35,15 @@ impl TasksInHand {
         }
     }
 
+    /// How many tasks of `run` are in these hands.
+    pub(super) fn of_run(&self, run: u32) -> u32 {
+        self.entries
+            .iter()
+            .filter(|(r, _, _)| *r == run)
+            .map(|(_, _, n)| n)
+            .sum()
+    }
+
     /// Forgets the tasks of `run` (it failed: what comes back of it is ignored).
     pub(super) fn forget_run(&mut self, run: u32) {
         self.entries.retain(|(r, _, _)| *r != run);

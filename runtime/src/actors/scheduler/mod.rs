@@ -88,6 +88,19 @@ pub struct Scheduler {
     watchers_told: bool,
     /// The dashboard's views of the latest finished runs (newest last).
     finished_views: VecDeque<RunView>,
+    /// Failed runs whose tasks are still out on workers: their folder locks are
+    /// kept until no such task can write any more.
+    lingering: Vec<Lingering>,
+}
+
+/// A failed run's folder locks, kept while its tasks are still out on workers.
+struct Lingering {
+    run: u32,
+    /// Tasks of the run per worker, not yet reported.
+    out: BTreeMap<u32, u32>,
+    /// Held for their `Drop`, which lets the folders go.
+    #[allow(dead_code)]
+    locks: Vec<crate::checkpoint::lock::FolderLock>,
 }
 
 impl Scheduler {
@@ -107,7 +120,30 @@ impl Scheduler {
             watchers: Vec::new(),
             watchers_told: false,
             finished_views: VecDeque::new(),
+            lingering: Vec::new(),
         }
+    }
+
+    /// A task of a run that is gone came back from `worker` (or was lost with it):
+    /// the run's folder locks go once none of its tasks is out any more.
+    fn gone_run_task_back(&mut self, run: u32, worker: u32) {
+        for l in self.lingering.iter_mut().filter(|l| l.run == run) {
+            if let Some(n) = l.out.get_mut(&worker) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    l.out.remove(&worker);
+                }
+            }
+        }
+        self.lingering.retain(|l| !l.out.is_empty());
+    }
+
+    /// `worker` is gone: nothing of any failed run is out there any more.
+    fn gone_worker_of_lingering(&mut self, worker: u32) {
+        for l in &mut self.lingering {
+            l.out.remove(&worker);
+        }
+        self.lingering.retain(|l| !l.out.is_empty());
     }
 
     /// Tells the watchers that the backlog or the workers changed (once until they

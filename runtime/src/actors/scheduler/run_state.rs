@@ -52,6 +52,9 @@ pub(super) struct RunState {
     pub(super) loaded_models: Vec<String>,
     /// Per step, once known: the hash of everything upstream of it.
     pub(super) upstream: Vec<Option<String>>,
+    /// Its holds on the features folders it writes (let go when no task of the
+    /// run can write any more).
+    pub(super) locks: Vec<crate::checkpoint::lock::FolderLock>,
     pub(super) started: Instant,
     pub(super) reply: Option<tokio::sync::oneshot::Sender<Result<RunOutput, RunError>>>,
     pub(super) span: tracing::Span,
@@ -158,7 +161,10 @@ impl RunState {
                 (Some(dir), Some(ck)) => {
                     let upstream = self.upstream_of(op.step)?;
                     let wanted = Manifest::of(&step, model.as_ref(), op.kind, &upstream);
-                    crate::checkpoint::manifest::ensure(dir, &wanted, ck.on_change)?
+                    let (lock, force) =
+                        crate::checkpoint::lock::acquire(dir, &wanted, ck.on_change)?;
+                    self.locks.push(lock);
+                    force
                 }
                 _ => false,
             };

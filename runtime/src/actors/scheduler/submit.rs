@@ -168,6 +168,7 @@ impl Scheduler {
             checkpoints: BTreeMap::new(),
             loaded_models: Vec::new(),
             upstream: vec![None; nsteps],
+            locks: Vec::new(),
             started: Instant::now(),
             reply: None,
             span,

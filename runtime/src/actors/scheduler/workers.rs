@@ -98,6 +98,7 @@ impl Handler<WorkerLost> for Scheduler {
         for env in msg.unfinished {
             self.requeue_lost(w, env, msg.culprit);
         }
+        self.gone_worker_of_lingering(w);
         // Partitions whose data lived on the lost worker start again from their
         // source: their lineage is the input plus the stages, which run again.
         let mut rebuilt = Vec::new();

@@ -37,6 +37,10 @@ pub struct RuntimeConfig {
     /// A task whose worker died this many times while running it is quarantined
     /// (its samples fail with the reason; default 3).
     pub max_task_kills: u32,
+    /// A run fails once this many workers were lost while they held its tasks or
+    /// its data, naming the tasks suspected of killing them (default 50): a run
+    /// never makes workers (or grid jobs) die and restart without end.
+    pub max_workers_lost: u32,
     /// A worker (or scheduler) silent this long is considered gone (default 10 s).
     pub heartbeat_timeout: Duration,
     /// The address the scheduler listens on for worker processes (default
@@ -84,6 +88,7 @@ impl RuntimeConfig {
             initial_task_estimate: Duration::from_micros(50),
             mode: WorkerMode::Threads,
             max_task_kills: 3,
+            max_workers_lost: 50,
             heartbeat_timeout: Duration::from_secs(10),
             bind: "127.0.0.1:0".to_string(),
             dashboard: DashboardSetting::Default,

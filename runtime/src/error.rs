@@ -142,6 +142,16 @@ pub enum RunError {
         /// The limit in bytes.
         limit: u64,
     },
+    /// Too many workers were lost while they held the run's tasks or data.
+    #[error("{lost} workers were lost during this run (the limit is {limit}); tasks suspected of killing them: {suspects}")]
+    WorkersLost {
+        /// Workers lost.
+        lost: u32,
+        /// The limit ([`crate::RuntimeConfig::max_workers_lost`]).
+        limit: u32,
+        /// The suspect tasks, with the deaths they were in and caused.
+        suspects: String,
+    },
     /// A broken invariant of the runtime (a bug): the run fails loudly instead of
     /// losing a task.
     #[error("internal error (a bug in gridpipe): {0}")]

@@ -105,6 +105,10 @@ pub struct RunReport {
     pub failed: Vec<FailedSample>,
     /// Per checkpointed step: samples computed and samples taken from valid files.
     pub checkpoints: std::collections::BTreeMap<String, crate::exec::OpStats>,
+    /// Workers lost while they held this run's tasks or data (each replaced: a
+    /// local worker process is restarted, a grid job resubmitted).
+    #[serde(default)]
+    pub workers_lost: u32,
     /// Steps whose fit was replaced by their saved model (its provenance matched).
     #[serde(default)]
     pub loaded_models: Vec<String>,

@@ -179,8 +179,15 @@ impl Runtime {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         tracing::info!(workers = specs.len(), %addr, "worker processes connected");
+        procs.supervise(rt.scheduler.clone());
         rt.processes = Some(procs);
         Ok(rt)
+    }
+
+    /// How many worker processes were started to replace ones that died
+    /// (processes mode).
+    pub fn worker_restarts(&self) -> u32 {
+        self.processes.as_ref().map_or(0, |p| p.restarts())
     }
 
     /// The address worker processes connect to (processes and external modes).
@@ -232,6 +239,7 @@ impl Runtime {
                                 job: None,
                                 remote: false,
                                 release: None,
+                                forget: None,
                             })
                             .await;
                     }

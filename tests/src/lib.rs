@@ -350,7 +350,43 @@ pub fn link_estimators() {
             poison: String::new(),
         },
         Repeat { times: 1 },
+        AbortsOn {
+            poison: String::new(),
+            busy_us: 0,
+        },
     ));
+}
+
+/// Stateless `x + 1` that spins `busy_us` microseconds per batch (a fast task),
+/// and aborts the process at once when a batch holds the key `poison`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AbortsOn {
+    /// The deadly key.
+    pub poison: String,
+    /// Microseconds of work per batch.
+    pub busy_us: u64,
+}
+
+#[typetag::serde]
+impl Estimator for AbortsOn {
+    fn requires_fit(&self) -> bool {
+        false
+    }
+    fn transform(&self, x: ArrayViewD<'_, f64>, e: &Extra) -> Result<Transformed, EstimatorError> {
+        if let Some(gridpipe_runtime::Column::Values(keys)) = e.get("key") {
+            if keys
+                .iter()
+                .any(|k| k.as_str() == Some(self.poison.as_str()))
+            {
+                std::process::abort();
+            }
+        }
+        let until = std::time::Instant::now() + std::time::Duration::from_micros(self.busy_us);
+        while std::time::Instant::now() < until {
+            std::hint::spin_loop();
+        }
+        Ok(x.mapv(|v| v + 1.0).into())
+    }
 }
 
 /// Stateless: each sample's values repeated `times` times (a step whose output is

@@ -89,6 +89,7 @@ async fn scheduler_counts_backlog_exactly_and_fills_windows() {
             job: None,
             remote: false,
             release: None,
+            forget: None,
         })
         .await
         .unwrap();
@@ -157,6 +158,7 @@ async fn a_gpu_tagged_fit_waits_for_a_gpu_worker_and_runs_only_there() {
             job: None,
             remote: false,
             release: None,
+            forget: None,
         })
         .await
         .unwrap();
@@ -212,6 +214,7 @@ async fn a_gpu_tagged_fit_waits_for_a_gpu_worker_and_runs_only_there() {
             job: None,
             remote: false,
             release: None,
+            forget: None,
         })
         .await
         .unwrap();

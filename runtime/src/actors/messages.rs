@@ -205,6 +205,13 @@ pub struct ReleaseHeld {
     pub discard: bool,
 }
 
+/// Scheduler -> a worker process's proxy: the scheduler has taken the worker as
+/// lost and sends it nothing more. Until then a lost worker's proxy hands back
+/// every task it is given, so no task is dropped on the way to a dead worker.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct ForgetWorker;
+
 /// Worker -> scheduler: the data of held partitions it was asked to release
 /// (`None` for one it did not have).
 #[derive(Message, Debug)]

@@ -252,6 +252,7 @@ mod tests {
             failed: Vec::new(),
             checkpoints: Default::default(),
             loaded_models: Vec::new(),
+            workers_lost: 0,
             wall_s: 0.0,
         }
     }

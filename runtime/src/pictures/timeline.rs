@@ -290,6 +290,7 @@ mod tests {
             failed: Vec::new(),
             checkpoints: Default::default(),
             loaded_models: Vec::new(),
+            workers_lost: 0,
             wall_s: 2.0,
         }
     }

@@ -2,16 +2,16 @@
 
 use super::proxy::RemoteWorker;
 use super::worker_process::CONNECT_ENV;
-use crate::actors::scheduler::Scheduler;
+use crate::actors::scheduler::{OfferResources, Scheduler};
 use crate::config::WorkerSpec;
 use crate::wire::auth::{Secret, SECRET_ENV};
 use crate::wire::handshake::scheduler_side;
 use actix::prelude::*;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Accepts worker connections on `listener` forever: each one is admitted by the
 /// handshake (a refused or broken one is logged and closed; the others go on) and
@@ -72,54 +72,210 @@ pub async fn accept_workers(
     }
 }
 
-/// Worker processes started on this machine; killed when dropped.
-#[derive(Debug, Default)]
+/// Worker processes started on this machine, replaced when they die (as a
+/// process supervisor would), killed when dropped.
+#[derive(Debug)]
 pub struct LocalWorkers {
-    children: Vec<Child>,
+    shared: Arc<Mutex<Supervised>>,
+    stop: Arc<AtomicBool>,
+    restarts: Arc<AtomicU32>,
+    monitor: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What the supervisor keeps: how to start a worker, and the workers.
+#[derive(Debug)]
+struct Supervised {
+    program: PathBuf,
+    addr: String,
+    secret: Secret,
+    slots: Vec<Slot>,
+}
+
+/// One worker of the pool and its current process.
+#[derive(Debug)]
+struct Slot {
+    spec: WorkerSpec,
+    child: Child,
+    started: Instant,
+    /// How many processes this slot has had.
+    generation: u32,
+    /// Deaths in a row within [`QUICK_DEATH`] of their start.
+    quick_deaths: u32,
+    /// Given up after [`MAX_QUICK_DEATHS`] quick deaths in a row.
+    given_up: bool,
+}
+
+/// A process that dies this soon after its start counts as a failed start.
+const QUICK_DEATH: Duration = Duration::from_secs(2);
+/// Failed starts in a row after which a slot is not restarted any more.
+const MAX_QUICK_DEATHS: u32 = 5;
+
+impl Supervised {
+    /// Starts one process for `spec`, connecting to the scheduler. The secret goes
+    /// through the environment, never the command line.
+    fn spawn(&self, spec: &WorkerSpec, generation: u32) -> std::io::Result<Child> {
+        let resources: Vec<String> = spec
+            .resources
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let name = if generation == 0 {
+            spec.name.clone()
+        } else {
+            format!("{}.{generation}", spec.name)
+        };
+        Command::new(&self.program)
+            .env(CONNECT_ENV, &self.addr)
+            .env(SECRET_ENV, self.secret.to_hex())
+            .env("GRIDPIPE_WORKER_NAME", name)
+            .env("GRIDPIPE_WORKER_RESOURCES", resources.join(","))
+            .stdin(Stdio::null())
+            .spawn()
+    }
+
+    /// Replaces the processes that ended; returns how many were replaced.
+    fn replace_the_dead(&mut self) -> u32 {
+        let mut replaced = 0;
+        for i in 0..self.slots.len() {
+            let slot = &mut self.slots[i];
+            if slot.given_up {
+                continue;
+            }
+            let Ok(Some(status)) = slot.child.try_wait() else {
+                continue;
+            };
+            slot.quick_deaths = if slot.started.elapsed() < QUICK_DEATH {
+                slot.quick_deaths + 1
+            } else {
+                0
+            };
+            if slot.quick_deaths >= MAX_QUICK_DEATHS {
+                slot.given_up = true;
+                tracing::error!(worker = %slot.spec.name, %status, "worker process keeps dying as it starts: not restarted any more");
+                continue;
+            }
+            let (spec, generation) = (slot.spec.clone(), slot.generation + 1);
+            match self.spawn(&spec, generation) {
+                Ok(child) => {
+                    tracing::warn!(worker = %spec.name, %status, pid = child.id(), "worker process ended: started a new one");
+                    let slot = &mut self.slots[i];
+                    slot.child = child;
+                    slot.started = Instant::now();
+                    slot.generation = generation;
+                    replaced += 1;
+                }
+                Err(e) => {
+                    tracing::error!(worker = %spec.name, %e, "cannot start a new worker process");
+                    self.slots[i].given_up = true;
+                }
+            }
+        }
+        replaced
+    }
 }
 
 impl LocalWorkers {
     /// Starts one process of `program` per spec, connecting to `addr`. The secret
-    /// goes through the environment, never the command line.
+    /// goes through the environment, never the command line. Dead processes are
+    /// not replaced until [`LocalWorkers::supervise`].
     pub fn spawn(
         program: &Path,
         addr: &str,
         secret: &Secret,
         specs: &[WorkerSpec],
     ) -> std::io::Result<Self> {
-        let mut children = Vec::with_capacity(specs.len());
+        let mut sup = Supervised {
+            program: program.to_path_buf(),
+            addr: addr.to_string(),
+            secret: secret.clone(),
+            slots: Vec::with_capacity(specs.len()),
+        };
         for spec in specs {
-            let resources: Vec<String> = spec
-                .resources
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            let child = Command::new(program)
-                .env(CONNECT_ENV, addr)
-                .env(SECRET_ENV, secret.to_hex())
-                .env("GRIDPIPE_WORKER_NAME", &spec.name)
-                .env("GRIDPIPE_WORKER_RESOURCES", resources.join(","))
-                .stdin(Stdio::null())
-                .spawn()?;
-            children.push(child);
+            let child = sup.spawn(spec, 0)?;
+            sup.slots.push(Slot {
+                spec: spec.clone(),
+                child,
+                started: Instant::now(),
+                generation: 0,
+                quick_deaths: 0,
+                given_up: false,
+            });
         }
-        Ok(Self { children })
+        Ok(Self {
+            shared: Arc::new(Mutex::new(sup)),
+            stop: Arc::new(AtomicBool::new(false)),
+            restarts: Arc::new(AtomicU32::new(0)),
+            monitor: None,
+        })
     }
 
-    /// Process ids of the workers.
+    /// From now on, a process that ends is replaced by a new one (checked every
+    /// 20 ms); a slot whose processes keep dying as they start is given up. The
+    /// scheduler is told what the pool can offer (so a run waits for a replacement
+    /// rather than failing for want of a worker), and again when a slot is given up.
+    pub fn supervise(&mut self, scheduler: Addr<Scheduler>) {
+        if self.monitor.is_some() {
+            return;
+        }
+        let (shared, stop, restarts) = (
+            self.shared.clone(),
+            self.stop.clone(),
+            self.restarts.clone(),
+        );
+        let offers = |sup: &Supervised| {
+            let live = sup.slots.iter().filter(|s| !s.given_up);
+            OfferResources(live.map(|s| s.spec.resources.clone()).collect())
+        };
+        if let Ok(sup) = shared.lock() {
+            scheduler.do_send(offers(&sup));
+        }
+        self.monitor = std::thread::Builder::new()
+            .name("gridpipe-worker-supervisor".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(mut sup) = shared.lock() {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let given_up = sup.slots.iter().filter(|s| s.given_up).count();
+                        let n = sup.replace_the_dead();
+                        restarts.fetch_add(n, Ordering::Relaxed);
+                        if sup.slots.iter().filter(|s| s.given_up).count() != given_up {
+                            scheduler.do_send(offers(&sup));
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+            .ok();
+    }
+
+    /// Process ids of the workers now.
     pub fn pids(&self) -> Vec<u32> {
-        self.children.iter().map(|c| c.id()).collect()
+        self.shared
+            .lock()
+            .map(|s| s.slots.iter().map(|c| c.child.id()).collect())
+            .unwrap_or_default()
+    }
+
+    /// How many processes were started to replace ones that ended.
+    pub fn restarts(&self) -> u32 {
+        self.restarts.load(Ordering::Relaxed)
     }
 
     /// Exit statuses of workers that already ended (for error messages).
     pub fn exited(&mut self) -> Vec<String> {
-        self.children
+        let Ok(mut sup) = self.shared.lock() else {
+            return Vec::new();
+        };
+        sup.slots
             .iter_mut()
             .filter_map(|c| {
-                c.try_wait()
+                c.child
+                    .try_wait()
                     .ok()
                     .flatten()
-                    .map(|s| format!("pid {}: {s}", c.id()))
+                    .map(|s| format!("pid {}: {s}", c.child.id()))
             })
             .collect()
     }
@@ -127,11 +283,17 @@ impl LocalWorkers {
 
 impl Drop for LocalWorkers {
     fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(m) = self.monitor.take() {
+            let _ = m.join();
         }
-        for c in &mut self.children {
-            let _ = c.wait();
+        if let Ok(mut sup) = self.shared.lock() {
+            for c in &mut sup.slots {
+                let _ = c.child.kill();
+            }
+            for c in &mut sup.slots {
+                let _ = c.child.wait();
+            }
         }
     }
 }

@@ -40,13 +40,6 @@ pub enum ToWorker {
 pub enum FromWorker {
     /// Finished tasks.
     Done(Vec<WireOutcome>),
-    /// The worker started this task (so a task that kills its worker is known).
-    Running {
-        /// The run.
-        run: u32,
-        /// The task.
-        task: TaskKind,
-    },
     /// The worker is alive.
     Heartbeat,
     /// The held partitions asked for by `Release` (`None`: not here).
@@ -132,10 +125,9 @@ pub enum WireResult {
 /// Its variants mirror [`FromWorker`]'s, in the same order, so the bytes are the
 /// same (tested).
 #[derive(Serialize)]
-#[allow(dead_code)] // Only `Done` and `Released` are built; the others keep the order.
+#[allow(dead_code)] // Only `Done` and `Released` are built; `Heartbeat` keeps the order.
 enum FromWorkerRef<'a> {
     Done(&'a [WireOutcome]),
-    Running { run: u32, task: TaskKind },
     Heartbeat,
     Released(&'a [Released]),
 }

@@ -5,8 +5,8 @@
 
 use super::protocol::{frames_to_worker, outcome_from_wire, FromWorker, ToWorker};
 use crate::actors::messages::{
-    PartitionsReturned, ReleaseHeld, RunTasks, TaskEnvelope, TaskKind, TaskOutcome, TaskResult,
-    TasksDone,
+    ForgetWorker, PartitionsReturned, ReleaseHeld, RunTasks, TaskEnvelope, TaskKind, TaskOutcome,
+    TaskResult, TasksDone,
 };
 use crate::actors::scheduler::{AddWorker, Scheduler, WorkerLost};
 use crate::wire::frame::{encode, read_msg, DEFAULT_MAX_FRAME};
@@ -41,7 +41,6 @@ pub struct RemoteWorker {
     id: Option<u32>,
     out: Option<tokio::sync::mpsc::UnboundedSender<Vec<u8>>>,
     in_flight: HashMap<(u32, TaskKind), TaskEnvelope>,
-    running: Option<(u32, TaskKind)>,
     last_seen: Instant,
     heartbeat_timeout: Duration,
     lost: bool,
@@ -62,7 +61,6 @@ impl RemoteWorker {
             id: None,
             out: None,
             in_flight: HashMap::new(),
-            running: None,
             last_seen: Instant::now(),
             heartbeat_timeout,
             lost: false,
@@ -89,11 +87,13 @@ impl RemoteWorker {
             self.scheduler.do_send(WorkerLost {
                 worker: id,
                 unfinished: self.in_flight.drain().map(|(_, e)| e).collect(),
-                culprit: self.running.take(),
+                ran: true,
                 reason,
             });
         }
-        ctx.stop();
+        // The proxy stays until the scheduler forgets the worker, handing back
+        // whatever it is still given; a minute at most if that never comes.
+        ctx.run_later(Duration::from_secs(60), |_, ctx| ctx.stop());
     }
 }
 
@@ -162,6 +162,7 @@ impl Actor for RemoteWorker {
                 job: identity.job,
                 remote: true,
                 release: Some(ctx.address().recipient()),
+                forget: Some(ctx.address().recipient()),
             })
             .into_actor(self)
             .then(|id, act, ctx| {
@@ -189,7 +190,7 @@ impl Handler<RunTasks> for RemoteWorker {
                 self.scheduler.do_send(WorkerLost {
                     worker: id,
                     unfinished: msg.0,
-                    culprit: None,
+                    ran: false,
                     reason: "worker already lost".into(),
                 });
             }
@@ -239,9 +240,6 @@ impl Handler<FromConn> for RemoteWorker {
                 for o in outcomes {
                     // Only tasks this worker still holds count: never a duplicate.
                     if self.in_flight.remove(&(o.run, o.task)).is_some() {
-                        if self.running == Some((o.run, o.task)) {
-                            self.running = None;
-                        }
                         done.push(outcome_from_wire(o));
                     }
                 }
@@ -252,7 +250,6 @@ impl Handler<FromConn> for RemoteWorker {
                     });
                 }
             }
-            FromWorker::Running { run, task } => self.running = Some((run, task)),
             FromWorker::Released(parts) => {
                 if let Some(id) = self.id {
                     self.scheduler
@@ -281,6 +278,14 @@ impl Handler<ConnClosed> for RemoteWorker {
 
     fn handle(&mut self, msg: ConnClosed, ctx: &mut Context<Self>) {
         self.lose(msg.0, ctx);
+    }
+}
+
+impl Handler<ForgetWorker> for RemoteWorker {
+    type Result = ();
+
+    fn handle(&mut self, _msg: ForgetWorker, ctx: &mut Context<Self>) {
+        ctx.stop();
     }
 }
 

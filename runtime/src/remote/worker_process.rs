@@ -243,7 +243,6 @@ fn executor(
     items: std::sync::mpsc::Receiver<ExecItem>,
     out: tokio::sync::mpsc::UnboundedSender<FromWorker>,
 ) {
-    let mut avg_s = 0.0f64;
     let mut held = Held::new();
     for item in items {
         let batch = match item {
@@ -277,18 +276,8 @@ fn executor(
                 std::process::exit(3);
             }
             let hold = matches!(env.payload, TaskPayload::Chain { hold: true, .. });
-            // Slow tasks (and those of small batches, which are slow ones or few) are
-            // announced, so a task that kills its worker is known by the scheduler.
-            if avg_s > 1e-3 || total <= 16 {
-                let _ = out.send(FromWorker::Running {
-                    run: env.run,
-                    task: env.task,
-                });
-            }
             let mut o = execute(env);
             keep_output(&mut o, hold, &mut held);
-            let took = o.finished.duration_since(o.started).as_secs_f64();
-            avg_s = 0.8 * avg_s + 0.2 * took;
             done.push(outcome_to_wire(o));
             if i + 1 == total
                 || done.len() >= 512

@@ -250,7 +250,8 @@ mod tests {
         let reply: Challenge = read_msg(&mut s, HANDSHAKE_MAX_FRAME).await.unwrap();
         match reply {
             Challenge::Reject { reason } => assert!(
-                reason.contains("version 1") && reason.contains("version 0"),
+                reason.contains(&format!("version {PROTOCOL_VERSION}"))
+                    && reason.contains("version 0"),
                 "{reason}"
             ),
             other => panic!("{other:?}"),

@@ -12,7 +12,7 @@ pub mod raw;
 use thiserror::Error;
 
 /// The wire protocol version; both sides must speak the same one.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Something went wrong on a connection; the connection is closed, nothing else.
 #[derive(Debug, Error)]

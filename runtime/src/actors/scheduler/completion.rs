@@ -32,6 +32,7 @@ impl Scheduler {
                 w.busy_s += took;
                 if w.in_flight == 0 {
                     w.idle_since = Some(o.finished.max(Instant::now()));
+                    w.isolated = false;
                 }
                 let total = w.info.resources.clone();
                 w.free.give_back(&o.resources, &total);
@@ -227,6 +228,7 @@ impl Scheduler {
         }
         let view = self.runs.get(&run).expect("run present").view("finished");
         self.keep_view(view);
+        self.suspects.forget_run(run);
         let mut state = self.runs.remove(&run).expect("run present");
         let outputs: Vec<Arc<Batch>> = if state.plan.collect {
             state
@@ -258,6 +260,7 @@ impl Scheduler {
             failed,
             checkpoints: std::mem::take(&mut state.checkpoints),
             loaded_models: std::mem::take(&mut state.loaded_models),
+            workers_lost: state.workers_lost,
             wall_s: state.now(),
         };
         {
@@ -334,9 +337,14 @@ impl Scheduler {
                 let _e = state.span.enter();
                 tracing::warn!(%error, "run failed");
             }
-            for q in self.ready.values_mut() {
+            for q in self
+                .ready
+                .values_mut()
+                .chain(self.suspect_ready.values_mut())
+            {
                 q.retain(|t| t.run != run);
             }
+            self.suspects.forget_run(run);
             if let Some(reply) = state.reply.take() {
                 let _ = reply.send(Err(error));
             }

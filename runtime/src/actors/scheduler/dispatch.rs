@@ -3,6 +3,7 @@
 use super::super::messages::*;
 use super::super::partition::SlotInput;
 use super::run_state::RunState;
+use super::suspects::Suspects;
 use super::{Scheduler, TaskRef, WorkerSlot};
 use crate::error::RunError;
 use crate::resources::Resources;
@@ -13,7 +14,9 @@ impl Scheduler {
     /// input the worker already holds, then the shared queues.
     pub(super) fn dispatch(&mut self) {
         let pinned: usize = self.workers.iter().map(|w| w.pinned.len()).sum();
-        let total_ready: usize = self.ready.values().map(|q| q.len()).sum::<usize>() + pinned;
+        let suspects: usize = self.suspect_ready.values().map(|q| q.len()).sum();
+        let total_ready: usize =
+            self.ready.values().map(|q| q.len()).sum::<usize>() + pinned + suspects;
         if total_ready == 0 || self.workers.is_empty() {
             return;
         }
@@ -30,8 +33,37 @@ impl Scheduler {
         for w in 0..self.workers.len() {
             let worker = &mut self.workers[w];
             let room = window.saturating_sub(worker.in_flight);
-            if room == 0 || !worker.alive || worker.draining {
+            if room == 0 || !worker.alive || worker.draining || worker.isolated {
                 continue;
+            }
+            // Workers offering a resource keep off plain tasks while plain
+            // workers exist.
+            let reserved = plain_available && !worker.info.resources.is_empty();
+            // A suspect runs alone, on a worker with nothing else in its hands.
+            if suspects > 0 && worker.in_flight == 0 {
+                let found = self.suspect_ready.iter_mut().rev().find(|(shape, q)| {
+                    !q.is_empty() && worker.free.covers(shape) && !(reserved && shape.is_empty())
+                });
+                if let Some((shape, q)) = found {
+                    let t = q.pop_front().expect("non-empty");
+                    let mut batch = Vec::with_capacity(1);
+                    Self::hand_over(
+                        &mut self.runs,
+                        &mut self.in_flight,
+                        &self.suspects,
+                        worker,
+                        shape,
+                        t,
+                        &mut batch,
+                        &mut lost,
+                    );
+                    if !batch.is_empty() {
+                        worker.isolated = true;
+                        tracing::debug!(worker = w, "a suspect task, alone");
+                        worker.addr.do_send(RunTasks(batch));
+                    }
+                    continue;
+                }
             }
             let take = room.min(share.max(worker.pinned.len().min(room)));
             let mut batch = Vec::with_capacity(take);
@@ -46,6 +78,7 @@ impl Scheduler {
                 Self::hand_over(
                     &mut self.runs,
                     &mut self.in_flight,
+                    &self.suspects,
                     worker,
                     &shape,
                     t,
@@ -54,7 +87,6 @@ impl Scheduler {
                 );
             }
             // Shapes that need special resources first, so scarce workers serve them.
-            let reserved = plain_available && !worker.info.resources.is_empty();
             for (shape, q) in self.ready.iter_mut().rev() {
                 if reserved && shape.is_empty() {
                     continue;
@@ -64,6 +96,7 @@ impl Scheduler {
                     Self::hand_over(
                         &mut self.runs,
                         &mut self.in_flight,
+                        &self.suspects,
                         worker,
                         shape,
                         t,
@@ -86,9 +119,11 @@ impl Scheduler {
     }
 
     /// Moves one ready task into `batch` for `worker`, accounting for it.
+    #[allow(clippy::too_many_arguments)] // Disjoint fields of the scheduler, borrowed apart.
     pub(super) fn hand_over(
         runs: &mut HashMap<u32, RunState>,
         in_flight: &mut BTreeMap<Resources, usize>,
+        suspects: &Suspects,
         worker: &mut WorkerSlot,
         shape: &Resources,
         t: TaskRef,
@@ -98,7 +133,8 @@ impl Scheduler {
         let Some(run) = runs.get_mut(&t.run) else {
             return;
         };
-        let Some(payload) = Self::payload(run, t.task, worker) else {
+        let suspect = suspects.is_suspect(t.run, t.task);
+        let Some(payload) = Self::payload(run, t.task, worker, suspect) else {
             // A ready task whose inputs are missing is a scheduler bug: fail the run
             // loudly rather than lose the task.
             tracing::error!(run = t.run, task = ?t.task, "ready task without its inputs");
@@ -123,6 +159,7 @@ impl Scheduler {
         run: &mut RunState,
         task: TaskKind,
         worker: &WorkerSlot,
+        suspect: bool,
     ) -> Option<TaskPayload> {
         match task {
             TaskKind::Chain { partition, .. } => {
@@ -130,9 +167,11 @@ impl Scheduler {
                 let (stage, input) = run.parts[p].dispatch_to(worker.info.id).ok()?;
                 let s = stage as usize;
                 // A worker process keeps the output when it can run the next stage
-                // too and the partition can be rebuilt if the worker is lost.
+                // too and the partition can be rebuilt if the worker is lost (a
+                // suspect's output comes back: its next stage runs alone anywhere).
                 let hold = worker.remote
                     && !worker.draining
+                    && !suspect
                     && run.sources[p].is_some()
                     && run
                         .plan
@@ -195,10 +234,15 @@ impl Scheduler {
     }
 
     pub(super) fn push_ready(&mut self, shape: &Resources, t: TaskRef) {
-        match self.ready.get_mut(shape) {
+        let queues = if self.suspects.is_suspect(t.run, t.task) {
+            &mut self.suspect_ready
+        } else {
+            &mut self.ready
+        };
+        match queues.get_mut(shape) {
             Some(q) => q.push_back(t),
             None => {
-                self.ready.insert(shape.clone(), VecDeque::from([t]));
+                queues.insert(shape.clone(), VecDeque::from([t]));
             }
         }
     }

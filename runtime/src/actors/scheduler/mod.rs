@@ -18,6 +18,7 @@ mod in_hand;
 mod queries;
 mod run_state;
 mod submit;
+mod suspects;
 mod workers;
 
 pub use queries::{DashboardView, RunProgress, WatchBacklog};
@@ -48,6 +49,8 @@ struct WorkerSlot {
     addr: Recipient<RunTasks>,
     /// Where to ask for held partitions back (worker processes).
     release: Option<Recipient<ReleaseHeld>>,
+    /// Its proxy, told when the worker is taken as lost (worker processes).
+    forget: Option<Recipient<ForgetWorker>>,
     free: Resources,
     in_flight: usize,
     alive: bool,
@@ -67,6 +70,8 @@ struct WorkerSlot {
     remote: bool,
     /// Ready tasks whose input this worker holds: they run only here.
     pinned: VecDeque<(Resources, TaskRef)>,
+    /// Running a suspect task alone: it gets nothing else until that reports.
+    isolated: bool,
 }
 
 /// The scheduler actor.
@@ -78,10 +83,12 @@ pub struct Scheduler {
     runs: HashMap<u32, RunState>,
     next_run: u32,
     ready: BTreeMap<Resources, VecDeque<TaskRef>>,
+    /// Ready tasks suspected of killing a worker: each runs alone on a worker.
+    suspect_ready: BTreeMap<Resources, VecDeque<TaskRef>>,
     in_flight: BTreeMap<Resources, usize>,
     avg_task_s: f64,
-    /// How many workers each task has been running on when they died.
-    kills: HashMap<(u32, TaskKind), u32>,
+    /// Tasks suspected of killing their worker, and the kills known.
+    suspects: suspects::Suspects,
     /// Who is told when the backlog or the workers change.
     watchers: Vec<Recipient<BacklogChanged>>,
     /// Whether the watchers were told and have not asked for the backlog since.
@@ -114,9 +121,10 @@ impl Scheduler {
             runs: HashMap::new(),
             next_run: 0,
             ready: BTreeMap::new(),
+            suspect_ready: BTreeMap::new(),
             in_flight: BTreeMap::new(),
             avg_task_s: avg,
-            kills: HashMap::new(),
+            suspects: Default::default(),
             watchers: Vec::new(),
             watchers_told: false,
             finished_views: VecDeque::new(),

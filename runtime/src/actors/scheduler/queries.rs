@@ -37,6 +37,7 @@ impl Handler<GetBacklog> for Scheduler {
         let counts = self
             .ready
             .iter()
+            .chain(&self.suspect_ready)
             .map(|(shape, q)| (shape, q.len(), 0, 0))
             .chain(
                 self.workers
@@ -61,6 +62,7 @@ impl Handler<GetBacklog> for Scheduler {
         let ready_tasks = self
             .ready
             .iter()
+            .chain(&self.suspect_ready)
             .flat_map(|(shape, q)| q.iter().map(move |t| (shape, t)));
         for (shape, t) in ready_tasks {
             let (Some(e), Some(run)) = (shapes.get_mut(shape), self.runs.get(&t.run)) else {

@@ -48,6 +48,8 @@ pub(super) struct RunState {
     pub(super) first_failed: Vec<FailedSample>,
     pub(super) samples: usize,
     pub(super) checkpoints: BTreeMap<String, crate::exec::OpStats>,
+    /// Workers lost while they held this run's tasks or data.
+    pub(super) workers_lost: u32,
     /// Steps whose fit was replaced by their saved model.
     pub(super) loaded_models: Vec<String>,
     /// Per step, once known: the hash of everything upstream of it.
@@ -266,6 +268,20 @@ impl RunState {
             fits,
             failed_samples: self.first_failed.clone(),
             error: None,
+        }
+    }
+
+    /// The first keys of a partition's input, for messages (`"a", "b", ...`).
+    pub(super) fn parts_keys(&self, p: usize) -> String {
+        let keys = self
+            .sources
+            .get(p)
+            .and_then(|s| s.as_ref())
+            .map(|b| b.keys());
+        match keys {
+            Some(k) if k.len() > 3 => format!("keys {:?}, {:?}, {:?}, ...", k[0], k[1], k[2]),
+            Some(k) => format!("keys {k:?}"),
+            None => "keys unknown".to_string(),
         }
     }
 

@@ -167,6 +167,7 @@ impl Scheduler {
             samples,
             checkpoints: BTreeMap::new(),
             loaded_models: Vec::new(),
+            workers_lost: 0,
             upstream: vec![None; nsteps],
             locks: Vec::new(),
             started: Instant::now(),
@@ -204,7 +205,7 @@ impl Scheduler {
     /// run (e.g. after the last worker with a resource was lost), instead of waiting.
     pub(super) fn fail_unservable(&mut self, why: &str) {
         let mut doomed = Vec::new();
-        for (shape, q) in &self.ready {
+        for (shape, q) in self.ready.iter().chain(&self.suspect_ready) {
             if q.is_empty() || self.servable(shape).is_ok() {
                 continue;
             }

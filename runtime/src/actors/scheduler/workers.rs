@@ -28,6 +28,8 @@ pub struct AddWorker {
     pub remote: bool,
     /// Where to ask a worker process for its held partitions back.
     pub release: Option<Recipient<ReleaseHeld>>,
+    /// Whom to tell that a lost worker process is forgotten (its proxy).
+    pub forget: Option<Recipient<ForgetWorker>>,
 }
 
 impl Handler<AddWorker> for Scheduler {
@@ -46,6 +48,7 @@ impl Handler<AddWorker> for Scheduler {
             },
             addr: msg.addr,
             release: msg.release,
+            forget: msg.forget,
             free: msg.resources,
             in_flight: 0,
             alive: true,
@@ -58,6 +61,7 @@ impl Handler<AddWorker> for Scheduler {
             busy_s: 0.0,
             remote: msg.remote,
             pinned: VecDeque::new(),
+            isolated: false,
         });
         self.dispatch();
         self.tell_watchers();
@@ -73,8 +77,9 @@ pub struct WorkerLost {
     pub worker: u32,
     /// The tasks it held and never reported.
     pub unfinished: Vec<TaskEnvelope>,
-    /// The task it said it was running, if any.
-    pub culprit: Option<(u32, TaskKind)>,
+    /// Whether the tasks reached the worker (`false`: they were handed to it
+    /// after it was lost, never ran there, and blame nobody).
+    pub ran: bool,
     /// Why it is gone.
     pub reason: String,
 }
@@ -85,6 +90,10 @@ impl Handler<WorkerLost> for Scheduler {
     fn handle(&mut self, msg: WorkerLost, _ctx: &mut Context<Self>) {
         let w = msg.worker;
         if let Some(slot) = self.workers.get_mut(w as usize) {
+            if let Some(f) = slot.forget.take() {
+                // Everything sent to it was sent before this notice.
+                f.do_send(ForgetWorker);
+            }
             slot.alive = false;
             slot.left.get_or_insert_with(Instant::now);
             slot.pinned.clear();
@@ -95,8 +104,35 @@ impl Handler<WorkerLost> for Scheduler {
                 tracing::warn!(worker = %slot.info.name, reason = %msg.reason, requeued = msg.unfinished.len(), "worker lost: requeueing its tasks");
             }
         }
+        // Blame the only task it had; with several, each becomes a suspect and
+        // runs alone from now on.
+        let keys: Vec<(u32, TaskKind)> = msg.unfinished.iter().map(|e| (e.run, e.task)).collect();
+        let certain = super::suspects::culprit(&keys);
+        // Every run that had tasks or data on it counts the loss.
+        let mut hit: std::collections::BTreeSet<u32> = keys.iter().map(|(r, _)| *r).collect();
+        hit.extend(
+            self.runs
+                .iter()
+                .filter(|(_, r)| r.parts.iter().any(|p| p.held_by() == Some(w)))
+                .map(|(id, _)| *id),
+        );
+        // Counted first: requeueing may finish a run (a quarantine) or fail it.
+        if msg.ran {
+            self.count_lost_worker(&hit);
+        }
+        let certain = certain.filter(|_| msg.ran);
+        if msg.ran && certain.is_none() && keys.len() > 1 {
+            tracing::warn!(
+                tasks = keys.len(),
+                "a worker died holding several tasks: each will run alone"
+            );
+        }
         for env in msg.unfinished {
-            self.requeue_lost(w, env, msg.culprit);
+            let key = (env.run, env.task);
+            if msg.ran && certain.is_none() {
+                self.suspects.suspect(env.run, env.task);
+            }
+            self.requeue_lost(w, env, certain == Some(key));
         }
         self.gone_worker_of_lingering(w);
         // Partitions whose data lived on the lost worker start again from their
@@ -131,25 +167,65 @@ impl Handler<WorkerLost> for Scheduler {
 }
 
 impl Scheduler {
+    /// Counts a lost worker against the budget of each run it held work of; a run
+    /// over the budget fails naming its suspect tasks.
+    fn count_lost_worker(&mut self, runs: &std::collections::BTreeSet<u32>) {
+        let limit = self.config.max_workers_lost;
+        let mut over = Vec::new();
+        for id in runs {
+            let Some(run) = self.runs.get_mut(id) else {
+                continue;
+            };
+            run.workers_lost += 1;
+            if run.workers_lost > limit {
+                let suspects: Vec<String> = self
+                    .suspects
+                    .of_run(*id)
+                    .into_iter()
+                    .take(10)
+                    .map(|(s, deaths, kills)| {
+                        let task = match s {
+                            super::suspects::Suspect::Partition(p) => {
+                                format!("partition {p} ({})", run.parts_keys(p as usize))
+                            }
+                            super::suspects::Suspect::Fit(f) => {
+                                run.describe(TaskKind::Fit { fit: f })
+                            }
+                        };
+                        format!("{task}: in {deaths} deaths, caused {kills}")
+                    })
+                    .collect();
+                let suspects = if suspects.is_empty() {
+                    "none known".to_string()
+                } else {
+                    suspects.join("; ")
+                };
+                over.push((*id, run.workers_lost, suspects));
+            }
+        }
+        for (id, lost, suspects) in over {
+            self.fail_run(
+                id,
+                RunError::WorkersLost {
+                    lost,
+                    limit,
+                    suspects,
+                },
+            );
+        }
+    }
+
     /// Puts back one task a lost worker never reported; a task that killed its
     /// worker `max_task_kills` times is quarantined instead.
-    pub(super) fn requeue_lost(
-        &mut self,
-        w: u32,
-        env: TaskEnvelope,
-        culprit: Option<(u32, TaskKind)>,
-    ) {
+    pub(super) fn requeue_lost(&mut self, w: u32, env: TaskEnvelope, culprit: bool) {
         if let Some(slot) = self.workers.get_mut(w as usize) {
             slot.in_flight = slot.in_flight.saturating_sub(1);
         }
         if let Some(c) = self.in_flight.get_mut(&env.resources) {
             *c = c.saturating_sub(1);
         }
-        let key = (env.run, env.task);
-        let kills = if culprit == Some(key) {
-            let k = self.kills.entry(key).or_insert(0);
-            *k += 1;
-            *k
+        let kills = if culprit {
+            self.suspects.killed(env.run, env.task)
         } else {
             0
         };

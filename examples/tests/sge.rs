@@ -7,46 +7,12 @@ use gridpipe_examples::seed::{seed_samples, MyFitTransformer};
 use gridpipe_runtime::{
     Bag, Partitioning, Resources, Runtime, RuntimeConfig, Sample, Step, TaskOp,
 };
-use gridpipe_sge::{
-    parse_qstat_xml, ClusterError, ClusterOptions, QueueSpec, QueueSpecs, SgeCluster,
-};
+use gridpipe_sge::{ClusterError, ClusterOptions, QueueSpec, QueueSpecs, SgeCluster};
+use gridpipe_tests::grid::{grid, listed_jobs};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-
-static GRID: Mutex<()> = Mutex::new(());
-
-/// Takes the grid for one test, after checking that Grid Engine answers.
-fn grid() -> MutexGuard<'static, ()> {
-    let guard = GRID.lock().unwrap_or_else(|e| e.into_inner());
-    let out = Command::new("qstat").args(["-u", "*"]).output();
-    match out {
-        Ok(o) if o.status.success() => guard,
-        Ok(o) => panic!(
-            "Grid Engine does not answer (run `bash scripts/grid-engine.sh setup && bash scripts/grid-engine.sh start` as root): {}",
-            String::from_utf8_lossy(&o.stderr)
-        ),
-        Err(e) => panic!(
-            "qstat cannot run, Grid Engine is not installed (run `bash scripts/grid-engine.sh setup` as root): {e}"
-        ),
-    }
-}
-
-/// Every job Grid Engine lists, of every user: (id, name).
-fn listed_jobs() -> Vec<(String, String)> {
-    let out = Command::new("qstat")
-        .args(["-u", "*", "-xml"])
-        .output()
-        .expect("qstat runs");
-    assert!(out.status.success(), "qstat failed");
-    parse_qstat_xml(&String::from_utf8_lossy(&out.stdout))
-        .expect("qstat xml parses")
-        .into_iter()
-        .map(|s| (s.id.to_string(), s.name))
-        .collect()
-}
 
 /// The queue `qacct` recorded for job `id` (accounting lags a second or so).
 fn accounted_queue(id: &str) -> String {

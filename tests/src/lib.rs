@@ -2,6 +2,8 @@
 
 #![warn(missing_docs)]
 
+pub mod grid;
+
 use gridpipe_runtime::{
     Estimator, EstimatorError, Extra, LoadError, Loader, PartialFit, Sample, Transformed, Value,
 };

@@ -1,0 +1,38 @@
+//! What the tests against the real Grid Engine share: taking the grid (it has few
+//! slots, so its tests run one at a time), and what `qstat` lists.
+
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
+
+static GRID: Mutex<()> = Mutex::new(());
+
+/// Takes the grid for one test, after checking that Grid Engine answers; fails
+/// (never skips) when it does not.
+pub fn grid() -> MutexGuard<'static, ()> {
+    let guard = GRID.lock().unwrap_or_else(|e| e.into_inner());
+    let out = Command::new("qstat").args(["-u", "*"]).output();
+    match out {
+        Ok(o) if o.status.success() => guard,
+        Ok(o) => panic!(
+            "Grid Engine does not answer (run `bash scripts/grid-engine.sh setup && bash scripts/grid-engine.sh start` as root): {}",
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => panic!(
+            "qstat cannot run, Grid Engine is not installed (run `bash scripts/grid-engine.sh setup` as root): {e}"
+        ),
+    }
+}
+
+/// Every job Grid Engine lists, of every user: (id, name).
+pub fn listed_jobs() -> Vec<(String, String)> {
+    let out = Command::new("qstat")
+        .args(["-u", "*", "-xml"])
+        .output()
+        .expect("qstat runs");
+    assert!(out.status.success(), "qstat failed");
+    gridpipe_sge::parse_qstat_xml(&String::from_utf8_lossy(&out.stdout))
+        .expect("qstat xml parses")
+        .into_iter()
+        .map(|s| (s.id.to_string(), s.name))
+        .collect()
+}

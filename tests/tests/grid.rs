@@ -1,0 +1,133 @@
+//! Integrity on the real Grid Engine (`scripts/grid-engine.sh`; these tests fail,
+//! never skip, when it does not answer): a task that kills its job is found and
+//! quarantined while the lost jobs are replaced, and checkpointed outputs come
+//! back with their data from the jobs that computed them.
+
+use gridpipe_estimators::Pipeline;
+use gridpipe_runtime::actors::scheduler::ListWorkers;
+use gridpipe_runtime::{Bag, Checkpoint, Partitioning, Step, DATA};
+use gridpipe_sge::{ClusterOptions, QueueSpec, QueueSpecs, SgeCluster};
+use gridpipe_tests::grid::{grid, listed_jobs};
+use gridpipe_tests::*;
+use ndarray::ArrayD;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const WORKER: &str = env!("CARGO_BIN_EXE_gridpipe-test-worker");
+
+fn work_dir(test: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("gridpipe-grid-test-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A cluster of two jobs in q_1day whose workers run the test worker binary.
+fn cluster(test: &str) -> SgeCluster {
+    let options = ClusterOptions::default()
+        .work_dir(work_dir(test))
+        .job_name(format!("gp-{test}"))
+        .worker_program(WORKER)
+        .handle_signals(false);
+    let specs = QueueSpecs::new(QueueSpec::new("q_1day")).unwrap();
+    let cluster = SgeCluster::with_options(specs, options).unwrap();
+    cluster.scale(2).unwrap();
+    cluster
+        .wait_for_workers(2, Duration::from_secs(60))
+        .unwrap();
+    cluster
+}
+
+/// Closes the cluster and checks that Grid Engine lists none of its jobs.
+fn close(cluster: SgeCluster, test: &str) {
+    cluster.close().unwrap();
+    let prefix = format!("gp-{test}");
+    let left: Vec<_> = listed_jobs()
+        .into_iter()
+        .filter(|(_, name)| name.starts_with(&prefix))
+        .collect();
+    assert!(left.is_empty(), "jobs left after close: {left:?}");
+}
+
+fn one_sample_tasks(n: usize) -> Bag {
+    let keys: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+    Bag::from_rows(
+        keys,
+        ArrayD::zeros(ndarray::IxDyn(&[n, 1])),
+        Partitioning::NPartitions(n),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_task_that_aborts_its_job_is_quarantined_and_the_lost_jobs_are_replaced() {
+    let _grid = grid();
+    let cluster = cluster("poison");
+    let n = 2000;
+    let out = Pipeline::new()
+        .step(
+            Step::new(
+                "fragile",
+                AbortsOn {
+                    poison: "1234".into(),
+                    busy_us: 10,
+                },
+            )
+            .transform_extra("key", "key"),
+        )
+        .transform(cluster.runtime(), one_sample_tasks(n))
+        .unwrap();
+    let failed = out.bag.failed();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].key, "1234");
+    assert!(
+        failed[0].reason.contains("quarantined"),
+        "{}",
+        failed[0].reason
+    );
+    assert_eq!(out.bag.stack(DATA).unwrap().len(), n - 1);
+    let lost = out.report.workers_lost;
+    assert!((3..=8).contains(&lost), "{lost} jobs lost");
+    // Each lost job was replaced by a new one: two workers again, on jobs that
+    // joined after the first two.
+    cluster
+        .wait_for_workers(2, Duration::from_secs(60))
+        .unwrap();
+    let workers =
+        futures::executor::block_on(cluster.runtime().scheduler().send(ListWorkers)).unwrap();
+    let jobs: BTreeSet<String> = workers.iter().filter_map(|w| w.info.job.clone()).collect();
+    assert!(
+        jobs.len() >= 2 + lost as usize,
+        "{lost} lost, jobs {jobs:?}"
+    );
+    close(cluster, "poison");
+}
+
+#[test]
+fn checkpointed_outputs_come_back_from_the_jobs_with_their_data() {
+    let _grid = grid();
+    let cluster = cluster("ckpt");
+    let dir = work_dir("ckpt-features");
+    let p = Pipeline::new()
+        .add("plus1", AddOffset(1.0))
+        .step(Step::new("plus2", AddOffset(2.0)).checkpoint(Checkpoint::features(&dir)));
+    for round in ["computed", "read back"] {
+        let out = p
+            .transform(cluster.runtime(), one_sample_tasks(40))
+            .unwrap();
+        // The folder goes (as a scratch folder the scheduler cannot read would):
+        // the result needs nothing from it.
+        std::fs::rename(&dir, dir.with_extension("moved")).unwrap();
+        let y = out.bag.stack(DATA).unwrap();
+        assert!(y.left_out.is_empty(), "{round}: {:?}", y.left_out);
+        assert_eq!(y.len(), 40, "{round}");
+        assert!(y.iter().all(|&v| v == 3.0), "{round}");
+        std::fs::rename(dir.with_extension("moved"), &dir).unwrap();
+        if round == "read back" {
+            assert_eq!(out.report.checkpoints["plus2"].cached, 40);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    close(cluster, "ckpt");
+}

@@ -199,22 +199,6 @@ impl Bag {
         }
     }
 
-    /// The partitions with every lazy column loaded (loaded copies where needed).
-    fn loaded(&self) -> Vec<Arc<Batch>> {
-        self.partitions
-            .iter()
-            .map(|p| {
-                if p.has_lazy() {
-                    let mut b = (**p).clone();
-                    b.load_all("load");
-                    Arc::new(b)
-                } else {
-                    p.clone()
-                }
-            })
-            .collect()
-    }
-
     /// Every sample in order: `Ok` when it went through, `Err` when a step failed on
     /// it or one of its lazily loaded values failed to load here.
     pub fn outcomes(&self) -> Vec<Result<Sample, FailedSample>> {
@@ -239,9 +223,18 @@ impl Bag {
     /// load them only once).
     pub fn failed(&self) -> Vec<FailedSample> {
         let mut out = Vec::new();
-        for p in &self.loaded() {
+        let mut push = |p: &Batch| {
             for (row, f) in p.failures() {
                 out.push(failed(p.keys()[*row].clone(), f.clone()));
+            }
+        };
+        for p in &self.partitions {
+            if p.has_lazy() {
+                let mut loaded = (**p).clone();
+                loaded.load_all("load");
+                push(&loaded);
+            } else {
+                push(p);
             }
         }
         out

@@ -34,10 +34,10 @@ fn main() -> Result<(), Failure> {
             .runtime_with(args.workers, args.view.dashboard_setting(false))?;
         let keys = (0..args.tasks).map(|i| i.to_string()).collect();
         let data = ArrayD::zeros(ndarray::IxDyn(&[args.tasks, 1]));
-        let bag = Bag::from_rows(keys, data, Partitioning::NPartitions(args.tasks))?;
-        Ok((rt, bag))
+        let (bag_s, bag) = timed(|| Bag::from_rows(keys, data, Partitioning::NPartitions(args.tasks)));
+        Ok((rt, bag?, bag_s))
     });
-    let (rt, bag) = built?;
+    let (rt, bag, bag_s) = built?;
     let pipeline = Pipeline::new().add("noop", FunctionTransformer::new(Identity));
     let (wall_s, out) = timed(|| pipeline.transform(&rt, bag));
     let out = out?;
@@ -49,6 +49,7 @@ fn main() -> Result<(), Failure> {
         "tasks": args.tasks,
         "workers": args.workers,
         "setup_s": setup_s,
+        "bag_s": bag_s,
         "wall_s": wall_s,
         "us_per_task": wall_s * 1e6 / args.tasks.max(1) as f64,
         "peak_rss_mib": peak_rss_mib_with(&rt.worker_pids()),

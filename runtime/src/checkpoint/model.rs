@@ -6,8 +6,9 @@
 use super::hash::fnv1a64;
 use super::lineage::ModelProvenance;
 use super::store::write_atomic;
-use super::CheckpointError;
+use super::{CheckpointError, OnChange};
 use crate::estimator::Estimator;
+use crate::step::Step;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;
@@ -103,4 +104,50 @@ pub fn load_model(path: &Path) -> Result<Option<SavedModel>, CheckpointError> {
         provenance: Some(p.provenance),
         model: Arc::from(p.model),
     }))
+}
+
+/// The saved model of a fitted step, when its checkpoint has a model file whose
+/// provenance matches the step now, fitted on an upstream of hash `upstream`.
+/// `Ok(None)` means "fit it": no file, an unusable file (logged), `force`, or a
+/// model of another configuration under `Recompute` (logged); under `Refuse` that
+/// is an error naming what differs.
+pub fn saved_model_for(
+    step: &Step,
+    upstream: &str,
+) -> Result<Option<Arc<dyn Estimator>>, CheckpointError> {
+    let Some(ck) = step.checkpoint.as_ref().filter(|c| !c.force) else {
+        return Ok(None);
+    };
+    let Some(path) = &ck.model_path else {
+        return Ok(None);
+    };
+    let saved = match load_model(path) {
+        Ok(Some(saved)) => saved,
+        Ok(None) => return Ok(None),
+        Err(e) => {
+            tracing::warn!(step = %step.name, error = %e, "saved model unusable: fitting again");
+            return Ok(None);
+        }
+    };
+    let wanted = ModelProvenance::of(step, upstream);
+    let differences = match &saved.provenance {
+        Some(p) => p.differences(&wanted),
+        None => vec!["the file records no provenance (model file format 1)".to_string()],
+    };
+    if differences.is_empty() {
+        tracing::info!(step = %step.name, path = %path.display(), "fit replaced by the saved model");
+        return Ok(Some(saved.model));
+    }
+    let differences = differences.join("; ");
+    match ck.on_change {
+        OnChange::Refuse => Err(CheckpointError::ModelChanged {
+            step: step.name.clone(),
+            path: path.display().to_string(),
+            differences,
+        }),
+        OnChange::Recompute => {
+            tracing::warn!(step = %step.name, %differences, "saved model was fitted as another configuration: fitting again");
+            Ok(None)
+        }
+    }
 }

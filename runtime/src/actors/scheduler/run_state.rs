@@ -5,10 +5,9 @@ use super::super::messages::{Fitted, TaskKind};
 use super::super::partition::PartitionSlot;
 use crate::bag::FailedSample;
 use crate::batch::Batch;
-use crate::checkpoint::lineage::{upstream_hash, ModelProvenance};
+use crate::checkpoint::lineage::upstream_hash;
 use crate::checkpoint::manifest::Manifest;
-use crate::checkpoint::model::load_model;
-use crate::checkpoint::{CheckpointError, OnChange};
+use crate::checkpoint::model::saved_model_for;
 use crate::dashboard::view::{FitView, RunView, TaskCounts};
 use crate::error::RunError;
 use crate::estimator::Estimator;
@@ -99,42 +98,15 @@ impl RunState {
     fn resolve_fit_from_file(&mut self, f: usize) -> Result<(), RunError> {
         let i = self.plan.fits[f].step;
         let step = self.steps[i].clone();
-        let Some(ck) = step.checkpoint.as_ref().filter(|c| !c.force) else {
+        if step.checkpoint.as_ref().and_then(|c| c.model_path.as_ref()).is_none() {
             return Ok(());
-        };
-        let Some(path) = &ck.model_path else {
-            return Ok(());
-        };
-        let wanted = ModelProvenance::of(&step, &self.upstream_of(i)?);
-        let saved = match load_model(path) {
-            Ok(Some(saved)) => saved,
-            Ok(None) => return Ok(()),
-            Err(e) => {
-                tracing::warn!(step = %step.name, error = %e, "saved model unusable: fitting again");
-                return Ok(());
-            }
-        };
-        let differences = match &saved.provenance {
-            Some(p) => p.differences(&wanted),
-            None => vec!["the file records no provenance (model file format 1)".to_string()],
-        };
-        if !differences.is_empty() {
-            let differences = differences.join("; ");
-            return match ck.on_change {
-                OnChange::Refuse => Err(RunError::Checkpoint(CheckpointError::ModelChanged {
-                    step: step.name.clone(),
-                    path: path.display().to_string(),
-                    differences,
-                })),
-                OnChange::Recompute => {
-                    tracing::warn!(step = %step.name, %differences, "saved model was fitted as another configuration: fitting again");
-                    Ok(())
-                }
-            };
         }
-        tracing::info!(step = %step.name, path = %path.display(), "fit replaced by the saved model");
-        self.estimators[f].do_send(Fitted(saved.model.clone()));
-        self.models[i] = Some(saved.model);
+        let upstream = self.upstream_of(i)?;
+        let Some(model) = saved_model_for(&step, &upstream)? else {
+            return Ok(());
+        };
+        self.estimators[f].do_send(Fitted(model.clone()));
+        self.models[i] = Some(model);
         self.fit_done[f] = true;
         self.fit_started[f] = true;
         self.fits_left -= 1;

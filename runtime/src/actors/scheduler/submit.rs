@@ -7,6 +7,9 @@ use super::super::partition::PartitionSlot;
 use super::run_state::RunState;
 use super::{Scheduler, TaskRef};
 use crate::batch::Batch;
+use crate::checkpoint::lineage::upstream_hash;
+use crate::checkpoint::model::saved_model_for;
+use crate::estimator::Estimator;
 use crate::error::RunError;
 use crate::plan::{Plan, StepWork};
 use crate::report::{TaskLabel, TaskOp};
@@ -34,16 +37,32 @@ impl Scheduler {
                 )));
             }
         }
-        let mut models = Vec::with_capacity(steps.len());
+        let mut models: Vec<Option<Arc<dyn Estimator>>> = Vec::with_capacity(steps.len());
         let mut work = Vec::with_capacity(steps.len());
-        for s in &steps {
+        let mut loaded_models = Vec::new();
+        for (i, s) in steps.iter().enumerate() {
             let stateless = !s.step.requires_fit();
-            let fit = s.fit && !stateless;
-            let model = if stateless {
+            let mut fit = s.fit && !stateless;
+            let mut model = if stateless {
                 Some(s.step.estimator.clone())
             } else {
                 s.fitted.clone()
             };
+            // A fit whose saved model still holds is no fit: the plan then fuses
+            // the steps around it. Known here when every upstream model is;
+            // otherwise the run decides once the upstream fits are done.
+            let has_model_file = s.step.checkpoint.as_ref().is_some_and(|c| c.model_path.is_some());
+            if fit && has_model_file && models.iter().all(Option::is_some) {
+                let before = steps[..i]
+                    .iter()
+                    .zip(&models)
+                    .map(|(b, m)| (b.step.as_ref(), m.as_deref().expect("known")));
+                if let Some(saved) = saved_model_for(&s.step, &upstream_hash(before))? {
+                    fit = false;
+                    model = Some(saved);
+                    loaded_models.push(s.step.name.clone());
+                }
+            }
             if s.apply.is_some() && !fit && model.is_none() {
                 return Err(RunError::NotFitted {
                     step: s.step.name.clone(),
@@ -166,7 +185,7 @@ impl Scheduler {
             first_failed: Vec::new(),
             samples,
             checkpoints: BTreeMap::new(),
-            loaded_models: Vec::new(),
+            loaded_models,
             workers_lost: 0,
             upstream: vec![None; nsteps],
             locks: Vec::new(),

@@ -23,6 +23,12 @@ fn data(n: usize, d: usize) -> Bag {
     Bag::from_rows(keys, x.into_dyn(), Partitioning::NPartitions(12)).unwrap()
 }
 
+/// One step, `fragile`, given each batch's keys (it may kill its worker on one).
+fn fragile(estimator: impl gridpipe_runtime::Estimator + 'static) -> Pipeline {
+    Pipeline::new()
+        .step(gridpipe_runtime::Step::new("fragile", estimator).transform_extra("key", "key"))
+}
+
 fn pipeline() -> Pipeline {
     affine_then_scaler().add("dummy", DummyWithFit::default())
 }
@@ -210,18 +216,11 @@ fn a_worker_exits_when_its_scheduler_goes_away_or_falls_silent() {
 fn a_task_that_kills_its_workers_is_quarantined_and_the_run_finishes() {
     let rt = processes(4);
     let bag = Bag::from_samples(samples(40, &[2], 0.0), Partitioning::NPartitions(10)).unwrap();
-    let out = Pipeline::new()
-        .step(
-            gridpipe_runtime::Step::new(
-                "fragile",
-                KillsWorkerOn {
-                    poison: "13".into(),
-                },
-            )
-            .transform_extra("key", "key"),
-        )
-        .transform(&rt, bag)
-        .unwrap();
+    let out = fragile(KillsWorkerOn {
+        poison: "13".into(),
+    })
+    .transform(&rt, bag)
+    .unwrap();
     let failed = out.bag.failed();
     // The poison sample's partition (keys 12..15) is quarantined, with its keys.
     let keys: Vec<&str> = failed.iter().map(|f| f.key.as_str()).collect();
@@ -257,19 +256,12 @@ fn a_fast_task_that_aborts_its_worker_unannounced_is_found_and_quarantined() {
         Partitioning::NPartitions(n),
     )
     .unwrap();
-    let out = Pipeline::new()
-        .step(
-            gridpipe_runtime::Step::new(
-                "fragile",
-                AbortsOn {
-                    poison: "6789".into(),
-                    busy_us: 10,
-                },
-            )
-            .transform_extra("key", "key"),
-        )
-        .transform(&rt, bag)
-        .unwrap();
+    let out = fragile(AbortsOn {
+        poison: "6789".into(),
+        busy_us: 10,
+    })
+    .transform(&rt, bag)
+    .unwrap();
     let failed = out.bag.failed();
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert_eq!(failed[0].key, "6789");
@@ -304,18 +296,11 @@ fn a_run_that_loses_too_many_workers_fails_naming_its_suspects() {
     )
     .unwrap();
     let bag = Bag::from_samples(samples(40, &[2], 0.0), Partitioning::NPartitions(10)).unwrap();
-    let err = Pipeline::new()
-        .step(
-            gridpipe_runtime::Step::new(
-                "fragile",
-                KillsWorkerOn {
-                    poison: "13".into(),
-                },
-            )
-            .transform_extra("key", "key"),
-        )
-        .transform(&rt, bag)
-        .unwrap_err();
+    let err = fragile(KillsWorkerOn {
+        poison: "13".into(),
+    })
+    .transform(&rt, bag)
+    .unwrap_err();
     let msg = err.to_string();
     assert!(
         matches!(

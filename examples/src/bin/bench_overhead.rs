@@ -34,7 +34,8 @@ fn main() -> Result<(), Failure> {
             .runtime_with(args.workers, args.view.dashboard_setting(false))?;
         let keys = (0..args.tasks).map(|i| i.to_string()).collect();
         let data = ArrayD::zeros(ndarray::IxDyn(&[args.tasks, 1]));
-        let (bag_s, bag) = timed(|| Bag::from_rows(keys, data, Partitioning::NPartitions(args.tasks)));
+        let (bag_s, bag) =
+            timed(|| Bag::from_rows(keys, data, Partitioning::NPartitions(args.tasks)));
         Ok((rt, bag?, bag_s))
     });
     let (rt, bag, bag_s) = built?;

@@ -9,6 +9,51 @@ use crate::error::RunError;
 use crate::resources::Resources;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
+/// What handing a task to a worker touches, borrowed apart from the workers and
+/// the ready queues.
+struct Handout<'a> {
+    runs: &'a mut HashMap<u32, RunState>,
+    in_flight: &'a mut BTreeMap<Resources, usize>,
+    suspects: &'a Suspects,
+    /// Runs whose ready task had lost its inputs (a broken invariant).
+    lost: &'a mut Vec<u32>,
+}
+
+impl Handout<'_> {
+    /// Moves one ready task into `batch` for `worker`, accounting for it.
+    fn give(
+        &mut self,
+        worker: &mut WorkerSlot,
+        shape: &Resources,
+        t: TaskRef,
+        batch: &mut Vec<TaskEnvelope>,
+    ) {
+        let Some(run) = self.runs.get_mut(&t.run) else {
+            return;
+        };
+        let suspect = self.suspects.is_suspect(t.run, t.task);
+        let Some(payload) = Scheduler::payload(run, t.task, worker, suspect) else {
+            // A ready task whose inputs are missing is a scheduler bug: fail the run
+            // loudly rather than lose the task.
+            tracing::error!(run = t.run, task = ?t.task, "ready task without its inputs");
+            self.lost.push(t.run);
+            return;
+        };
+        worker.free.take(shape);
+        worker.in_flight += 1;
+        worker.idle_since = None;
+        worker.in_hand.add(t.run, run.label_of(t.task));
+        *self.in_flight.entry(shape.clone()).or_insert(0) += 1;
+        batch.push(TaskEnvelope {
+            ready_s: t.ready_s,
+            run: t.run,
+            task: t.task,
+            resources: shape.clone(),
+            payload,
+        });
+    }
+}
+
 impl Scheduler {
     /// Hands ready tasks to workers with room, in batches: first the tasks whose
     /// input the worker already holds, then the shared queues.
@@ -30,6 +75,12 @@ impl Scheduler {
             .any(|w| w.alive && !w.draining && w.info.resources.is_empty())
             || self.cluster_offers.iter().any(|r| r.is_empty());
         let mut lost = Vec::new();
+        let mut out = Handout {
+            runs: &mut self.runs,
+            in_flight: &mut self.in_flight,
+            suspects: &self.suspects,
+            lost: &mut lost,
+        };
         for w in 0..self.workers.len() {
             let worker = &mut self.workers[w];
             let room = window.saturating_sub(worker.in_flight);
@@ -47,16 +98,7 @@ impl Scheduler {
                 if let Some((shape, q)) = found {
                     let t = q.pop_front().expect("non-empty");
                     let mut batch = Vec::with_capacity(1);
-                    Self::hand_over(
-                        &mut self.runs,
-                        &mut self.in_flight,
-                        &self.suspects,
-                        worker,
-                        shape,
-                        t,
-                        &mut batch,
-                        &mut lost,
-                    );
+                    out.give(worker, shape, t, &mut batch);
                     if !batch.is_empty() {
                         worker.isolated = true;
                         tracing::debug!(worker = w, "a suspect task, alone");
@@ -75,16 +117,7 @@ impl Scheduler {
                     break;
                 }
                 let (shape, t) = worker.pinned.pop_front().expect("non-empty");
-                Self::hand_over(
-                    &mut self.runs,
-                    &mut self.in_flight,
-                    &self.suspects,
-                    worker,
-                    &shape,
-                    t,
-                    &mut batch,
-                    &mut lost,
-                );
+                out.give(worker, &shape, t, &mut batch);
             }
             // Shapes that need special resources first, so scarce workers serve them.
             for (shape, q) in self.ready.iter_mut().rev() {
@@ -93,16 +126,7 @@ impl Scheduler {
                 }
                 while batch.len() < take && !q.is_empty() && worker.free.covers(shape) {
                     let t = q.pop_front().expect("non-empty");
-                    Self::hand_over(
-                        &mut self.runs,
-                        &mut self.in_flight,
-                        &self.suspects,
-                        worker,
-                        shape,
-                        t,
-                        &mut batch,
-                        &mut lost,
-                    );
+                    out.give(worker, shape, t, &mut batch);
                 }
             }
             if !batch.is_empty() {
@@ -116,43 +140,6 @@ impl Scheduler {
                 RunError::Internal("a ready task lost its inputs".into()),
             );
         }
-    }
-
-    /// Moves one ready task into `batch` for `worker`, accounting for it.
-    #[allow(clippy::too_many_arguments)] // Disjoint fields of the scheduler, borrowed apart.
-    pub(super) fn hand_over(
-        runs: &mut HashMap<u32, RunState>,
-        in_flight: &mut BTreeMap<Resources, usize>,
-        suspects: &Suspects,
-        worker: &mut WorkerSlot,
-        shape: &Resources,
-        t: TaskRef,
-        batch: &mut Vec<TaskEnvelope>,
-        lost: &mut Vec<u32>,
-    ) {
-        let Some(run) = runs.get_mut(&t.run) else {
-            return;
-        };
-        let suspect = suspects.is_suspect(t.run, t.task);
-        let Some(payload) = Self::payload(run, t.task, worker, suspect) else {
-            // A ready task whose inputs are missing is a scheduler bug: fail the run
-            // loudly rather than lose the task.
-            tracing::error!(run = t.run, task = ?t.task, "ready task without its inputs");
-            lost.push(t.run);
-            return;
-        };
-        worker.free.take(shape);
-        worker.in_flight += 1;
-        worker.idle_since = None;
-        worker.in_hand.add(t.run, run.label_of(t.task));
-        *in_flight.entry(shape.clone()).or_insert(0) += 1;
-        batch.push(TaskEnvelope {
-            ready_s: t.ready_s,
-            run: t.run,
-            task: t.task,
-            resources: shape.clone(),
-            payload,
-        });
     }
 
     pub(super) fn payload(

@@ -98,7 +98,12 @@ impl RunState {
     fn resolve_fit_from_file(&mut self, f: usize) -> Result<(), RunError> {
         let i = self.plan.fits[f].step;
         let step = self.steps[i].clone();
-        if step.checkpoint.as_ref().and_then(|c| c.model_path.as_ref()).is_none() {
+        if step
+            .checkpoint
+            .as_ref()
+            .and_then(|c| c.model_path.as_ref())
+            .is_none()
+        {
             return Ok(());
         }
         let upstream = self.upstream_of(i)?;

@@ -9,8 +9,8 @@ use super::{Scheduler, TaskRef};
 use crate::batch::Batch;
 use crate::checkpoint::lineage::upstream_hash;
 use crate::checkpoint::model::saved_model_for;
-use crate::estimator::Estimator;
 use crate::error::RunError;
+use crate::estimator::Estimator;
 use crate::plan::{Plan, StepWork};
 use crate::report::{TaskLabel, TaskOp};
 use crate::resources::Resources;
@@ -51,7 +51,11 @@ impl Scheduler {
             // A fit whose saved model still holds is no fit: the plan then fuses
             // the steps around it. Known here when every upstream model is;
             // otherwise the run decides once the upstream fits are done.
-            let has_model_file = s.step.checkpoint.as_ref().is_some_and(|c| c.model_path.is_some());
+            let has_model_file = s
+                .step
+                .checkpoint
+                .as_ref()
+                .is_some_and(|c| c.model_path.is_some());
             if fit && has_model_file && models.iter().all(Option::is_some) {
                 let before = steps[..i]
                     .iter()

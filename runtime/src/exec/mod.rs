@@ -1,5 +1,5 @@
 //! Executing tasks: a stage's fused chain of steps on one partition, and a fit.
-//! Checkpointed steps are applied by [`checkpointed`].
+//! Checkpointed steps are applied by its `checkpointed` module.
 //!
 //! Plain functions, called on worker threads (never on an actor's event loop). A
 //! panicking or failing estimator fails the rows it was given, with the step's name,

@@ -50,9 +50,12 @@ echo "== cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo doc (broken doc links are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --quiet
+# Cargo's build folder, wherever CARGO_TARGET_DIR or a config puts it.
+target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+mkdir -p "$target"
 echo "== cargo test"
-cargo test --workspace 2>&1 | tee target/test-output.txt
-passed=$(grep -Eo 'test result: ok\. [0-9]+ passed' target/test-output.txt | awk '{s += $4} END {print s + 0}')
-failed=$(grep -Eo '[0-9]+ failed' target/test-output.txt | awk '{s += $1} END {print s + 0}')
+cargo test --workspace 2>&1 | tee "$target/test-output.txt"
+passed=$(grep -Eo 'test result: ok\. [0-9]+ passed' "$target/test-output.txt" | awk '{s += $4} END {print s + 0}')
+failed=$(grep -Eo '[0-9]+ failed' "$target/test-output.txt" | awk '{s += $1} END {print s + 0}')
 echo "$passed passed, $failed failed"
-echo "== build folder: $(du -sh target | cut -f1)"
+echo "== build folder $target: $(du -sh "$target" | cut -f1)"

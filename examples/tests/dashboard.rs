@@ -117,8 +117,8 @@ fn chromium_shows_the_finished_run_on_the_page() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let done = status(&addr)["tasks"]["done"].as_u64().unwrap();
-    let artifacts =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
+    // Inside cargo's build folder, wherever CARGO_TARGET_DIR puts it.
+    let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
     let shot = artifacts.join("dashboard.png");
     let _ = std::fs::remove_file(&shot);

@@ -22,10 +22,21 @@ impl Drop for Child {
 /// 400 that says why.
 #[test]
 fn the_service_answers_concurrent_predict_requests() {
+    serve_and_check("inprocess");
+}
+
+/// The same with the pipeline on worker processes of the service's own binary,
+/// whose `main` is async: a worker started from it runs (it once panicked there).
+#[test]
+fn the_async_service_runs_its_pipeline_on_worker_processes() {
+    serve_and_check("processes");
+}
+
+fn serve_and_check(mode: &str) {
     let addr = format!("127.0.0.1:{}", free_port());
     let _child = Child(
         Command::new(env!("CARGO_BIN_EXE_service"))
-            .args(["--bind", &addr, "--dashboard", "off"])
+            .args(["--bind", &addr, "--dashboard", "off", "--mode", mode])
             .stdout(Stdio::null())
             .spawn()
             .unwrap(),

@@ -507,3 +507,17 @@ fn checkpointed_outputs_come_back_with_their_data_and_never_reread_the_folder() 
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_application_with_an_async_main_runs_on_worker_processes_of_itself() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gridpipe-tokio-app"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.trim(), "rows=12 sum=48", "{stdout}");
+}

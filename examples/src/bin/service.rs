@@ -28,6 +28,10 @@ struct Args {
     /// Number of workers.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Where the workers run: threads of the service, or worker processes of
+    /// its own binary.
+    #[arg(long, value_enum, default_value_t = Mode::Inprocess)]
+    mode: Mode,
     #[command(flatten)]
     view: ViewArgs,
 }
@@ -108,11 +112,16 @@ async fn health() -> HttpResponse {
     HttpResponse::Ok().body("ok")
 }
 
-fn main() -> Result<(), Failure> {
+/// The usual shape of a service: an async `main` (actix's, as `#[actix_web::main]`). `run_if_worker` comes first even
+/// here (a worker process of this binary never returns from it).
+#[actix_rt::main]
+async fn main() -> Result<(), Failure> {
     gridpipe_runtime::run_if_worker();
     init_tracing();
     let args = Args::parse();
-    let mut config = Mode::Inprocess.config(args.workers, args.view.dashboard_setting(true));
+    let mut config = args
+        .mode
+        .config(args.workers, args.view.dashboard_setting(true));
     // A service logs; a progress bar flashing for every request would not help.
     config.progress = false;
     let runtime = gridpipe_examples::cli::start(config)?;
@@ -130,11 +139,13 @@ fn main() -> Result<(), Failure> {
         .add("scaler", StandardScaler::new())
         .add("pca", Pca::new(3))
         .step(Step::new("classifier", LogisticRegression::new()).fit_extra("y", "label"));
-    let fit = pipeline.fit(
-        &runtime,
-        Bag::from_samples(samples, Partitioning::NPartitions(4))?,
-    )?;
-    println!("fitted: {}", fit.report.summary());
+    let fit = pipeline
+        .fit_async(
+            &runtime,
+            Bag::from_samples(samples, Partitioning::NPartitions(4))?,
+        )
+        .await?;
+    println!("fitted ({}): {}", args.mode.as_str(), fit.report.summary());
     let service = Arc::new(Service { runtime, pipeline });
     let server = HttpServer::new({
         let service = service.clone();
@@ -152,6 +163,6 @@ fn main() -> Result<(), Failure> {
     for addr in server.addrs() {
         println!("listening on http://{addr}/");
     }
-    actix_web::rt::System::new().block_on(async move { server.run().await })?;
+    server.run().await?;
     Ok(())
 }

@@ -28,7 +28,9 @@ use tokio::io::AsyncWriteExt;
 pub const CONNECT_ENV: &str = "GRIDPIPE_WORKER_CONNECT";
 
 /// Becomes a worker when started as one (see the module docs); returns otherwise.
-/// Call it first in `main`, before logging set-up, a dashboard or binding a port.
+/// Call it first in `main`, before logging set-up, a dashboard or binding a port;
+/// `main` may be plain or async (`#[tokio::main]`, `#[actix_web::main]`): the worker
+/// runs its own event loop on a thread of its own.
 pub fn run_if_worker() {
     let Ok(addr) = std::env::var(CONNECT_ENV) else {
         return;
@@ -77,11 +79,22 @@ fn worker_main(addr: &str) -> Result<(), String> {
         .ok()
         .and_then(|v| v.parse().ok())
         .map_or(Duration::from_secs(10), Duration::from_millis);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    rt.block_on(serve(addr.to_string(), secret, me, timeout))
+    let addr = addr.to_string();
+    // The worker's own event loop runs on a thread of its own: `main` may already
+    // be inside an async runtime (`#[tokio::main]`, `#[actix_web::main]`), where
+    // starting another on the same thread is not allowed.
+    std::thread::Builder::new()
+        .name("gridpipe-worker".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            rt.block_on(serve(addr, secret, me, timeout))
+        })
+        .map_err(|e| e.to_string())?
+        .join()
+        .map_err(|_| "the worker thread panicked".to_string())?
 }
 
 async fn connect(addr: &str) -> Result<tokio::net::TcpStream, String> {

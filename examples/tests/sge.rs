@@ -8,32 +8,11 @@ use gridpipe_runtime::{
     Bag, Partitioning, Resources, Runtime, RuntimeConfig, Sample, Step, TaskOp,
 };
 use gridpipe_sge::{ClusterError, ClusterOptions, QueueSpec, QueueSpecs, SgeCluster};
-use gridpipe_tests::grid::{grid, listed_jobs};
+use gridpipe_tests::grid::{accounted_queue, grid, listed_jobs};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// The queue `qacct` recorded for job `id` (accounting lags a second or so).
-fn accounted_queue(id: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let out = Command::new("qacct")
-            .args(["-j", id])
-            .output()
-            .expect("qacct runs");
-        let text = String::from_utf8_lossy(&out.stdout);
-        if let Some(q) = text
-            .lines()
-            .find_map(|l| l.strip_prefix("qname"))
-            .map(|q| q.trim().to_string())
-        {
-            return q;
-        }
-        assert!(Instant::now() < deadline, "qacct never listed job {id}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
 
 fn work_dir(test: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("gridpipe-sge-test-{test}-{}", std::process::id()));
@@ -230,8 +209,12 @@ fn a_queue_that_does_not_exist_is_an_error_naming_it() {
     let _grid = grid();
     let specs = QueueSpecs::new(QueueSpec::new("q_does_not_exist")).unwrap();
     let cluster = SgeCluster::with_options(specs, options("noqueue")).unwrap();
-    let err = cluster.scale(1).unwrap_err();
-    assert!(err.to_string().contains("q_does_not_exist"), "{err}");
+    let err = cluster.scale(1).unwrap_err().to_string();
+    assert!(
+        err.contains("queue spec `default`") && err.contains("q_does_not_exist"),
+        "{err}"
+    );
+    assert!(!err.contains("Exiting."), "{err}");
     cluster.close().unwrap();
 }
 

@@ -63,6 +63,9 @@ pub struct WorkerInfo {
     pub queue: Option<String>,
     /// Its batch-system job id, if any.
     pub job: Option<String>,
+    /// The label of its queue spec (`default`, `gpu`), on a cluster.
+    #[serde(default)]
+    pub label: Option<String>,
 }
 
 /// One executed task.
@@ -152,7 +155,7 @@ impl RunReport {
     }
 
     /// One line per task:
-    /// `task step=<steps> op=<fit|transform> partition=<i|-> queue=<queue|-> job=<id|->`
+    /// `task step=<steps> op=<fit|transform> partition=<i|-> queue=<queue|-> label=<label|-> job=<id|->`
     /// (the worker of each task is in [`RunReport::tasks`]).
     pub fn task_lines(&self) -> Vec<String> {
         self.tasks
@@ -161,11 +164,12 @@ impl RunReport {
                 let l = self.label(t);
                 let w = self.worker(t);
                 format!(
-                    "task step={} op={} partition={} queue={} job={}",
+                    "task step={} op={} partition={} queue={} label={} job={}",
                     l.step_names(),
                     l.op.as_str(),
                     t.partition.map_or("-".to_string(), |p| p.to_string()),
                     w.queue.as_deref().unwrap_or("-"),
+                    w.label.as_deref().unwrap_or("-"),
                     w.job.as_deref().unwrap_or("-"),
                 )
             })

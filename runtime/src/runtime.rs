@@ -237,6 +237,7 @@ impl Runtime {
                                 addr: addr.recipient(),
                                 queue: None,
                                 job: None,
+                                label: None,
                                 remote: false,
                                 release: None,
                                 forget: None,

@@ -19,6 +19,16 @@ pub enum ClusterError {
     /// A batch-system command failed.
     #[error(transparent)]
     Sge(#[from] SgeError),
+    /// A batch-system command for one queue spec failed.
+    #[error("queue spec `{label}` (Grid Engine queue `{queue}`): {source}")]
+    Queue {
+        /// The queue spec's label.
+        label: String,
+        /// The Grid Engine queue it submits to.
+        queue: String,
+        /// What failed.
+        source: SgeError,
+    },
     /// The cluster's runtime could not start.
     #[error("cannot start the cluster's runtime: {0}")]
     Start(#[from] RunError),

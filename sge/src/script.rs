@@ -44,6 +44,7 @@ pub struct JobTemplate {
 /// export GRIDPIPE_WORKER_CONNECT='<scheduler_addr>'
 /// export GRIDPIPE_SECRET_FILE='<secret_file>'
 /// export GRIDPIPE_WORKER_RESOURCES='<name=amount,...>'   from spec.resources
+/// export GRIDPIPE_WORKER_LABEL='<label>'
 /// export GRIDPIPE_WORKER_NAME='sge-<label>-'"$JOB_ID"
 /// exec '<program>'
 /// ```
@@ -87,6 +88,7 @@ pub fn job_script(label: &str, spec: &QueueSpec, t: &JobTemplate) -> Result<Stri
         ("GRIDPIPE_WORKER_CONNECT", t.scheduler_addr.as_str()),
         ("GRIDPIPE_SECRET_FILE", utf8(&t.secret_file, "secret_file")?),
         ("GRIDPIPE_WORKER_RESOURCES", &resources),
+        ("GRIDPIPE_WORKER_LABEL", label),
     ];
     for (name, value) in exports {
         script.push_str(&format!("export {name}={}\n", bash_quote(value)));
@@ -186,6 +188,7 @@ mod tests {
 export GRIDPIPE_WORKER_CONNECT='10.0.0.5:8786'
 export GRIDPIPE_SECRET_FILE='/shared/gridpipe/secret'
 export GRIDPIPE_WORKER_RESOURCES=''
+export GRIDPIPE_WORKER_LABEL='default'
 export GRIDPIPE_WORKER_NAME='sge-default-'"$JOB_ID"
 exec '/shared/gridpipe/bin/worker'
 "#;
@@ -214,6 +217,7 @@ exec '/shared/gridpipe/bin/worker'
 export GRIDPIPE_WORKER_CONNECT='10.0.0.5:8786'
 export GRIDPIPE_SECRET_FILE='/shared/gridpipe/secret'
 export GRIDPIPE_WORKER_RESOURCES='gpu=1,ram=2'
+export GRIDPIPE_WORKER_LABEL='gpu'
 export GRIDPIPE_WORKER_NAME='sge-gpu-'"$JOB_ID"
 exec '/shared/gridpipe/bin/worker'
 "#;

@@ -132,14 +132,21 @@ fn succeeded(command: String, out: Output) -> Result<Output, SgeError> {
 }
 
 fn failed(command: String, out: Output) -> SgeError {
+    let text = if out.stderr.trim().is_empty() {
+        out.stdout
+    } else {
+        out.stderr
+    };
+    // Grid Engine's tools end a refusal with a line `Exiting.`, which says nothing.
+    let stderr = text
+        .lines()
+        .filter(|l| l.trim() != "Exiting.")
+        .collect::<Vec<_>>()
+        .join("\n");
     SgeError::CommandFailed {
         command,
         code: out.code,
-        stderr: if out.stderr.trim().is_empty() {
-            out.stdout
-        } else {
-            out.stderr
-        },
+        stderr,
     }
 }
 
@@ -284,7 +291,7 @@ mod tests {
     fn submit_failure_names_command_code_and_stderr() {
         let tools = FakeTools::new("submit-fail");
         let sge = tools.commands(
-            "cat >/dev/null; echo 'Unable to run job: no suitable queues.' >&2; exit 1",
+            "cat >/dev/null; echo 'Unable to run job: no suitable queues.' >&2; echo Exiting. >&2; exit 1",
             "",
             "",
         );
@@ -297,6 +304,7 @@ mod tests {
                 assert!(command.ends_with("qsub -terse"), "{command}");
                 assert_eq!(code, Some(1));
                 assert!(stderr.contains("no suitable queues"), "{stderr}");
+                assert!(!stderr.contains("Exiting"), "{stderr}");
             }
             other => panic!("{other:?}"),
         }

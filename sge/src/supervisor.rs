@@ -471,11 +471,16 @@ impl Handler<SetTarget> for Supervisor {
         }
         let q = &self.queues[&msg.label];
         let (addr, target) = (q.addr.clone(), q.target);
+        let (label, queue) = (msg.label, q.spec.queue.clone());
         Box::pin(async move {
             addr.send(ScaleTo(target))
                 .await
                 .map_err(|_| ClusterError::Stopped)?
-                .map_err(ClusterError::from)
+                .map_err(|source| ClusterError::Queue {
+                    label,
+                    queue,
+                    source,
+                })
         })
     }
 }

@@ -3,6 +3,7 @@
 
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 static GRID: Mutex<()> = Mutex::new(());
 
@@ -35,4 +36,25 @@ pub fn listed_jobs() -> Vec<(String, String)> {
         .into_iter()
         .map(|s| (s.id.to_string(), s.name))
         .collect()
+}
+
+/// The queue `qacct` recorded for job `id` (accounting lags a second or so).
+pub fn accounted_queue(id: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = Command::new("qacct")
+            .args(["-j", id])
+            .output()
+            .expect("qacct runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        if let Some(q) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("qname"))
+            .map(|q| q.trim().to_string())
+        {
+            return q;
+        }
+        assert!(Instant::now() < deadline, "qacct never listed job {id}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }

@@ -346,6 +346,8 @@ pub fn link_estimators() {
         std::any::type_name::<Sleepy>(),
         std::any::type_name::<gridpipe_estimators::StandardScaler>(),
         gridpipe_estimators::StandardScaler::new(),
+        gridpipe_estimators::Pca::new(1),
+        gridpipe_estimators::FunctionTransformer::new(gridpipe_estimators::Identity),
         Sleepy { ms: 0 },
         SlowFit::default(),
         KillsWorkerOn {
@@ -449,6 +451,26 @@ impl Estimator for KillsWorkerOn {
         }
         Ok(x.mapv(|v| v + 1.0).into())
     }
+}
+
+/// `whiten` (a standard scaler) -> `clip` (`x / 2`, its transforms tagged `io=1`)
+/// -> `pca` (2 components): a plain step after a tagged one.
+pub fn whiten_clip_pca() -> gridpipe_estimators::Pipeline {
+    use gridpipe_estimators::{Affine, FunctionTransformer, Pca, Pipeline, StandardScaler};
+    use gridpipe_runtime::{Resources, Step};
+    Pipeline::new()
+        .add("whiten", StandardScaler::new())
+        .step(
+            Step::new(
+                "clip",
+                FunctionTransformer::new(Affine {
+                    scale: 0.5,
+                    offset: 0.0,
+                }),
+            )
+            .transform_resources(Resources::one("io", 1)),
+        )
+        .add("pca", Pca::new(2))
 }
 
 /// The benchmark's pipeline: `x -> 2x + 1`, then a standard scaler.

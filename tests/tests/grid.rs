@@ -7,7 +7,7 @@ use gridpipe_estimators::Pipeline;
 use gridpipe_runtime::actors::scheduler::ListWorkers;
 use gridpipe_runtime::{Bag, Checkpoint, Partitioning, Step, DATA};
 use gridpipe_sge::{ClusterOptions, QueueSpec, QueueSpecs, SgeCluster};
-use gridpipe_tests::grid::{grid, listed_jobs};
+use gridpipe_tests::grid::{accounted_queue, grid, listed_jobs};
 use gridpipe_tests::*;
 use ndarray::ArrayD;
 use std::collections::BTreeSet;
@@ -130,4 +130,84 @@ fn checkpointed_outputs_come_back_from_the_jobs_with_their_data() {
     }
     let _ = std::fs::remove_dir_all(&dir);
     close(cluster, "ckpt");
+}
+
+#[test]
+fn plain_work_after_a_tagged_step_runs_on_the_plain_queue() {
+    use gridpipe_runtime::TaskOp;
+    let _grid = grid();
+    let test = "placement";
+    let options = ClusterOptions::default()
+        .work_dir(work_dir(test))
+        .job_name(format!("gp-{test}"))
+        .worker_program(WORKER)
+        .handle_signals(false);
+    // Three queue specs: plain, io (on the same Grid Engine queue) and gpu.
+    let specs = QueueSpecs::new(QueueSpec::new("q_1day"))
+        .unwrap()
+        .with("io", QueueSpec::new("q_1day").with_resource("io", 1))
+        .unwrap()
+        .with(
+            "gpu",
+            QueueSpec::new("q_gpu")
+                .with_resource_spec("gpu=1")
+                .with_resource("gpu", 1),
+        )
+        .unwrap();
+    let cluster = SgeCluster::with_options(specs, options).unwrap();
+    for label in ["default", "io", "gpu"] {
+        cluster.scale_queue(label, 1).unwrap();
+    }
+    cluster
+        .wait_for_workers(3, Duration::from_secs(60))
+        .unwrap();
+    let keys: Vec<String> = (0..400).map(|i| i.to_string()).collect();
+    let x = ndarray::Array2::from_shape_fn((400, 4), |(i, j)| ((i * 7 + j * 3) % 13) as f64);
+    let bag = Bag::from_rows(keys, x.into_dyn(), Partitioning::NPartitions(20)).unwrap();
+    let out = whiten_clip_pca()
+        .fit_transform(cluster.runtime(), bag)
+        .unwrap();
+    let field = |line: &str, key: &str| -> String {
+        line.split(' ')
+            .find_map(|f| f.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key}= in {line}"))
+            .to_string()
+    };
+    let lines = out.report.task_lines();
+    let status = cluster.refresh().unwrap();
+    let jobs_of = |label: &str| -> BTreeSet<String> {
+        let q = &status.queues[label].jobs;
+        q.running
+            .iter()
+            .chain(&q.finished)
+            .chain(&q.failed)
+            .map(|j| j.to_string())
+            .collect()
+    };
+    let mut pca = 0;
+    let mut ran_on = BTreeSet::new();
+    for line in &lines {
+        let (label, job) = (field(line, "label"), field(line, "job"));
+        assert!(
+            jobs_of(&label).contains(&job),
+            "{line}: job not in {label}: {status:?}"
+        );
+        let step = field(line, "step");
+        ran_on.insert((job.clone(), field(line, "queue")));
+        if step == "clip" {
+            assert_eq!(label, "io", "{line}");
+        } else {
+            assert_eq!(label, "default", "plain work on the plain queue: {line}");
+        }
+        if step == "pca" && field(line, "op") == "transform" {
+            pca += 1;
+        }
+    }
+    assert_eq!(pca, 20, "{lines:#?}");
+    assert!(out.report.workers_of("pca", TaskOp::Transform).len() == 1);
+    close(cluster, test);
+    // Grid Engine's accounting (written when a job ends) agrees.
+    for (job, queue) in ran_on {
+        assert_eq!(accounted_queue(&job), queue, "qacct of job {job}");
+    }
 }

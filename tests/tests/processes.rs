@@ -521,3 +521,40 @@ fn an_application_with_an_async_main_runs_on_worker_processes_of_itself() {
     );
     assert_eq!(stdout.trim(), "rows=12 sum=48", "{stdout}");
 }
+
+#[test]
+fn plain_work_after_a_tagged_step_moves_to_the_plain_worker() {
+    use gridpipe_runtime::Resources;
+    // One plain worker process and one offering `io`.
+    let rt = Runtime::start(
+        RuntimeConfig::processes(1)
+            .with_worker(Resources::one("io", 1))
+            .worker_program(WORKER)
+            .without_dashboard(),
+    )
+    .unwrap();
+    let mut p = whiten_clip_pca();
+    let out = p.fit_transform(&rt, data(2000, 4)).unwrap();
+    let names = |step: &str, op: TaskOp| -> Vec<String> {
+        out.report
+            .workers_of(step, op)
+            .iter()
+            .map(|w| w.name.clone())
+            .collect()
+    };
+    assert_eq!(names("clip", TaskOp::Transform), vec!["local-1"]);
+    assert_eq!(
+        names("pca", TaskOp::Transform),
+        vec!["local-0"],
+        "plain work on the plain worker"
+    );
+    assert_eq!(names("pca", TaskOp::Fit), vec!["local-0"]);
+    assert_eq!(names("whiten", TaskOp::Transform), vec!["local-0"]);
+    // The same numbers as with threads.
+    let threads =
+        Runtime::start(RuntimeConfig::in_process(1).with_worker(Resources::one("io", 1))).unwrap();
+    let local = whiten_clip_pca()
+        .fit_transform(&threads, data(2000, 4))
+        .unwrap();
+    assert_eq!(out.bag.stack(DATA).unwrap(), local.bag.stack(DATA).unwrap());
+}

@@ -258,6 +258,7 @@ mod tests {
 
     fn report() -> RunReport {
         let worker = |id: u32| WorkerInfo {
+            label: None,
             id,
             name: format!("w{id}"),
             resources: Resources::none(),

@@ -160,6 +160,7 @@ impl Actor for RemoteWorker {
                 addr: ctx.address().recipient(),
                 queue: identity.queue,
                 job: identity.job,
+                label: identity.label,
                 remote: true,
                 release: Some(ctx.address().recipient()),
                 forget: Some(ctx.address().recipient()),

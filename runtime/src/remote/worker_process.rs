@@ -8,7 +8,8 @@
 //! Environment of a worker: `GRIDPIPE_WORKER_CONNECT` (scheduler address),
 //! `GRIDPIPE_SECRET_FILE` (a mode-0600 file) or `GRIDPIPE_SECRET`, and optionally
 //! `GRIDPIPE_WORKER_NAME`, `GRIDPIPE_WORKER_RESOURCES` (`gpu=1,io_big=1`),
-//! `GRIDPIPE_WORKER_QUEUE` (or Grid Engine's `QUEUE`), `GRIDPIPE_WORKER_JOB` (or `JOB_ID`) and
+//! `GRIDPIPE_WORKER_QUEUE` (or Grid Engine's `QUEUE`), `GRIDPIPE_WORKER_JOB` (or `JOB_ID`),
+//! `GRIDPIPE_WORKER_LABEL` (the queue spec's label) and
 //! `GRIDPIPE_HEARTBEAT_TIMEOUT_MS` (default 10000).
 
 use super::protocol::{frames_from_worker, outcome_to_wire, unpack, FromWorker, ToWorker};
@@ -69,6 +70,7 @@ fn identity() -> Result<WorkerIdentity, String> {
         resources: parse_resources(&var("GRIDPIPE_WORKER_RESOURCES").unwrap_or_default())?,
         queue: var("GRIDPIPE_WORKER_QUEUE").or_else(|| var("QUEUE")),
         job: var("GRIDPIPE_WORKER_JOB").or_else(|| var("JOB_ID")),
+        label: var("GRIDPIPE_WORKER_LABEL"),
     })
 }
 

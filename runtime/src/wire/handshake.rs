@@ -33,6 +33,9 @@ pub struct WorkerIdentity {
     pub queue: Option<String>,
     /// Its batch-system job id, if any.
     pub job: Option<String>,
+    /// The label of its queue spec (`default`, `gpu`), on a cluster.
+    #[serde(default)]
+    pub label: Option<String>,
 }
 
 /// The worker's opening message.
@@ -178,6 +181,7 @@ mod tests {
             resources: Resources::one("gpu", 1),
             queue: Some("q_gpu".into()),
             job: Some("17".into()),
+            label: None,
         }
     }
 

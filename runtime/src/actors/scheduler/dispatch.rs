@@ -9,12 +9,24 @@ use crate::error::RunError;
 use crate::resources::Resources;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
+/// What decides where a task's output stays.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Placement {
+    /// The task is a suspect (its output comes back).
+    pub(super) suspect: bool,
+    /// A plain worker (or a queue of them) exists.
+    pub(super) plain_available: bool,
+}
+
 /// What handing a task to a worker touches, borrowed apart from the workers and
 /// the ready queues.
 struct Handout<'a> {
     runs: &'a mut HashMap<u32, RunState>,
     in_flight: &'a mut BTreeMap<Resources, usize>,
     suspects: &'a Suspects,
+    /// Whether a plain worker (or a queue of them) exists: then workers offering a
+    /// resource keep off plain tasks, and hold no data for them.
+    plain_available: bool,
     /// Runs whose ready task had lost its inputs (a broken invariant).
     lost: &'a mut Vec<u32>,
 }
@@ -32,7 +44,11 @@ impl Handout<'_> {
             return;
         };
         let suspect = self.suspects.is_suspect(t.run, t.task);
-        let Some(payload) = Scheduler::payload(run, t.task, worker, suspect) else {
+        let placement = Placement {
+            suspect,
+            plain_available: self.plain_available,
+        };
+        let Some(payload) = Scheduler::payload(run, t.task, worker, placement) else {
             // A ready task whose inputs are missing is a scheduler bug: fail the run
             // loudly rather than lose the task.
             tracing::error!(run = t.run, task = ?t.task, "ready task without its inputs");
@@ -79,6 +95,7 @@ impl Scheduler {
             runs: &mut self.runs,
             in_flight: &mut self.in_flight,
             suspects: &self.suspects,
+            plain_available,
             lost: &mut lost,
         };
         for w in 0..self.workers.len() {
@@ -146,7 +163,7 @@ impl Scheduler {
         run: &mut RunState,
         task: TaskKind,
         worker: &WorkerSlot,
-        suspect: bool,
+        placement: Placement,
     ) -> Option<TaskPayload> {
         match task {
             TaskKind::Chain { partition, .. } => {
@@ -156,15 +173,18 @@ impl Scheduler {
                 // A worker process keeps the output when it can run the next stage
                 // too and the partition can be rebuilt if the worker is lost (a
                 // suspect's output comes back: its next stage runs alone anywhere).
+                // A worker offering a resource keeps nothing for a plain next stage
+                // while plain workers exist: the data moves to one of them, so the
+                // scarce worker never sits on plain work.
+                let reserved = placement.plain_available && !worker.info.resources.is_empty();
                 let hold = worker.remote
                     && !worker.draining
-                    && !suspect
+                    && !placement.suspect
                     && run.sources[p].is_some()
-                    && run
-                        .plan
-                        .stages
-                        .get(s + 1)
-                        .is_some_and(|next| worker.info.resources.covers(&next.resources));
+                    && run.plan.stages.get(s + 1).is_some_and(|next| {
+                        worker.info.resources.covers(&next.resources)
+                            && !(reserved && next.resources.is_empty())
+                    });
                 Some(TaskPayload::Chain {
                     input: match input {
                         SlotInput::Here(b) => ChainInput::Here(b),

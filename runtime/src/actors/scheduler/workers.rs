@@ -24,6 +24,8 @@ pub struct AddWorker {
     pub queue: Option<String>,
     /// Its batch-system job id, if any.
     pub job: Option<String>,
+    /// The label of its queue spec, on a cluster.
+    pub label: Option<String>,
     /// Whether it is a worker process (whose outputs can stay where they are).
     pub remote: bool,
     /// Where to ask a worker process for its held partitions back.
@@ -45,6 +47,7 @@ impl Handler<AddWorker> for Scheduler {
                 resources: msg.resources.clone(),
                 queue: msg.queue,
                 job: msg.job,
+                label: msg.label,
             },
             addr: msg.addr,
             release: msg.release,

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::job::{JobId, JobStatus};
+use crate::job_ending::JobEnding;
 use crate::sge_error::SgeError;
 
 /// Submits, queries and deletes worker jobs.
@@ -23,6 +24,13 @@ pub trait BatchSystem: Send + Sync {
     /// Deletes the jobs in `ids` (running ones are killed). An id that no
     /// longer exists is not an error.
     fn delete(&self, ids: &[JobId]) -> Result<(), SgeError>;
+
+    /// How job `id` ended, from the batch system's accounting (a batch system
+    /// without accounting says [`JobEnding::Unknown`]).
+    fn ending(&self, id: &JobId) -> JobEnding {
+        let _ = id;
+        JobEnding::Unknown("this batch system keeps no accounting".into())
+    }
 }
 
 impl<T: BatchSystem + ?Sized> BatchSystem for Arc<T> {
@@ -36,5 +44,9 @@ impl<T: BatchSystem + ?Sized> BatchSystem for Arc<T> {
 
     fn delete(&self, ids: &[JobId]) -> Result<(), SgeError> {
         (**self).delete(ids)
+    }
+
+    fn ending(&self, id: &JobId) -> JobEnding {
+        (**self).ending(id)
     }
 }

@@ -8,6 +8,7 @@
 
 use crate::batch::BatchSystem;
 use crate::job::{JobId, JobState, JobStatus};
+use crate::job_ending::JobEnding;
 use crate::script::{job_script, JobTemplate};
 use crate::sge_error::SgeError;
 use crate::spec::QueueSpec;
@@ -281,6 +282,38 @@ async fn blocking<T: Send + 'static>(
             message: format!("{what} task failed: {e}"),
         })
     })
+}
+
+/// How these ended jobs of this queue ended, from the batch system's accounting.
+#[derive(Message)]
+#[rtype(result = "Vec<(JobId, JobEnding)>")]
+pub struct Endings(pub Vec<JobId>);
+
+impl Handler<Endings> for QueueActor {
+    type Result = ResponseFuture<Vec<(JobId, JobEnding)>>;
+
+    fn handle(&mut self, msg: Endings, _ctx: &mut Context<Self>) -> Self::Result {
+        let backend = self.backend.clone();
+        Box::pin(async move {
+            let ids = msg.0.clone();
+            let found = blocking(
+                move || {
+                    Ok(ids
+                        .iter()
+                        .map(|id| (id.clone(), backend.ending(id)))
+                        .collect())
+                },
+                "accounting",
+            )
+            .await;
+            found.unwrap_or_else(|e| {
+                msg.0
+                    .into_iter()
+                    .map(|id| (id, JobEnding::Unknown(e.to_string())))
+                    .collect()
+            })
+        })
+    }
 }
 
 /// Deletes every job of this queue and waits until the batch system lists none.

@@ -1,5 +1,6 @@
 //! The real [`BatchSystem`]: Grid Engine's `qsub`, `qstat -xml` and `qdel`.
 
+use crate::job_ending::{parse_qacct, JobEnding};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -31,6 +32,8 @@ pub struct SgeCommands {
     pub qstat: PathBuf,
     /// The `qdel` program (default: `qdel`).
     pub qdel: PathBuf,
+    /// The `qacct` program (default: `qacct`).
+    pub qacct: PathBuf,
     /// How long one command may run before it is killed.
     pub timeout: Duration,
 }
@@ -41,6 +44,7 @@ impl Default for SgeCommands {
             qsub: "qsub".into(),
             qstat: "qstat".into(),
             qdel: "qdel".into(),
+            qacct: "qacct".into(),
             timeout: Self::DEFAULT_TIMEOUT,
         }
     }
@@ -119,6 +123,21 @@ impl BatchSystem for SgeCommands {
             Ok(())
         } else {
             Err(failed(command_line(&self.qdel, &args), out))
+        }
+    }
+
+    fn ending(&self, id: &JobId) -> JobEnding {
+        let args = vec!["-j".to_owned(), id.as_str().to_owned()];
+        match run(&self.qacct, &args, None, self.timeout) {
+            Ok(out) if out.success() => parse_qacct(&out.stdout)
+                .unwrap_or_else(|| JobEnding::Unknown("qacct printed no `failed` line".into())),
+            Ok(out) if format!("{}{}", out.stdout, out.stderr).contains("not found") => {
+                JobEnding::NoRecord
+            }
+            Ok(out) => {
+                JobEnding::Unknown(failed(command_line(&self.qacct, &args), out).to_string())
+            }
+            Err(e) => JobEnding::Unknown(e.to_string()),
         }
     }
 }

@@ -9,9 +9,10 @@
 
 use crate::cluster_error::ClusterError;
 use crate::job::JobId;
-use crate::job_log::job_stderr_tail;
+use crate::job_ending::{start_verdict, JobEnding, StartVerdict};
+use crate::job_log::{job_stderr_path, job_stderr_tail};
 use crate::queue_actor::{
-    Close, DeleteJobs, QueueActor, QueueJobs, Refresh, ScaleChange, ScaleTo, TakeEnded,
+    Close, DeleteJobs, Endings, QueueActor, QueueJobs, Refresh, ScaleChange, ScaleTo, TakeEnded,
 };
 use crate::sge_error::SgeError;
 use crate::spec::QueueSpec;
@@ -116,6 +117,9 @@ pub struct Supervisor {
     pub(crate) origin: std::time::Instant,
     /// Adaptive scaling, once started.
     pub(crate) adapt: Option<crate::adaptive::AdaptState>,
+    /// Jobs that ended before their worker connected, whose accounting is not
+    /// written yet: (label, job, when first seen gone).
+    pub(crate) awaiting: Vec<(String, JobId, std::time::Instant)>,
 }
 
 /// A queue handed to [`Supervisor::new`].
@@ -167,6 +171,7 @@ impl Supervisor {
             closing: false,
             origin: std::time::Instant::now(),
             adapt: None,
+            awaiting: Vec::new(),
         }
     }
 
@@ -245,14 +250,40 @@ impl Supervisor {
                     }
                 });
             }
+            let now = std::time::Instant::now();
+            let mut unconnected = Vec::new();
             for id in polled.ended {
                 if connected.contains(id.as_str()) {
                     q.failures_in_a_row = 0;
                     tracing::info!(queue = %polled.label, job = %id, "worker job ended");
                     continue;
                 }
-                let stderr = polled.stderr.get(&id).cloned().unwrap_or_default();
-                record_failed_start(&mut self.problems, q, &polled.label, &id, stderr);
+                unconnected.push((id, now));
+            }
+            // Only a job that ran and failed on its own counts against the queue;
+            // one deleted or killed while it started is replaced, not counted.
+            for (id, since) in polled.awaiting.into_iter().chain(unconnected) {
+                let (ran, ending) = polled
+                    .endings
+                    .get(&id)
+                    .cloned()
+                    .unwrap_or((true, JobEnding::NoRecord));
+                match start_verdict(ran, &ending, now.duration_since(since)) {
+                    StartVerdict::Failed => {
+                        let stderr = polled.stderr.get(&id).cloned().unwrap_or_default();
+                        let stderr = match ending {
+                            JobEnding::Exited { exit_status, .. } => {
+                                format!("exit status {exit_status}; {stderr}")
+                            }
+                            _ => stderr,
+                        };
+                        record_failed_start(&mut self.problems, q, &polled.label, &id, stderr);
+                    }
+                    StartVerdict::Deleted => {
+                        tracing::warn!(queue = %polled.label, job = %id, ran, "job deleted or killed before its worker connected: replaced, not counted against the queue");
+                    }
+                    StartVerdict::Wait => self.awaiting.push((polled.label.clone(), id, since)),
+                }
             }
             if q.given_up.is_none() && q.failures_in_a_row >= self.max_start_failures {
                 let last = self
@@ -295,6 +326,11 @@ struct PolledQueue {
     /// The stderr tails of the jobs that failed to start a worker (read off the
     /// actor's event loop).
     stderr: BTreeMap<JobId, String>,
+    /// Of the jobs that ended before their worker connected (now or at an
+    /// earlier poll): whether they ran (wrote a stderr file) and how they ended.
+    endings: BTreeMap<JobId, (bool, JobEnding)>,
+    /// Jobs of this queue still awaiting their accounting, when first seen gone.
+    awaiting: Vec<(JobId, std::time::Instant)>,
 }
 
 impl PolledQueue {
@@ -364,6 +400,12 @@ impl Handler<Poll> for Supervisor {
             .collect();
         let scheduler = self.scheduler.clone();
         let log_dir = self.log_dir.clone();
+        let mut awaiting = std::mem::take(&mut self.awaiting);
+        let queue_addrs: BTreeMap<String, Addr<QueueActor>> = self
+            .queues
+            .iter()
+            .map(|(l, q)| (l.clone(), q.addr.clone()))
+            .collect();
         let job_names: BTreeMap<String, String> = self
             .queues
             .iter()
@@ -379,11 +421,16 @@ impl Handler<Poll> for Supervisor {
                     })
                 });
                 let ended = addr.send(TakeEnded).await.unwrap_or_default();
+                let (mine, others): (Vec<_>, Vec<_>) =
+                    awaiting.into_iter().partition(|(l, _, _)| *l == label);
+                awaiting = others;
                 round.push(PolledQueue {
                     label,
                     jobs,
                     ended,
                     stderr: BTreeMap::new(),
+                    endings: BTreeMap::new(),
+                    awaiting: mine.into_iter().map(|(_, id, t)| (id, t)).collect(),
                 });
             }
             let workers = scheduler.send(ListWorkers).await.unwrap_or_default();
@@ -399,20 +446,52 @@ impl Handler<Poll> for Supervisor {
                         .collect::<Vec<_>>()
                 })
                 .collect();
+            // Jobs that ended before their worker connected: did they run (a
+            // stderr file), and what does the accounting say?
+            let mut judged: Vec<(usize, String, JobId)> = Vec::new();
+            for (i, p) in round.iter().enumerate() {
+                let name = job_names.get(&p.label).cloned().unwrap_or_default();
+                let ended = p.ended.iter().filter(|id| !connected.contains(id.as_str()));
+                for id in ended.chain(p.awaiting.iter().map(|(id, _)| id)) {
+                    judged.push((i, name.clone(), id.clone()));
+                }
+            }
+            let wanted: Vec<(usize, String, JobId)> =
+                wanted.into_iter().chain(judged.iter().cloned()).collect();
             if !wanted.is_empty() {
                 let tails = tokio::task::spawn_blocking(move || {
                     wanted
                         .into_iter()
                         .map(|(i, name, id)| {
                             let tail = job_stderr_tail(&log_dir, &name, &id, 4096);
-                            (i, id, tail)
+                            let ran = job_stderr_path(&log_dir, &name, &id).exists();
+                            (i, id, tail, ran)
                         })
                         .collect::<Vec<_>>()
                 })
                 .await
                 .unwrap_or_default();
-                for (i, id, tail) in tails {
+                let mut ran_of = BTreeMap::new();
+                for (i, id, tail, ran) in tails {
+                    ran_of.insert((i, id.clone()), ran);
                     round[i].stderr.insert(id, tail);
+                }
+                for (i, p) in round.iter_mut().enumerate() {
+                    let ids: Vec<JobId> = judged
+                        .iter()
+                        .filter(|(j, _, _)| *j == i)
+                        .map(|(_, _, id)| id.clone())
+                        .collect();
+                    if ids.is_empty() {
+                        continue;
+                    }
+                    let Some(addr) = queue_addrs.get(&p.label) else {
+                        continue;
+                    };
+                    for (id, ending) in addr.send(Endings(ids)).await.unwrap_or_default() {
+                        let ran = ran_of.get(&(i, id.clone())).copied().unwrap_or(true);
+                        p.endings.insert(id, (ran, ending));
+                    }
                 }
             }
             (round, workers)

@@ -211,3 +211,83 @@ fn plain_work_after_a_tagged_step_runs_on_the_plain_queue() {
         assert_eq!(accounted_queue(&job), queue, "qacct of job {job}");
     }
 }
+
+/// Deletes its Grid Engine jobs when dropped (jobs a test submits by hand).
+struct HandJobs(Vec<String>);
+
+impl Drop for HandJobs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("qdel").args(&self.0).output();
+    }
+}
+
+#[test]
+fn jobs_deleted_while_they_start_are_replaced_not_counted_against_the_queue() {
+    let _grid = grid();
+    let test = "qdel-start";
+    // Two jobs of our own take q_1day's two slots, so the cluster's jobs wait.
+    let mut blockers = HandJobs(Vec::new());
+    for _ in 0..2 {
+        let out = std::process::Command::new("qsub")
+            .args(["-terse", "-b", "y", "-q", "q_1day", "-N", "gp-blocker"])
+            .args(["-o", "/dev/null", "-e", "/dev/null", "sleep", "300"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        blockers
+            .0
+            .push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    }
+    let options = ClusterOptions::default()
+        .work_dir(work_dir(test))
+        .job_name(format!("gp-{test}"))
+        .worker_program(WORKER)
+        .poll_interval(Duration::from_millis(300))
+        .handle_signals(false);
+    let specs = QueueSpecs::new(QueueSpec::new("q_1day")).unwrap();
+    let cluster = SgeCluster::with_options(specs, options).unwrap();
+    cluster.scale(1).unwrap();
+    let out = std::thread::scope(|s| {
+        let run = s.spawn(|| {
+            Pipeline::new()
+                .add("plus1", AddOffset(1.0))
+                .transform(cluster.runtime(), one_sample_tasks(20))
+        });
+        // An operator deletes five starting jobs in a row; each is replaced.
+        let mut deleted = BTreeSet::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while deleted.len() < 5 {
+            assert!(std::time::Instant::now() < deadline, "no job to delete");
+            let status = cluster.refresh().unwrap();
+            let q = &status.queues["default"];
+            assert!(q.given_up.is_none(), "given up: {:?}", q.given_up);
+            for id in &q.jobs.pending {
+                let id = id.to_string();
+                if deleted.insert(id.clone()) {
+                    let qdel = std::process::Command::new("qdel")
+                        .arg(&id)
+                        .output()
+                        .unwrap();
+                    assert!(qdel.status.success());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // The operator frees the slots: the sixth job starts and the run ends.
+        drop(std::mem::replace(&mut blockers, HandJobs(Vec::new())));
+        run.join().unwrap()
+    });
+    let out = out.unwrap();
+    assert_eq!(out.bag.stack(DATA).unwrap().len(), 20);
+    let status = cluster.refresh().unwrap();
+    assert!(
+        status.problems.is_empty(),
+        "deleted jobs were counted: {:?}",
+        status.problems
+    );
+    close(cluster, test);
+}

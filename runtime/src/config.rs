@@ -135,7 +135,16 @@ impl RuntimeConfig {
         self
     }
 
-    /// Adds one worker offering `resources`.
+    /// Adds one worker offering `resources`. On a machine without the resource a
+    /// pipeline is tagged for (a laptop without a GPU), this runs the same tagged
+    /// pipeline unchanged: one worker thread stands for the GPU, so the `{gpu: 1}`
+    /// tasks run on it, one at a time, and plain tasks on the others.
+    ///
+    /// ```
+    /// use gridpipe_runtime::{Resources, RuntimeConfig};
+    /// let laptop = RuntimeConfig::in_process(2).with_worker(Resources::one("gpu", 1));
+    /// assert_eq!(laptop.workers.len(), 3);
+    /// ```
     pub fn with_worker(mut self, resources: Resources) -> Self {
         let name = format!("local-{}", self.workers.len());
         self.workers.push(WorkerSpec { name, resources });

@@ -102,6 +102,41 @@ impl Extra {
 
 /// What `transform` or `predict` returns: one output row per input row, and the rows
 /// (indices into the input) that failed, with a reason. Failed rows' output is ignored.
+///
+/// This is how one sample fails from inside an estimator while the others go on:
+/// the sample is then listed by `Bag::failed` with the step's name and the reason,
+/// and later steps skip it. With `Step::transform_extra("key", "key")` the
+/// estimator also gets the samples' keys (the column `key` is always there):
+///
+/// ```
+/// use gridpipe_runtime::{Column, Estimator, EstimatorError, Extra, Step, Transformed};
+/// use ndarray::ArrayViewD;
+///
+/// #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+/// struct RejectNegative;
+///
+/// #[gridpipe_runtime::typetag::serde]
+/// impl Estimator for RejectNegative {
+///     fn requires_fit(&self) -> bool {
+///         false
+///     }
+///     fn transform(&self, x: ArrayViewD<'_, f64>, e: &Extra) -> Result<Transformed, EstimatorError> {
+///         let Column::Values(keys) = e.require("key")? else {
+///             return Err(EstimatorError::InvalidInput("keys are values".into()));
+///         };
+///         let failed = x
+///             .outer_iter()
+///             .enumerate()
+///             .filter(|(_, row)| row.iter().any(|v| *v < 0.0))
+///             .map(|(i, _)| (i, format!("sample {} has a negative value", keys[i])))
+///             .collect();
+///         Ok(Transformed { data: x.to_owned(), failed })
+///     }
+/// }
+///
+/// let step = Step::new("check", RejectNegative).transform_extra("key", "key");
+/// # let _ = step;
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Transformed {
     /// The output; its first axis matches the input's.

@@ -190,7 +190,15 @@ impl Runtime {
         self.processes.as_ref().map_or(0, |p| p.restarts())
     }
 
-    /// The address worker processes connect to (processes and external modes).
+    /// The address worker processes connect to (processes and external modes),
+    /// e.g. to start workers elsewhere by hand.
+    ///
+    /// ```no_run
+    /// use gridpipe_runtime::{Runtime, RuntimeConfig};
+    /// let rt = Runtime::start(RuntimeConfig::external("0.0.0.0:8786"))?;
+    /// println!("workers connect to {}", rt.address().unwrap_or("-"));
+    /// # Ok::<(), gridpipe_runtime::RunError>(())
+    /// ```
     pub fn address(&self) -> Option<&str> {
         self.address.as_deref()
     }

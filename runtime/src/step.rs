@@ -75,7 +75,9 @@ impl Step {
         self
     }
 
-    /// Passes attribute `attribute` to `transform` as argument `arg`.
+    /// Passes attribute `attribute` to `transform` as argument `arg`. The sample
+    /// key is there too, as attribute `key`: `.transform_extra("key", "key")`
+    /// gives the estimator each row's key (a `Column::Values` of strings).
     pub fn transform_extra(mut self, arg: impl Into<String>, attribute: impl Into<String>) -> Self {
         self.transform_extra.push((arg.into(), attribute.into()));
         self

@@ -14,6 +14,9 @@ pub enum Mode {
     Inprocess,
     /// Worker processes of this executable on this machine.
     Processes,
+    /// Worker processes, every connection sealed (encrypted and authenticated)
+    /// although it stays on loopback: what encryption costs.
+    ProcessesSealed,
 }
 
 impl Mode {
@@ -22,6 +25,7 @@ impl Mode {
         match self {
             Mode::Inprocess => "inprocess",
             Mode::Processes => "processes",
+            Mode::ProcessesSealed => "processes-sealed",
         }
     }
 
@@ -45,6 +49,7 @@ impl Mode {
         let mut config = match self {
             Mode::Inprocess => RuntimeConfig::in_process(workers),
             Mode::Processes => RuntimeConfig::processes(workers),
+            Mode::ProcessesSealed => RuntimeConfig::processes(workers).encrypt_always(),
         };
         config.dashboard = dashboard;
         config

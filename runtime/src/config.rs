@@ -2,6 +2,7 @@
 
 pub use crate::dashboard::DashboardSetting;
 use crate::resources::Resources;
+pub use crate::wire::session::WireEncryption;
 use std::time::Duration;
 
 /// One worker of a runtime's pool.
@@ -47,6 +48,16 @@ pub struct RuntimeConfig {
     /// `127.0.0.1:0`, loopback and any free port; a grid needs an address its exec
     /// hosts reach).
     pub bind: String,
+    /// Which worker connections are sealed (encrypted and authenticated) after
+    /// the handshake (default: every one that is not on loopback).
+    pub wire_encryption: WireEncryption,
+    /// Most connections that may wait in their handshake at once (default 64);
+    /// further ones are closed unanswered until a place frees up, so
+    /// unauthenticated peers cannot hold more than this many buffers.
+    pub max_pending_handshakes: usize,
+    /// A connection that has not finished its handshake in this time is closed
+    /// (default 10 s).
+    pub handshake_timeout: Duration,
     /// Where the dashboard listens (default: `127.0.0.1:8787`, or the next free
     /// port; `GRIDPIPE_DASHBOARD=off|ADDR` overrides it).
     pub dashboard: DashboardSetting,
@@ -91,6 +102,9 @@ impl RuntimeConfig {
             max_workers_lost: 50,
             heartbeat_timeout: Duration::from_secs(10),
             bind: "127.0.0.1:0".to_string(),
+            wire_encryption: WireEncryption::BeyondLoopback,
+            max_pending_handshakes: 64,
+            handshake_timeout: Duration::from_secs(10),
             dashboard: DashboardSetting::Default,
             progress: true,
         };
@@ -120,6 +134,13 @@ impl RuntimeConfig {
         self.mode = WorkerMode::Processes {
             program: Some(program.into()),
         };
+        self
+    }
+
+    /// Seals every worker connection, loopback included (by default only
+    /// those beyond loopback are sealed).
+    pub fn encrypt_always(mut self) -> Self {
+        self.wire_encryption = WireEncryption::Always;
         self
     }
 

@@ -14,7 +14,7 @@ use crate::config::WorkerMode;
 use crate::dashboard::server::{self, SharedPanel};
 use crate::dashboard::{ClusterPanel, DashboardSetting};
 use crate::error::{DataError, RunError};
-use crate::remote::launcher::{accept_workers, LocalWorkers};
+use crate::remote::launcher::{accept_workers, Admission, LocalWorkers};
 use crate::run::{RunOutput, RunRequest};
 use crate::sample::Sample;
 use crate::wire::auth::{build_identity, Secret};
@@ -116,26 +116,19 @@ impl Runtime {
     fn listen(&mut self, build: String) -> Result<String, RunError> {
         let secret = Secret::generate();
         let (tx, rx) = std::sync::mpsc::channel();
-        let (bind, scheduler, timeout, s2) = (
-            self.config.bind.clone(),
-            self.scheduler.clone(),
-            self.config.heartbeat_timeout,
-            secret.clone(),
-        );
+        let (bind, scheduler) = (self.config.bind.clone(), self.scheduler.clone());
+        let admission = Admission {
+            secret: secret.clone(),
+            build,
+            encryption: self.config.wire_encryption,
+            max_pending: self.config.max_pending_handshakes,
+            timeout: self.config.handshake_timeout,
+            heartbeat_timeout: self.config.heartbeat_timeout,
+        };
+        // The listener and the handshakes run on an arbiter of their own, never
+        // on the scheduler's.
         self.system.arbiter().spawn(async move {
-            match tokio::net::TcpListener::bind(&bind).await {
-                Ok(l) => {
-                    let _ = tx.send(
-                        l.local_addr()
-                            .map(|a| a.to_string())
-                            .map_err(|e| e.to_string()),
-                    );
-                    accept_workers(l, scheduler, s2, build, timeout).await;
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(format!("cannot listen on {bind}: {e}")));
-                }
-            }
+            Arbiter::new().spawn(listen_on(bind, scheduler, admission, tx));
         });
         let addr = rx
             .recv()
@@ -372,5 +365,28 @@ fn build_identity_for(program: &std::path::Path) -> Result<String, RunError> {
 impl Drop for Runtime {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Binds `bind` and accepts workers on it for as long as the runtime lives; the
+/// bound address (or why not) goes to `bound`.
+async fn listen_on(
+    bind: String,
+    scheduler: Addr<Scheduler>,
+    admission: Admission,
+    bound: std::sync::mpsc::Sender<Result<String, String>>,
+) {
+    match tokio::net::TcpListener::bind(&bind).await {
+        Ok(l) => {
+            let _ = bound.send(
+                l.local_addr()
+                    .map(|a| a.to_string())
+                    .map_err(|e| e.to_string()),
+            );
+            accept_workers(l, scheduler, admission).await;
+        }
+        Err(e) => {
+            let _ = bound.send(Err(format!("cannot listen on {bind}: {e}")));
+        }
     }
 }

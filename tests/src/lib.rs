@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 pub mod grid;
+pub mod netns;
 
 use gridpipe_runtime::{
     Estimator, EstimatorError, Extra, LoadError, Loader, PartialFit, Sample, Transformed, Value,

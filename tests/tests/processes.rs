@@ -186,7 +186,9 @@ fn a_worker_exits_when_its_scheduler_goes_away_or_falls_silent() {
     let mut child = spawn_worker(&addr, &secret, &[]);
     rt.block_on(async {
         let (mut s, _) = listener.accept().await.unwrap();
-        scheduler_side(&mut s, &secret, &build, 0).await.unwrap();
+        scheduler_side(&mut s, &secret, &build, 0, false)
+            .await
+            .unwrap();
     });
     assert!(
         wait_exit(&mut child, Duration::from_secs(5)).is_some(),
@@ -196,7 +198,9 @@ fn a_worker_exits_when_its_scheduler_goes_away_or_falls_silent() {
     let mut child = spawn_worker(&addr, &secret, &[("GRIDPIPE_HEARTBEAT_TIMEOUT_MS", "500")]);
     let _held = rt.block_on(async {
         let (mut s, _) = listener.accept().await.unwrap();
-        scheduler_side(&mut s, &secret, &build, 1).await.unwrap();
+        scheduler_side(&mut s, &secret, &build, 1, false)
+            .await
+            .unwrap();
         s
     });
     let status = wait_exit(&mut child, Duration::from_secs(5)).expect("silent scheduler detected");
@@ -205,7 +209,9 @@ fn a_worker_exits_when_its_scheduler_goes_away_or_falls_silent() {
     let mut child = spawn_worker(&addr, &Secret::generate(), &[]);
     rt.block_on(async {
         let (mut s, _) = listener.accept().await.unwrap();
-        assert!(scheduler_side(&mut s, &secret, &build, 2).await.is_err());
+        assert!(scheduler_side(&mut s, &secret, &build, 2, false)
+            .await
+            .is_err());
     });
     assert!(!wait_exit(&mut child, Duration::from_secs(5))
         .expect("ends")

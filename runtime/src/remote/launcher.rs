@@ -5,7 +5,8 @@ use super::worker_process::CONNECT_ENV;
 use crate::actors::scheduler::{OfferResources, Scheduler};
 use crate::config::WorkerSpec;
 use crate::wire::auth::{Secret, SECRET_ENV};
-use crate::wire::handshake::scheduler_side;
+use crate::wire::handshake::{scheduler_side, Admitted};
+use crate::wire::session::{must_seal, WireEncryption};
 use actix::prelude::*;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -13,62 +14,140 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Accepts worker connections on `listener` forever: each one is admitted by the
-/// handshake (a refused or broken one is logged and closed; the others go on) and
-/// gets its own [`RemoteWorker`] on its own arbiter.
+/// How the listener admits workers: the cluster's secret, the workers' build,
+/// which connections are sealed, and the limits on handshakes.
+#[derive(Clone, Debug)]
+pub struct Admission {
+    /// The cluster's secret.
+    pub secret: Secret,
+    /// The build identity the workers' executable must have.
+    pub build: String,
+    /// Which connections are sealed.
+    pub encryption: WireEncryption,
+    /// Most handshakes in progress at once.
+    pub max_pending: usize,
+    /// The time a handshake may take.
+    pub timeout: Duration,
+    /// The time an admitted worker may stay silent.
+    pub heartbeat_timeout: Duration,
+}
+
+/// Accepts worker connections on `listener` forever (on the listener's own
+/// arbiter, never the scheduler's): each one is admitted by the handshake (a
+/// refused or broken one is logged and closed; the others go on) and gets its
+/// own [`RemoteWorker`] on its own arbiter. At most `max_pending` handshakes run
+/// at once (further connections are closed unanswered); a failing `accept` (out
+/// of file descriptors, say) backs off instead of spinning, logged once per burst.
 pub async fn accept_workers(
     listener: tokio::net::TcpListener,
     scheduler: Addr<Scheduler>,
-    secret: Secret,
-    build: String,
-    heartbeat_timeout: Duration,
+    admission: Admission,
 ) {
     let counter = Arc::new(AtomicU32::new(0));
+    let pending = Arc::new(tokio::sync::Semaphore::new(admission.max_pending));
+    let mut backoff = AcceptBackoff::default();
     loop {
-        let (mut stream, peer) = match listener.accept().await {
-            Ok(c) => c,
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => {
+                backoff.succeeded();
+                c
+            }
             Err(e) => {
-                tracing::warn!(%e, "accept failed");
+                let (pause, log) = backoff.failed();
+                if log {
+                    tracing::warn!(%e, pause_ms = pause.as_millis() as u64, "accepting worker connections fails; backing off");
+                }
+                tokio::time::sleep(pause).await;
                 continue;
             }
         };
-        let (scheduler, secret, build, counter) = (
-            scheduler.clone(),
-            secret.clone(),
-            build.clone(),
-            counter.clone(),
-        );
+        let Ok(permit) = pending.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, max = admission.max_pending, "too many handshakes in progress; connection closed");
+            drop(stream);
+            continue;
+        };
+        let (scheduler, admission, counter) =
+            (scheduler.clone(), admission.clone(), counter.clone());
         actix_rt::spawn(async move {
-            let n = counter.fetch_add(1, Ordering::Relaxed);
-            let admitted = tokio::time::timeout(
-                heartbeat_timeout,
-                scheduler_side(&mut stream, &secret, &build, n),
-            )
-            .await;
-            let hello = match admitted {
-                Ok(Ok(h)) => h,
-                Ok(Err(e)) => {
-                    tracing::warn!(%peer, error = %e, "worker connection refused");
-                    return;
-                }
-                Err(_) => {
-                    tracing::warn!(%peer, "worker handshake timed out");
-                    return;
-                }
+            let admitted = admit(stream, peer, &admission, &counter).await;
+            drop(permit);
+            let Some((admitted, std_stream)) = admitted else {
+                return;
             };
-            let _ = stream.set_nodelay(true);
-            let std_stream = match stream.into_std() {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(%e, "cannot hand the connection over");
-                    return;
-                }
-            };
-            tracing::info!(%peer, worker = %hello.identity.name, "worker admitted");
+            tracing::info!(%peer, worker = %admitted.identity.name, sealed = admitted.channel.outbound.is_sealed(), "worker admitted");
             let arbiter = Arbiter::new();
-            let proxy = move || RemoteWorker::new(hello, std_stream, scheduler, heartbeat_timeout);
+            let heartbeat_timeout = admission.heartbeat_timeout;
+            let proxy =
+                move || RemoteWorker::new(admitted, std_stream, scheduler, heartbeat_timeout);
             RemoteWorker::start_in_arbiter(&arbiter.handle(), |_| proxy());
         });
+    }
+}
+
+/// Runs the handshake on one connection; the admitted worker and its socket, or
+/// `None` (logged) when it was refused, broke or took too long.
+async fn admit(
+    mut stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    admission: &Admission,
+    counter: &AtomicU32,
+) -> Option<(Admitted, std::net::TcpStream)> {
+    let sealed = match stream.local_addr() {
+        Ok(local) => must_seal(admission.encryption, local.ip()),
+        Err(_) => true,
+    };
+    let n = counter.fetch_add(1, Ordering::Relaxed);
+    let handshake = scheduler_side(&mut stream, &admission.secret, &admission.build, n, sealed);
+    let admitted = match tokio::time::timeout(admission.timeout, handshake).await {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => {
+            tracing::warn!(%peer, error = %e, "worker connection refused");
+            return None;
+        }
+        Err(_) => {
+            tracing::warn!(%peer, "worker handshake timed out");
+            return None;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    match stream.into_std() {
+        Ok(s) => Some((admitted, s)),
+        Err(e) => {
+            tracing::warn!(%e, "cannot hand the connection over");
+            None
+        }
+    }
+}
+
+/// The accept loop's pause after failures: 10 ms doubling to 1 s, reset by a
+/// success; a warning at the first failure of a burst and then once a minute.
+#[derive(Debug, Default)]
+pub struct AcceptBackoff {
+    failures: u32,
+    last_log: Option<Instant>,
+}
+
+impl AcceptBackoff {
+    /// The next pause after a failure, and whether to log it.
+    pub fn failed(&mut self) -> (Duration, bool) {
+        let pause =
+            Duration::from_millis(10u64 << self.failures.min(7)).min(Duration::from_secs(1));
+        self.failures += 1;
+        let log = self
+            .last_log
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
+        if log {
+            self.last_log = Some(Instant::now());
+        }
+        (pause, log)
+    }
+
+    /// An accept succeeded: the next failure starts a new burst.
+    pub fn succeeded(&mut self) {
+        if self.failures > 0 {
+            self.failures = 0;
+            self.last_log = None;
+        }
     }
 }
 
@@ -295,5 +374,34 @@ impl Drop for LocalWorkers {
                 let _ = c.child.wait();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AcceptBackoff;
+    use std::time::Duration;
+
+    #[test]
+    fn accept_failures_back_off_to_a_second_and_log_once_per_burst() {
+        let mut b = AcceptBackoff::default();
+        let first = b.failed();
+        assert_eq!(first, (Duration::from_millis(10), true));
+        let pauses: Vec<Duration> = (0..10)
+            .map(|_| b.failed())
+            .map(|(p, log)| {
+                assert!(!log, "one warning per burst");
+                p
+            })
+            .collect();
+        assert_eq!(pauses[0], Duration::from_millis(20));
+        assert!(pauses.windows(2).all(|w| w[0] <= w[1]), "{pauses:?}");
+        assert_eq!(
+            *pauses.last().unwrap(),
+            Duration::from_secs(1),
+            "capped at a second"
+        );
+        b.succeeded();
+        assert_eq!(b.failed(), (Duration::from_millis(10), true), "a new burst");
     }
 }

@@ -9,7 +9,7 @@ use crate::actors::messages::{
     TaskResult, TasksDone,
 };
 use crate::actors::scheduler::{AddWorker, Scheduler, WorkerLost};
-use crate::wire::frame::{encode, read_msg, DEFAULT_MAX_FRAME};
+use crate::wire::frame::{encode, DEFAULT_MAX_FRAME};
 
 /// The outcome of a task whose message is bigger than a frame may be.
 fn too_large_outcome(e: TaskEnvelope, size: u64) -> TaskOutcome {
@@ -27,7 +27,7 @@ fn too_large_outcome(e: TaskEnvelope, size: u64) -> TaskOutcome {
         },
     }
 }
-use crate::wire::handshake::Hello;
+use crate::wire::handshake::{Admitted, Channel, WorkerIdentity};
 use actix::prelude::*;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -35,7 +35,8 @@ use tokio::io::AsyncWriteExt;
 
 /// The scheduler-side proxy of one connected worker process.
 pub struct RemoteWorker {
-    hello: Hello,
+    identity: WorkerIdentity,
+    channel: Option<Channel>,
     stream: Option<std::net::TcpStream>,
     scheduler: Addr<Scheduler>,
     id: Option<u32>,
@@ -49,13 +50,14 @@ pub struct RemoteWorker {
 impl RemoteWorker {
     /// A proxy for an admitted connection.
     pub fn new(
-        hello: Hello,
+        admitted: Admitted,
         stream: std::net::TcpStream,
         scheduler: Addr<Scheduler>,
         heartbeat_timeout: Duration,
     ) -> Self {
         Self {
-            hello,
+            identity: admitted.identity,
+            channel: Some(admitted.channel),
             stream: Some(stream),
             scheduler,
             id: None,
@@ -79,9 +81,9 @@ impl RemoteWorker {
         }
         self.lost = true;
         if self.in_flight.is_empty() {
-            tracing::info!(worker = %self.hello.identity.name, %reason, "idle worker left");
+            tracing::info!(worker = %self.identity.name, %reason, "idle worker left");
         } else {
-            tracing::warn!(worker = %self.hello.identity.name, %reason, tasks = self.in_flight.len(), "worker lost");
+            tracing::warn!(worker = %self.identity.name, %reason, tasks = self.in_flight.len(), "worker lost");
         }
         if let Some(id) = self.id {
             self.scheduler.do_send(WorkerLost {
@@ -124,12 +126,19 @@ impl Actor for RemoteWorker {
             }
         };
         let (mut rd, mut wr) = stream.into_split();
+        let Channel {
+            mut outbound,
+            mut inbound,
+        } = self.channel.take().expect("channel given");
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
         self.out = Some(tx);
         let me = ctx.address();
         actix_rt::spawn(async move {
             loop {
-                match read_msg::<_, FromWorker>(&mut rd, DEFAULT_MAX_FRAME).await {
+                match inbound
+                    .read_msg::<_, FromWorker>(&mut rd, DEFAULT_MAX_FRAME)
+                    .await
+                {
                     Ok(m) => me.do_send(FromConn(m)),
                     Err(e) => {
                         me.do_send(ConnClosed(e.to_string()));
@@ -139,8 +148,9 @@ impl Actor for RemoteWorker {
             }
         });
         actix_rt::spawn(async move {
-            while let Some(bytes) = rx.recv().await {
-                if wr.write_all(&bytes).await.is_err() {
+            // Frames are sealed here, in the order they are written.
+            while let Some(mut bytes) = rx.recv().await {
+                if outbound.protect(&mut bytes).is_err() || wr.write_all(&bytes).await.is_err() {
                     break;
                 }
             }
@@ -152,7 +162,7 @@ impl Actor for RemoteWorker {
                 act.lose(reason, ctx);
             }
         });
-        let identity = self.hello.identity.clone();
+        let identity = self.identity.clone();
         self.scheduler
             .send(AddWorker {
                 name: identity.name,

@@ -18,8 +18,8 @@ use crate::actors::worker::execute;
 use crate::batch::Batch;
 use crate::resources::Resources;
 use crate::wire::auth::{build_identity, Secret};
-use crate::wire::frame::{read_msg, DEFAULT_MAX_FRAME};
-use crate::wire::handshake::{worker_side, WorkerIdentity};
+use crate::wire::frame::DEFAULT_MAX_FRAME;
+use crate::wire::handshake::{worker_side, Channel, WorkerIdentity};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -122,13 +122,18 @@ async fn serve(
     timeout: Duration,
 ) -> Result<(), String> {
     let mut stream = connect(&addr).await?;
-    tokio::time::timeout(
+    let peer = stream.peer_addr().map_err(|e| e.to_string())?.ip();
+    let (_, channel) = tokio::time::timeout(
         timeout,
-        worker_side(&mut stream, &secret, build_identity(), me),
+        worker_side(&mut stream, peer, &secret, build_identity(), me),
     )
     .await
     .map_err(|_| "the scheduler did not finish the handshake".to_string())?
     .map_err(|e| e.to_string())?;
+    let Channel {
+        mut outbound,
+        mut inbound,
+    } = channel;
     let (mut rd, mut wr) = stream.into_split();
     let (task_tx, task_rx) = std::sync::mpsc::channel::<ExecItem>();
     let (out_tx, mut out_rx) = tokio::sync::mpsc::unbounded_channel::<FromWorker>();
@@ -148,7 +153,7 @@ async fn serve(
             // Several frames when the message does not fit in one; a result too
             // big for any frame goes back as `TooLarge`, never as a frame the
             // scheduler would refuse.
-            let frames = match frames_from_worker(msg) {
+            let mut frames = match frames_from_worker(msg) {
                 Ok(f) => f,
                 Err(e) => {
                     eprintln!("gridpipe worker: cannot encode a message: {e}");
@@ -156,8 +161,8 @@ async fn serve(
                 }
             };
             let mut ok = true;
-            for f in frames {
-                if wr.write_all(&f).await.is_err() {
+            for f in &mut frames {
+                if outbound.protect(f).is_err() || wr.write_all(f).await.is_err() {
                     ok = false;
                     break;
                 }
@@ -171,7 +176,7 @@ async fn serve(
         // Anything from the scheduler, heartbeats included, proves it alive.
         let msg = match tokio::time::timeout(
             timeout,
-            read_msg::<_, ToWorker>(&mut rd, DEFAULT_MAX_FRAME),
+            inbound.read_msg::<_, ToWorker>(&mut rd, DEFAULT_MAX_FRAME),
         )
         .await
         {

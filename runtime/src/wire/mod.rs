@@ -1,18 +1,20 @@
 //! The wire between the scheduler and worker processes: length-prefixed frames of
 //! rmp-serde messages with a hard size limit, a versioned handshake, and mutual
 //! authentication by challenge-response over a per-cluster secret (the secret itself
-//! never crosses the wire). Bulk arrays travel as raw little-endian blocks
+//! never crosses the wire), and frames sealed (encrypted and authenticated) on
+//! every connection that leaves the host ([`session`]). Bulk arrays travel as raw little-endian blocks
 //! ([`raw`]), not as per-element msgpack.
 
 pub mod auth;
 pub mod frame;
 pub mod handshake;
 pub mod raw;
+pub mod session;
 
 use thiserror::Error;
 
 /// The wire protocol version; both sides must speak the same one.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Something went wrong on a connection; the connection is closed, nothing else.
 #[derive(Debug, Error)]
@@ -45,6 +47,10 @@ pub enum WireError {
     /// Reading or writing the socket failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// A sealed frame failed its check: changed, replayed, reordered or forged
+    /// on the path (or sealed with another key).
+    #[error("a sealed frame failed its authentication (changed, replayed or forged on the path)")]
+    Forged,
     /// The peer did not answer in time.
     #[error("timed out waiting for the peer")]
     Timeout,

@@ -10,15 +10,55 @@ use std::time::{Duration, Instant};
 mod common;
 use common::free_port;
 
-/// `GET path` on `addr`: the status code and the body.
-fn get(addr: &str, path: &str) -> Option<(u16, String)> {
-    common::request(addr, "GET", path, "")
+/// A dashboard as its program printed it: `http://ADDR/?token=T`.
+struct Dashboard {
+    addr: String,
+    query: String,
 }
 
-fn status(addr: &str) -> serde_json::Value {
-    let (code, body) = get(addr, "/api/status").expect("the dashboard answers");
-    assert_eq!(code, 200, "{body}");
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+impl Dashboard {
+    fn from_url(url: &str) -> Dashboard {
+        let rest = url.strip_prefix("http://").expect("an http URL");
+        let (addr, path) = rest.split_once('/').expect("a path");
+        let query = path.strip_prefix('?').unwrap_or_default().to_string();
+        assert!(query.starts_with("token="), "no token in {url}");
+        Dashboard {
+            addr: addr.to_string(),
+            query,
+        }
+    }
+
+    /// `GET path` with the token: the status code and the body.
+    fn get(&self, path: &str) -> Option<(u16, String)> {
+        common::request(&self.addr, "GET", &format!("{path}?{}", self.query), "")
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let (code, body) = self.get("/api/status").expect("the dashboard answers");
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+    }
+}
+
+/// The dashboard URL a program prints on stderr (`dashboard: URL`).
+fn printed_url(stderr: impl std::io::Read + Send + 'static) -> String {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let (false, Some(url)) = (sent, line.strip_prefix("dashboard: ")) {
+                let url = url.split_whitespace().next().unwrap_or_default();
+                let _ = tx.send(url.to_string());
+                sent = true;
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("the program printed its dashboard URL")
 }
 
 /// `/api/status` shows a run while it runs (a fit in progress, tasks left) and
@@ -27,7 +67,9 @@ fn status(addr: &str) -> serde_json::Value {
 fn the_json_api_follows_a_run_while_it_runs_and_after() {
     let addr = format!("127.0.0.1:{}", free_port());
     let rt = Runtime::start(RuntimeConfig::in_process(2).dashboard(&addr)).unwrap();
-    assert_eq!(rt.dashboard_url(), Some(format!("http://{addr}/").as_str()));
+    let url = rt.dashboard_url().unwrap();
+    assert!(url.starts_with(&format!("http://{addr}/?token=")), "{url}");
+    let board = Dashboard::from_url(url);
     let mut pipeline = Pipeline::new()
         .step(Step::new("my_transformer", MyTransformer).transform_extra("metadata", "metadata"))
         .step(Step::new(
@@ -39,7 +81,7 @@ fn the_json_api_follows_a_run_while_it_runs_and_after() {
         let run = s.spawn(|| pipeline.fit_transform(&rt, bag).unwrap());
         let deadline = Instant::now() + Duration::from_secs(10);
         let during = loop {
-            let v = status(&addr);
+            let v = board.status();
             let fit_running = v["runs"].as_array().unwrap().iter().any(|r| {
                 r["fits"]
                     .as_array()
@@ -70,7 +112,7 @@ fn the_json_api_follows_a_run_while_it_runs_and_after() {
         assert_eq!(busy[0]["current"], "my_fit_transformer fit x1", "{during}");
         run.join().unwrap();
     });
-    let after = status(&addr);
+    let after = board.status();
     assert_eq!(after["runs"][0]["state"], "finished", "{after}");
     assert_eq!(after["tasks"]["done"], 11, "{after}");
     assert_eq!(after["tasks"]["waiting"], 0);
@@ -99,11 +141,14 @@ fn chromium_shows_the_finished_run_on_the_page() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_quickstart"))
         .args(["--dashboard", &addr, "--linger", "30"])
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    let url = printed_url(child.stderr.take().unwrap());
+    let board = Dashboard::from_url(&url);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Some((200, body)) = get(&addr, "/api/status") {
+        if let Some((200, body)) = board.get("/api/status") {
             let v: serde_json::Value = serde_json::from_str(&body).unwrap();
             let runs = v["runs"].as_array().unwrap();
             if runs.len() == 2 && runs.iter().all(|r| r["state"] == "finished") {
@@ -116,13 +161,12 @@ fn chromium_shows_the_finished_run_on_the_page() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let done = status(&addr)["tasks"]["done"].as_u64().unwrap();
+    let done = board.status()["tasks"]["done"].as_u64().unwrap();
     // Inside cargo's build folder, wherever CARGO_TARGET_DIR puts it.
     let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
     let shot = artifacts.join("dashboard.png");
     let _ = std::fs::remove_file(&shot);
-    let url = format!("http://{addr}/");
     let chromium = |extra: &[&str]| {
         Command::new("chromium")
             .args([
@@ -177,13 +221,14 @@ fn a_taken_default_port_moves_the_dashboard_to_the_next_free_one() {
         .dashboard_url()
         .expect("a dashboard by default")
         .to_string();
-    let port: u16 = url
-        .trim_start_matches("http://127.0.0.1:")
-        .trim_end_matches('/')
+    let board = Dashboard::from_url(&url);
+    let port: u16 = board
+        .addr
+        .trim_start_matches("127.0.0.1:")
         .parse()
         .unwrap_or_else(|e| panic!("{url}: {e}"));
     assert!((8788..8837).contains(&port), "{url}");
-    let v = status(&format!("127.0.0.1:{port}"));
+    let v = board.status();
     assert_eq!(v["workers"].as_array().unwrap().len(), 1);
 }
 
@@ -202,9 +247,70 @@ fn a_dashboard_beyond_loopback_is_served_with_a_warning() {
     };
     let open = quickstart(&format!("0.0.0.0:{}", free_port()));
     assert!(
-        open.contains("beyond this machine") && open.contains("no login"),
+        open.contains("beyond this machine") && open.contains("token crosses the network"),
         "{open}"
     );
     let local = quickstart(&format!("127.0.0.1:{}", free_port()));
     assert!(!local.contains("beyond this machine"), "{local}");
+}
+
+/// Without the token of its URL the dashboard shows nothing: the page and every
+/// API answer 403, a wrong token too; the page's cookie opens the API; a
+/// runtime may turn the token off explicitly.
+#[test]
+fn without_its_token_the_dashboard_answers_403() {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let rt = Runtime::start(RuntimeConfig::in_process(1).dashboard(&addr)).unwrap();
+    let board = Dashboard::from_url(rt.dashboard_url().unwrap());
+    for path in [
+        "/",
+        "/api/status",
+        "/api/events",
+        "/?token=0000",
+        "/api/status?token=",
+    ] {
+        let (code, body) = common::request(&addr, "GET", path, "").expect("it answers");
+        assert_eq!(code, 403, "{path}: {body}");
+        assert!(
+            !body.contains("local-0"),
+            "{path} leaked the workers: {body}"
+        );
+    }
+    assert_eq!(board.get("/").unwrap().0, 200);
+    assert_eq!(board.get("/api/status").unwrap().0, 200);
+    // The cookie the page sets opens the API without the token in the URL.
+    let head = common::request_head(&addr, &format!("/?{}", board.query)).unwrap();
+    let cookie = head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("set-cookie: ")
+                .or(l.strip_prefix("Set-Cookie: "))
+        })
+        .expect("the page sets a cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(head.to_lowercase().contains("httponly"), "{head}");
+    let (code, _) = common::request_with_cookie(&addr, "/api/status", &cookie).expect("it answers");
+    assert_eq!(code, 200);
+    let other = format!("{}=wrong", cookie.split('=').next().unwrap());
+    let (code, _) = common::request_with_cookie(&addr, "/api/status", &other).unwrap();
+    assert_eq!(code, 403);
+    // Turned off explicitly: open to anyone who reaches the port.
+    let addr = format!("127.0.0.1:{}", free_port());
+    let open = Runtime::start(
+        RuntimeConfig::in_process(1)
+            .dashboard(&addr)
+            .dashboard_without_token(),
+    )
+    .unwrap();
+    assert_eq!(
+        open.dashboard_url(),
+        Some(format!("http://{addr}/").as_str())
+    );
+    assert_eq!(
+        common::request(&addr, "GET", "/api/status", "").unwrap().0,
+        200
+    );
 }

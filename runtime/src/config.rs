@@ -61,6 +61,10 @@ pub struct RuntimeConfig {
     /// Where the dashboard listens (default: `127.0.0.1:8787`, or the next free
     /// port; `GRIDPIPE_DASHBOARD=off|ADDR` overrides it).
     pub dashboard: DashboardSetting,
+    /// The dashboard answers only requests carrying the random token of its URL
+    /// ([`crate::Runtime::dashboard_url`]), so other users of a shared host see
+    /// nothing (default true).
+    pub dashboard_token: bool,
     /// Show a progress bar (tasks done of total, rate, ETA) on stderr while a
     /// run is awaited (blocking or async), when stderr is a terminal (default true).
     pub progress: bool,
@@ -106,6 +110,7 @@ impl RuntimeConfig {
             max_pending_handshakes: 64,
             handshake_timeout: Duration::from_secs(10),
             dashboard: DashboardSetting::Default,
+            dashboard_token: true,
             progress: true,
         };
         for _ in 0..n {
@@ -141,6 +146,13 @@ impl RuntimeConfig {
     /// those beyond loopback are sealed).
     pub fn encrypt_always(mut self) -> Self {
         self.wire_encryption = WireEncryption::Always;
+        self
+    }
+
+    /// Serves the dashboard to anyone who reaches its port, without a token
+    /// (only where every user of the host may see the runs).
+    pub fn dashboard_without_token(mut self) -> Self {
+        self.dashboard_token = false;
         self
     }
 

@@ -11,6 +11,7 @@ use crate::actors::worker::WorkerActor;
 use crate::bag::{Bag, Partitioning};
 use crate::config::RuntimeConfig;
 use crate::config::WorkerMode;
+use crate::dashboard::access::Access;
 use crate::dashboard::server::{self, SharedPanel};
 use crate::dashboard::{ClusterPanel, DashboardSetting};
 use crate::error::{DataError, RunError};
@@ -57,14 +58,19 @@ impl Runtime {
             }
             Err(e) => return Err(RunError::Start(e)),
         };
+        let access = if self.config.dashboard_token {
+            Access::fresh_token()
+        } else {
+            Access::Open
+        };
         let url = listener
             .local_addr()
-            .map(|a| format!("http://{a}/"))
+            .map(|a| access.url(&a))
             .map_err(|e| RunError::Start(e.to_string()))?;
         let (tx, rx) = std::sync::mpsc::channel();
         let (scheduler, panel) = (self.scheduler.clone(), self.panel.clone());
         self.system.arbiter().spawn(async move {
-            match server::serve(listener, scheduler, panel) {
+            match server::serve(listener, scheduler, panel, access) {
                 Ok(srv) => {
                     let _ = tx.send(Ok(srv.handle()));
                     let _ = srv.await;
@@ -83,7 +89,9 @@ impl Runtime {
         Ok(())
     }
 
-    /// The dashboard's address (`http://127.0.0.1:8787/`), when it runs.
+    /// The dashboard's address, when it runs: `http://127.0.0.1:8787/?token=...`
+    /// (the token opens it; without it the page and the API answer 403), or
+    /// `http://127.0.0.1:8787/` when the token was turned off.
     pub fn dashboard_url(&self) -> Option<&str> {
         self.dashboard.as_ref().map(|(u, _)| u.as_str())
     }

@@ -1,6 +1,7 @@
 //! The dashboard: a live page and a JSON API beside the runtime.
 //!
-//! `GET /` is the page (no external script, style or font: it works offline),
+//! Every request needs the dashboard's token (see [`access`]): a request
+//! without it gets 403. `GET /` is the page (no external script, style or font: it works offline),
 //! `GET /api/status` the [`view::Status`] as JSON (the page polls it twice a
 //! second), `GET /api/events` the same status as server-sent events. A runtime
 //! starts it on `127.0.0.1:8787` unless told otherwise
@@ -9,6 +10,7 @@
 //! address asked for explicitly is an error when taken. A cluster adds its jobs and
 //! scaling decisions through a [`ClusterPanel`].
 
+pub mod access;
 pub mod server;
 pub mod view;
 

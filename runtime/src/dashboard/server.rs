@@ -1,10 +1,11 @@
 //! The dashboard's HTTP server (actix-web, one worker thread).
 
+use super::access::Access;
 use super::view::{ClusterView, Status};
 use super::{ClusterPanel, DashboardSetting};
 use crate::actors::scheduler::{DashboardView, Scheduler};
 use actix::Addr;
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,6 +22,30 @@ const PORTS_TRIED: u16 = 50;
 struct State {
     scheduler: Addr<Scheduler>,
     panel: SharedPanel,
+    access: Access,
+}
+
+/// The answer to a request without the token (or with a wrong one).
+fn forbidden() -> HttpResponse {
+    HttpResponse::Forbidden()
+        .content_type("text/plain; charset=utf-8")
+        .body("403: this dashboard needs the token of the URL its program printed (?token=...)\n")
+}
+
+/// Whether `req` carries the dashboard's token.
+fn allowed(req: &HttpRequest, state: &State) -> bool {
+    let port = req.app_config().local_addr().port();
+    let name = Access::cookie_name(port);
+    let cookie = req
+        .headers()
+        .get_all(actix_web::http::header::COOKIE)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            (k == name).then_some(v)
+        });
+    state.access.allows(req.query_string(), cookie)
 }
 
 async fn status(state: &State) -> Status {
@@ -37,19 +62,39 @@ async fn status(state: &State) -> Status {
     Status::new(runtime, cluster)
 }
 
-async fn page() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(PAGE)
+async fn page(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
+    if !allowed(&req, &state) {
+        return forbidden();
+    }
+    let mut ok = HttpResponse::Ok();
+    ok.content_type("text/html; charset=utf-8")
+        .insert_header(("Cache-Control", "no-store"))
+        .insert_header(("Referrer-Policy", "no-referrer"));
+    if let Access::Token(token) = &state.access {
+        // Later visits (and the page's own requests) need no token in the URL.
+        let port = req.app_config().local_addr().port();
+        let cookie = format!(
+            "{}={token}; Path=/; HttpOnly; SameSite=Strict",
+            Access::cookie_name(port)
+        );
+        ok.insert_header((actix_web::http::header::SET_COOKIE, cookie));
+    }
+    ok.body(PAGE)
 }
 
-async fn api_status(state: web::Data<State>) -> HttpResponse {
+async fn api_status(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
+    if !allowed(&req, &state) {
+        return forbidden();
+    }
     HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(status(&state).await)
 }
 
-async fn api_events(state: web::Data<State>) -> HttpResponse {
+async fn api_events(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
+    if !allowed(&req, &state) {
+        return forbidden();
+    }
     let state = state.get_ref().clone();
     let stream = futures::stream::unfold(state, |state| async move {
         let body = serde_json::to_string(&status(&state).await).unwrap_or_default();
@@ -74,8 +119,8 @@ pub fn bind(setting: &DashboardSetting) -> Result<Option<std::net::TcpListener>,
                 if !local.ip().is_loopback() {
                     tracing::warn!(
                         "the dashboard listens on {local}, beyond this machine: anyone who \
-                         reaches it sees the runs, workers, sample keys and failure reasons \
-                         (it has no login)"
+                         reaches it with the URL's token sees the runs, workers, sample keys \
+                         and failure reasons, and the token crosses the network in clear"
                     );
                 }
             }
@@ -107,13 +152,19 @@ pub fn bind(setting: &DashboardSetting) -> Result<Option<std::net::TcpListener>,
     }
 }
 
-/// Serves the dashboard on `listener` from the current actix system.
+/// Serves the dashboard on `listener` from the current actix system, to the
+/// requests `access` allows.
 pub fn serve(
     listener: std::net::TcpListener,
     scheduler: Addr<Scheduler>,
     panel: SharedPanel,
+    access: Access,
 ) -> std::io::Result<actix_web::dev::Server> {
-    let state = State { scheduler, panel };
+    let state = State {
+        scheduler,
+        panel,
+        access,
+    };
     let server = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(state.clone()))

@@ -13,6 +13,7 @@ use crate::specs::QueueSpecs;
 use crate::supervisor::{
     CloseAll, ClusterStatus, Poll, SetTarget, Status, Supervisor, WatchedQueueSpec,
 };
+use crate::work_folder::{make_cluster_dir, work_root_from_env};
 use actix::prelude::*;
 use gridpipe_runtime::actors::scheduler::{ListWorkers, LiveWorkers, OfferResources};
 use gridpipe_runtime::runtime::worker_program;
@@ -79,9 +80,12 @@ impl SgeCluster {
             program: Some(program.clone()),
         };
         config.workers.clear();
-        let dir = make_work_dir(&options.work_dir)?;
+        let root = match &options.work_dir {
+            Some(root) => root.clone(),
+            None => work_root_from_env()?,
+        };
+        let (dir, _id) = make_cluster_dir(&root)?;
         let log_dir = dir.join("logs");
-        create_dir(&log_dir)?;
         let runtime = Runtime::start(config)?;
         let bound = runtime.address().unwrap_or_default().to_string();
         let scheduler_addr = advertised_address(&bound, options.advertise.as_deref(), &host_name());
@@ -163,7 +167,8 @@ impl SgeCluster {
         self.origin
     }
 
-    /// The cluster's work folder (secret file and `logs/`).
+    /// The cluster's own work folder, `<root>/cluster-<id>` (mode 0700: secret
+    /// file and `logs/`).
     pub fn work_dir(&self) -> &Path {
         &self.dir
     }
@@ -319,27 +324,4 @@ pub struct QueueUsage {
     pub held_s: f64,
     /// Seconds they spent running tasks (slot-seconds busy).
     pub busy_s: f64,
-}
-
-fn create_dir(dir: &Path) -> Result<(), ClusterError> {
-    std::fs::create_dir_all(dir).map_err(|source| ClusterError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })
-}
-
-/// A fresh folder under `root` for one cluster: `cluster-<pid>-<nanos>-<n>`.
-fn make_work_dir(root: &Path) -> Result<PathBuf, ClusterError> {
-    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    create_dir(root)?;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = root.join(format!("cluster-{}-{nanos:09}-{n}", std::process::id()));
-    std::fs::create_dir(&dir).map_err(|source| ClusterError::Io {
-        path: dir.clone(),
-        source,
-    })?;
-    Ok(dir)
 }

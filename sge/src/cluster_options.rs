@@ -21,10 +21,13 @@ pub struct ClusterOptions {
     /// the bound address; when bound to `0.0.0.0` or `::`, this host's name and
     /// the bound port.
     pub advertise: Option<String>,
-    /// Where the cluster keeps its secret file (mode 0600) and the jobs' log
-    /// files, in a sub-folder per cluster. Must be shared with the exec hosts.
-    /// Default: `$GRIDPIPE_SGE_DIR`, else `<temp dir>/gridpipe-sge`.
-    pub work_dir: PathBuf,
+    /// The root of the cluster's work folder: each cluster makes a private
+    /// sub-folder `cluster-<id>` (mode 0700) there for its secret file (mode
+    /// 0600) and the jobs' log files. Must be on a path the exec
+    /// hosts share, and this user's alone: an existing root that others can
+    /// write to, or that another user owns, is refused. `None` (the default):
+    /// `$GRIDPIPE_SGE_DIR` if set, else `$HOME/.gridpipe/sge`.
+    pub work_dir: Option<PathBuf>,
     /// Jobs are named `<job_name>-<label>` (default `gridpipe`).
     pub job_name: String,
     /// How often job states are read from the batch system (default 1 s).
@@ -42,13 +45,10 @@ pub struct ClusterOptions {
 
 impl Default for ClusterOptions {
     fn default() -> Self {
-        let work_dir = std::env::var_os("GRIDPIPE_SGE_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| std::env::temp_dir().join("gridpipe-sge"));
         Self {
             runtime: RuntimeConfig::external("127.0.0.1:0"),
             advertise: None,
-            work_dir,
+            work_dir: None,
             job_name: "gridpipe".into(),
             poll_interval: Duration::from_secs(1),
             max_start_failures: 3,
@@ -71,9 +71,10 @@ impl ClusterOptions {
         self
     }
 
-    /// The shared folder for the secret file and job logs.
+    /// The root of the work folder (shared with the exec hosts, private to
+    /// this user).
     pub fn work_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.work_dir = dir.into();
+        self.work_dir = Some(dir.into());
         self
     }
 

@@ -19,6 +19,7 @@
 //!   keeps each queue at its target, replaces ended jobs, surfaces the stderr of
 //!   jobs that end before their worker connects, and deletes every job on close,
 //!   drop, Ctrl-C or SIGTERM. Tunables are in [`ClusterOptions`].
+//! - the work folder: private, per user.
 //!
 //! Queue specs are loaded from TOML, one table per label, and a `default`
 //! label is required:
@@ -96,6 +97,7 @@ mod sge_error;
 mod spec;
 mod specs;
 mod supervisor;
+mod work_folder;
 
 pub use adaptive::{
     AdaptOptions, AdaptReport, DecisionRecord, GetAdaptReport, StartAdapt, TimelinePoint,
@@ -129,3 +131,4 @@ pub use supervisor::{
     CloseAll, ClusterStatus, JobProblem, Poll, QueueStatus, SetTarget, Status, Supervisor,
     WatchedQueueSpec,
 };
+pub use work_folder::{default_work_root, folder_problem, FolderFacts, FolderRole, WORK_DIR_ENV};

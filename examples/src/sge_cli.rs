@@ -32,7 +32,7 @@ pub struct SgeArgs {
     /// `$HOME/.gridpipe/sge`.
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
-    /// Jobs are named `<job-name>-<queue label>`.
+    /// Jobs are named `<job-name>-<cluster id>-<queue label>`.
     #[arg(long, default_value = "gridpipe")]
     pub job_name: String,
 }

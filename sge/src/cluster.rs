@@ -31,12 +31,17 @@ use std::time::{Duration, Instant};
 /// sets how many jobs (pending + running) one queue spec should have, within
 /// its `max_jobs`, and never touches another queue's jobs; [`SgeCluster::scale`]
 /// does so for the `default` spec. A job that ends (or is deleted) is replaced
-/// to keep the count. [`SgeCluster::close`] deletes every job it submitted and
-/// returns when the batch system lists none of them; dropping the cluster, or
-/// Ctrl-C / SIGTERM while it lives, does the same.
+/// to keep the count. Every job is named after the cluster
+/// ([`SgeCluster::job_prefix`]). [`SgeCluster::close`] deletes every job it
+/// submitted and every job named after it (one whose id was never read, a held
+/// check job, a job in `Eqw`), and returns when the batch system lists none of
+/// them; dropping the cluster, or Ctrl-C / SIGTERM while it lives, does the
+/// same.
 pub struct SgeCluster {
     runtime: Option<Runtime>,
     watch: Addr<Supervisor>,
+    id: String,
+    job_prefix: String,
     dir: PathBuf,
     secret_file: PathBuf,
     signal_ticket: Option<u64>,
@@ -84,8 +89,9 @@ impl SgeCluster {
             Some(root) => root.clone(),
             None => work_root_from_env()?,
         };
-        let (dir, _id) = make_cluster_dir(&root)?;
+        let (dir, id) = make_cluster_dir(&root)?;
         let log_dir = dir.join("logs");
+        let job_prefix = format!("{}-{id}-", job_name(&options.job_name));
         let runtime = Runtime::start(config)?;
         let bound = runtime.address().unwrap_or_default().to_string();
         let scheduler_addr = advertised_address(&bound, options.advertise.as_deref(), &host_name());
@@ -102,7 +108,7 @@ impl SgeCluster {
         let mut queues = Vec::new();
         for (label, spec) in specs.iter() {
             let template = JobTemplate {
-                name: format!("{}-{label}", options.job_name),
+                name: format!("{job_prefix}{label}"),
                 program: program.clone(),
                 scheduler_addr: scheduler_addr.clone(),
                 secret_file: secret_file.clone(),
@@ -143,10 +149,12 @@ impl SgeCluster {
         let signal_ticket = options
             .handle_signals
             .then(|| interrupt::register(watch.clone()));
-        tracing::info!(%bound, %scheduler_addr, dir = %dir.display(), "cluster started");
+        tracing::info!(%bound, %scheduler_addr, dir = %dir.display(), %job_prefix, "cluster started");
         Ok(SgeCluster {
             runtime: Some(runtime),
             watch,
+            id,
+            job_prefix,
             dir,
             secret_file,
             signal_ticket,
@@ -165,6 +173,17 @@ impl SgeCluster {
     /// When the cluster started: the times of [`AdaptReport`] count from here.
     pub fn started_at(&self) -> Instant {
         self.origin
+    }
+
+    /// The cluster's id: 8 random hex digits, in its folder's and its jobs' names.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// What every job name of the cluster starts with:
+    /// `<job_name>-<id>-` (a job of queue spec `label` is `<prefix><label>`).
+    pub fn job_prefix(&self) -> &str {
+        &self.job_prefix
     }
 
     /// The cluster's own work folder, `<root>/cluster-<id>` (mode 0700: secret

@@ -28,7 +28,9 @@ pub struct ClusterOptions {
     /// write to, or that another user owns, is refused. `None` (the default):
     /// `$GRIDPIPE_SGE_DIR` if set, else `$HOME/.gridpipe/sge`.
     pub work_dir: Option<PathBuf>,
-    /// Jobs are named `<job_name>-<label>` (default `gridpipe`).
+    /// Jobs are named `<job_name>-<cluster id>-<label>` (default `gridpipe`;
+    /// the cluster id is 8 random hex digits), so that every job of a cluster
+    /// can be found by name, tracked or not.
     pub job_name: String,
     /// How often job states are read from the batch system (default 1 s).
     pub poll_interval: Duration,

@@ -18,7 +18,8 @@
 //!   Engine jobs, with a [`QueueActor`] per queue spec and a [`Supervisor`] that
 //!   keeps each queue at its target, replaces ended jobs, surfaces the stderr of
 //!   jobs that end before their worker connects, and deletes every job on close,
-//!   drop, Ctrl-C or SIGTERM. Tunables are in [`ClusterOptions`].
+//!   drop, Ctrl-C or SIGTERM (by id and by the cluster's job names). Tunables
+//!   are in [`ClusterOptions`].
 //! - the work folder: private, per user.
 //!
 //! Queue specs are loaded from TOML, one table per label, and a `default`

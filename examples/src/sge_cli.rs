@@ -27,7 +27,7 @@ pub struct SgeArgs {
     /// Where the scheduler listens (a grid needs an address its exec hosts reach).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub bind: String,
-    /// Root of the work folder (secret file and job logs; shared with the
+    /// Root of the work folder (secret file, lease and job logs; shared with the
     /// exec hosts, private to this user); default `$GRIDPIPE_SGE_DIR`, else
     /// `$HOME/.gridpipe/sge`.
     #[arg(long)]

@@ -5,8 +5,10 @@ use crate::batch::BatchSystem;
 use crate::cluster_error::ClusterError;
 use crate::cluster_options::{advertised_address, host_memory_bytes, host_name, ClusterOptions};
 use crate::interrupt;
+use crate::lease::{unix_now, Lease, LeaseKeeper, LEASE_FILE};
 use crate::panel::SupervisorPanel;
 use crate::queue_actor::{QueueActor, ScaleChange};
+use crate::reaper::reap_dead_clusters;
 use crate::script::{job_name, job_script, JobTemplate};
 use crate::sge_commands::SgeCommands;
 use crate::specs::QueueSpecs;
@@ -36,10 +38,13 @@ use std::time::{Duration, Instant};
 /// submitted and every job named after it (one whose id was never read, a held
 /// check job, a job in `Eqw`), and returns when the batch system lists none of
 /// them; dropping the cluster, or Ctrl-C / SIGTERM while it lives, does the
-/// same.
+/// same. While it lives, the cluster renews a lease in its work folder; when
+/// its program is killed (`kill -9`), the next cluster started on the same
+/// work root deletes its jobs.
 pub struct SgeCluster {
     runtime: Option<Runtime>,
     watch: Addr<Supervisor>,
+    lease: Option<LeaseKeeper>,
     id: String,
     job_prefix: String,
     dir: PathBuf,
@@ -91,7 +96,15 @@ impl SgeCluster {
         };
         let (dir, id) = make_cluster_dir(&root)?;
         let log_dir = dir.join("logs");
+        // Jobs of earlier clusters whose program died go first.
+        let host = host_name();
+        reap_dead_clusters(&root, &host, unix_now(), &*backend);
         let job_prefix = format!("{}-{id}-", job_name(&options.job_name));
+        let lease = Lease::of_this_process(&host, &job_prefix, options.lease_renewal);
+        let lease = LeaseKeeper::start(&dir, lease).map_err(|source| ClusterError::Io {
+            path: dir.join(LEASE_FILE),
+            source,
+        })?;
         let runtime = Runtime::start(config)?;
         let bound = runtime.address().unwrap_or_default().to_string();
         let scheduler_addr = advertised_address(&bound, options.advertise.as_deref(), &host_name());
@@ -153,6 +166,7 @@ impl SgeCluster {
         Ok(SgeCluster {
             runtime: Some(runtime),
             watch,
+            lease: Some(lease),
             id,
             job_prefix,
             dir,
@@ -320,6 +334,10 @@ impl SgeCluster {
         }
         let result = result?;
         if result.is_ok() {
+            // Every job is gone: nothing is left for a later cluster to clean up.
+            if let Some(lease) = self.lease.take() {
+                lease.release();
+            }
             tracing::info!(dir = %self.dir.display(), "cluster closed; every job deleted");
         }
         result

@@ -23,7 +23,7 @@ pub struct ClusterOptions {
     pub advertise: Option<String>,
     /// The root of the cluster's work folder: each cluster makes a private
     /// sub-folder `cluster-<id>` (mode 0700) there for its secret file (mode
-    /// 0600) and the jobs' log files. Must be on a path the exec
+    /// 0600), its lease and the jobs' log files. Must be on a path the exec
     /// hosts share, and this user's alone: an existing root that others can
     /// write to, or that another user owns, is refused. `None` (the default):
     /// `$GRIDPIPE_SGE_DIR` if set, else `$HOME/.gridpipe/sge`.
@@ -43,6 +43,11 @@ pub struct ClusterOptions {
     pub close_timeout: Duration,
     /// Delete every job on Ctrl-C (SIGINT) or SIGTERM, then exit (default true).
     pub handle_signals: bool,
+    /// How often the cluster renews its lease in its work folder (default
+    /// 10 s). A later cluster deletes the jobs of a cluster whose program is
+    /// gone from its host, or (seen from another host) whose lease was not
+    /// renewed for 3 intervals plus 30 s.
+    pub lease_renewal: Duration,
 }
 
 impl Default for ClusterOptions {
@@ -56,6 +61,7 @@ impl Default for ClusterOptions {
             max_start_failures: 3,
             close_timeout: Duration::from_secs(60),
             handle_signals: true,
+            lease_renewal: Duration::from_secs(10),
         }
     }
 }
@@ -98,6 +104,12 @@ impl ClusterOptions {
     /// How often job states are read.
     pub fn poll_interval(mut self, every: Duration) -> Self {
         self.poll_interval = every;
+        self
+    }
+
+    /// How often the cluster's lease is renewed.
+    pub fn lease_renewal(mut self, every: Duration) -> Self {
+        self.lease_renewal = every;
         self
     }
 

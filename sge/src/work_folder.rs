@@ -1,6 +1,6 @@
 //! The cluster's work folder: a private root per user (by default in the
 //! user's home, which exec hosts share), and one private sub-folder per cluster
-//! holding its secret file and its jobs' logs.
+//! holding its secret file, its lease and its jobs' logs.
 //!
 //! Every folder the cluster creates is made mode 0700 and checked afterwards:
 //! owned by this user, not a symbolic link, no group or other permission bits.

@@ -1,13 +1,14 @@
 //! No job outlives its cluster, on a `FakeBatchSystem`: jobs named after the
 //! cluster but not tracked (a submission whose id was never read, a job in
-//! `Eqw`) go at close.
+//! `Eqw`) go at close, and the jobs of a cluster whose program was killed go
+//! when the next cluster starts on the same work root.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use gridpipe_sge::{
-    BatchSystem, ClusterError, FakeBatchSystem, JobId, JobState, JobStatus, QueueSpec, QueueSpecs,
-    SgeCluster, SgeError,
+    BatchSystem, ClusterError, FakeBatchSystem, JobId, JobState, JobStatus, Lease, QueueSpec,
+    QueueSpecs, SgeCluster, SgeError, LEASE_FILE, REAPED_FILE,
 };
 
 mod common;
@@ -99,4 +100,47 @@ fn a_submission_whose_id_cannot_be_read_leaves_no_job_after_close() {
     let prefix = cluster.job_prefix().to_string();
     cluster.close().unwrap();
     assert!(listed(&fake, &prefix).is_empty(), "{:?}", fake.jobs());
+}
+
+#[test]
+fn the_next_cluster_deletes_the_jobs_of_a_killed_program_and_marks_its_folder() {
+    let root = TempDir::new("leaks-fake", "killed");
+    let fake = Arc::new(FakeBatchSystem::new());
+    // What a program killed with `kill -9` leaves: its folder and lease, and
+    // jobs named after its cluster.
+    let dead = root.0.join("cluster-deadbeef");
+    std::fs::create_dir(&dead).unwrap();
+    let lease = Lease {
+        pid: u32::MAX - 1,
+        host: gridpipe_sge::host_name(),
+        pid_start: Some(1),
+        started: 1,
+        renewed: 1,
+        renew_every: Duration::from_secs(10),
+        job_prefix: "gridpipe-deadbeef-".into(),
+    };
+    lease.write_to(&dead).unwrap();
+    let orphans: Vec<JobId> = (0..3)
+        .map(|_| {
+            fake.submit("default", "#$ -N gridpipe-deadbeef-default\n")
+                .unwrap()
+        })
+        .collect();
+    fake.set_state(&orphans[0], JobState::Running);
+    let cluster = start(&root, fake.clone()).unwrap();
+    assert!(
+        listed(&fake, "gridpipe-deadbeef-").is_empty(),
+        "{:?}",
+        fake.jobs()
+    );
+    assert_eq!(fake.deleted(), orphans);
+    assert!(!dead.join(LEASE_FILE).exists());
+    assert!(dead.join(REAPED_FILE).exists());
+    // The new cluster's own lease names this process.
+    let own = Lease::read_from(cluster.work_dir()).unwrap().unwrap();
+    assert_eq!(own.pid, std::process::id());
+    assert_eq!(own.job_prefix, cluster.job_prefix());
+    let own_dir = cluster.work_dir().to_path_buf();
+    cluster.close().unwrap();
+    assert!(!own_dir.join(LEASE_FILE).exists(), "released at close");
 }

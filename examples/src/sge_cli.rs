@@ -27,10 +27,12 @@ pub struct SgeArgs {
     /// Where the scheduler listens (a grid needs an address its exec hosts reach).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub bind: String,
-    /// Shared folder for the secret file and the job logs.
+    /// Root of the work folder (secret file, lease and job logs; shared with the
+    /// exec hosts, private to this user); default `$GRIDPIPE_SGE_DIR`, else
+    /// `$HOME/.gridpipe/sge`.
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
-    /// Jobs are named `<job-name>-<queue label>`.
+    /// Jobs are named `<job-name>-<cluster id>-<queue label>`.
     #[arg(long, default_value = "gridpipe")]
     pub job_name: String,
 }

@@ -7,8 +7,9 @@ use gridpipe_examples::seed::{seed_samples, MyFitTransformer};
 use gridpipe_runtime::{
     Bag, Partitioning, Resources, Runtime, RuntimeConfig, Sample, Step, TaskOp,
 };
+use gridpipe_sge::JobState;
 use gridpipe_sge::{ClusterError, ClusterOptions, QueueSpec, QueueSpecs, SgeCluster};
-use gridpipe_tests::grid::{accounted_queue, grid, listed_jobs};
+use gridpipe_tests::grid::{accounted_queue, grid, listed_jobs, listed_named};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
@@ -288,6 +289,73 @@ fn ctrl_c_deletes_every_job_before_exiting() {
         .filter(|(_, n)| n.starts_with(&name))
         .collect();
     assert!(left.is_empty(), "jobs left after Ctrl-C: {left:?}");
+}
+
+/// `kill -9` of `pipeline_sge` while its jobs run and wait leaves them behind
+/// only until the next cluster starts on the same work root: within 5 s of
+/// that start, Grid Engine lists no job of the killed run.
+#[test]
+fn the_next_start_deletes_the_jobs_of_a_program_killed_with_kill_9() {
+    let _grid = grid();
+    let name = format!("gp-kill9-{}", std::process::id());
+    let prefix = format!("{name}-");
+    let root = work_dir("kill9");
+    // Four default jobs for q_1day's two slots and one gpu job: some run, some wait.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pipeline_sge"))
+        .args([
+            "--fit-seconds",
+            "120",
+            "--default-jobs",
+            "4",
+            "--job-name",
+            &name,
+        ])
+        .arg("--work-dir")
+        .arg(&root)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let jobs = listed_named(&prefix);
+        let running = jobs.iter().filter(|s| s.state == JobState::Running).count();
+        let pending = jobs.iter().filter(|s| s.state == JobState::Pending).count();
+        if running >= 3 && pending >= 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the example's jobs never ran: {jobs:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    child.kill().unwrap(); // SIGKILL: no handler runs, nothing is deleted
+    child.wait().unwrap();
+    // Nothing deletes them now: the pending jobs would start later and wait
+    // up to 30 s each for a scheduler that is gone.
+    let orphans = listed_named(&prefix);
+    assert!(!orphans.is_empty(), "the killed run left no job to delete");
+    let start = Instant::now();
+    let cluster =
+        SgeCluster::with_options(seed_specs(), options("kill9-next").work_dir(&root)).unwrap();
+    loop {
+        let left = listed_named(&prefix);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "jobs of the killed run still listed {:?} after the next start: {left:?}",
+            start.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!(
+        "the killed run's {} jobs were gone {:.2} s after the next start",
+        orphans.len(),
+        start.elapsed().as_secs_f64()
+    );
+    cluster.close().unwrap();
 }
 
 /// A step tagged for a resource that no queue spec offers is refused when the

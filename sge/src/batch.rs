@@ -25,6 +25,21 @@ pub trait BatchSystem: Send + Sync {
     /// longer exists is not an error.
     fn delete(&self, ids: &[JobId]) -> Result<(), SgeError>;
 
+    /// Every job of this user that the batch system lists (pending, running,
+    /// held or in an error state such as `Eqw`) whose name starts with
+    /// `prefix`. A cluster names all its jobs after itself, so this finds the
+    /// jobs it lost track of (a submission whose id was never read, a held
+    /// check job whose delete failed, the jobs of a program that died).
+    fn named(&self, prefix: &str) -> Result<Vec<JobStatus>, SgeError>;
+
+    /// Deletes every job [`BatchSystem::named`] lists for `prefix`; returns
+    /// their ids.
+    fn delete_named(&self, prefix: &str) -> Result<Vec<JobId>, SgeError> {
+        let ids: Vec<JobId> = self.named(prefix)?.into_iter().map(|s| s.id).collect();
+        self.delete(&ids)?;
+        Ok(ids)
+    }
+
     /// How job `id` ended, from the batch system's accounting (a batch system
     /// without accounting says [`JobEnding::Unknown`]).
     fn ending(&self, id: &JobId) -> JobEnding {
@@ -44,6 +59,14 @@ impl<T: BatchSystem + ?Sized> BatchSystem for Arc<T> {
 
     fn delete(&self, ids: &[JobId]) -> Result<(), SgeError> {
         (**self).delete(ids)
+    }
+
+    fn named(&self, prefix: &str) -> Result<Vec<JobStatus>, SgeError> {
+        (**self).named(prefix)
+    }
+
+    fn delete_named(&self, prefix: &str) -> Result<Vec<JobId>, SgeError> {
+        (**self).delete_named(prefix)
     }
 
     fn ending(&self, id: &JobId) -> JobEnding {

@@ -5,14 +5,17 @@ use crate::batch::BatchSystem;
 use crate::cluster_error::ClusterError;
 use crate::cluster_options::{advertised_address, host_memory_bytes, host_name, ClusterOptions};
 use crate::interrupt;
+use crate::lease::{unix_now, Lease, LeaseKeeper, LEASE_FILE};
 use crate::panel::SupervisorPanel;
 use crate::queue_actor::{QueueActor, ScaleChange};
+use crate::reaper::reap_dead_clusters;
 use crate::script::{job_name, job_script, JobTemplate};
 use crate::sge_commands::SgeCommands;
 use crate::specs::QueueSpecs;
 use crate::supervisor::{
     CloseAll, ClusterStatus, Poll, SetTarget, Status, Supervisor, WatchedQueueSpec,
 };
+use crate::work_folder::{make_cluster_dir, work_root_from_env};
 use actix::prelude::*;
 use gridpipe_runtime::actors::scheduler::{ListWorkers, LiveWorkers, OfferResources};
 use gridpipe_runtime::runtime::worker_program;
@@ -30,12 +33,20 @@ use std::time::{Duration, Instant};
 /// sets how many jobs (pending + running) one queue spec should have, within
 /// its `max_jobs`, and never touches another queue's jobs; [`SgeCluster::scale`]
 /// does so for the `default` spec. A job that ends (or is deleted) is replaced
-/// to keep the count. [`SgeCluster::close`] deletes every job it submitted and
-/// returns when the batch system lists none of them; dropping the cluster, or
-/// Ctrl-C / SIGTERM while it lives, does the same.
+/// to keep the count. Every job is named after the cluster
+/// ([`SgeCluster::job_prefix`]). [`SgeCluster::close`] deletes every job it
+/// submitted and every job named after it (one whose id was never read, a held
+/// check job, a job in `Eqw`), and returns when the batch system lists none of
+/// them; dropping the cluster, or Ctrl-C / SIGTERM while it lives, does the
+/// same. While it lives, the cluster renews a lease in its work folder; when
+/// its program is killed (`kill -9`), the next cluster started on the same
+/// work root deletes its jobs.
 pub struct SgeCluster {
     runtime: Option<Runtime>,
     watch: Addr<Supervisor>,
+    lease: Option<LeaseKeeper>,
+    id: String,
+    job_prefix: String,
     dir: PathBuf,
     secret_file: PathBuf,
     signal_ticket: Option<u64>,
@@ -79,9 +90,21 @@ impl SgeCluster {
             program: Some(program.clone()),
         };
         config.workers.clear();
-        let dir = make_work_dir(&options.work_dir)?;
+        let root = match &options.work_dir {
+            Some(root) => root.clone(),
+            None => work_root_from_env()?,
+        };
+        let (dir, id) = make_cluster_dir(&root)?;
         let log_dir = dir.join("logs");
-        create_dir(&log_dir)?;
+        // Jobs of earlier clusters whose program died go first.
+        let host = host_name();
+        reap_dead_clusters(&root, &host, unix_now(), &*backend);
+        let job_prefix = format!("{}-{id}-", job_name(&options.job_name));
+        let lease = Lease::of_this_process(&host, &job_prefix, options.lease_renewal);
+        let lease = LeaseKeeper::start(&dir, lease).map_err(|source| ClusterError::Io {
+            path: dir.join(LEASE_FILE),
+            source,
+        })?;
         let runtime = Runtime::start(config)?;
         let bound = runtime.address().unwrap_or_default().to_string();
         let scheduler_addr = advertised_address(&bound, options.advertise.as_deref(), &host_name());
@@ -98,7 +121,7 @@ impl SgeCluster {
         let mut queues = Vec::new();
         for (label, spec) in specs.iter() {
             let template = JobTemplate {
-                name: format!("{}-{label}", options.job_name),
+                name: format!("{job_prefix}{label}"),
                 program: program.clone(),
                 scheduler_addr: scheduler_addr.clone(),
                 secret_file: secret_file.clone(),
@@ -139,10 +162,13 @@ impl SgeCluster {
         let signal_ticket = options
             .handle_signals
             .then(|| interrupt::register(watch.clone()));
-        tracing::info!(%bound, %scheduler_addr, dir = %dir.display(), "cluster started");
+        tracing::info!(%bound, %scheduler_addr, dir = %dir.display(), %job_prefix, "cluster started");
         Ok(SgeCluster {
             runtime: Some(runtime),
             watch,
+            lease: Some(lease),
+            id,
+            job_prefix,
             dir,
             secret_file,
             signal_ticket,
@@ -163,7 +189,19 @@ impl SgeCluster {
         self.origin
     }
 
-    /// The cluster's work folder (secret file and `logs/`).
+    /// The cluster's id: 8 random hex digits, in its folder's and its jobs' names.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// What every job name of the cluster starts with:
+    /// `<job_name>-<id>-` (a job of queue spec `label` is `<prefix><label>`).
+    pub fn job_prefix(&self) -> &str {
+        &self.job_prefix
+    }
+
+    /// The cluster's own work folder, `<root>/cluster-<id>` (mode 0700: secret
+    /// file and `logs/`).
     pub fn work_dir(&self) -> &Path {
         &self.dir
     }
@@ -296,6 +334,10 @@ impl SgeCluster {
         }
         let result = result?;
         if result.is_ok() {
+            // Every job is gone: nothing is left for a later cluster to clean up.
+            if let Some(lease) = self.lease.take() {
+                lease.release();
+            }
             tracing::info!(dir = %self.dir.display(), "cluster closed; every job deleted");
         }
         result
@@ -319,27 +361,4 @@ pub struct QueueUsage {
     pub held_s: f64,
     /// Seconds they spent running tasks (slot-seconds busy).
     pub busy_s: f64,
-}
-
-fn create_dir(dir: &Path) -> Result<(), ClusterError> {
-    std::fs::create_dir_all(dir).map_err(|source| ClusterError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })
-}
-
-/// A fresh folder under `root` for one cluster: `cluster-<pid>-<nanos>-<n>`.
-fn make_work_dir(root: &Path) -> Result<PathBuf, ClusterError> {
-    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    create_dir(root)?;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = root.join(format!("cluster-{}-{nanos:09}-{n}", std::process::id()));
-    std::fs::create_dir(&dir).map_err(|source| ClusterError::Io {
-        path: dir.clone(),
-        source,
-    })?;
-    Ok(dir)
 }

@@ -40,6 +40,17 @@ pub enum ClusterError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The work folder (or a folder in it) is not safe to keep the secret in.
+    #[error("work folder {path} {problem}")]
+    WorkDir {
+        /// The folder.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// No work folder was given and none can be chosen.
+    #[error("no work folder: neither GRIDPIPE_SGE_DIR nor HOME is set; set one, or give ClusterOptions::work_dir")]
+    NoWorkDir,
     /// A queue was given up after its jobs kept ending before their worker
     /// connected.
     #[error("queue `{label}` was given up: {reason}")]

@@ -21,11 +21,16 @@ pub struct ClusterOptions {
     /// the bound address; when bound to `0.0.0.0` or `::`, this host's name and
     /// the bound port.
     pub advertise: Option<String>,
-    /// Where the cluster keeps its secret file (mode 0600) and the jobs' log
-    /// files, in a sub-folder per cluster. Must be shared with the exec hosts.
-    /// Default: `$GRIDPIPE_SGE_DIR`, else `<temp dir>/gridpipe-sge`.
-    pub work_dir: PathBuf,
-    /// Jobs are named `<job_name>-<label>` (default `gridpipe`).
+    /// The root of the cluster's work folder: each cluster makes a private
+    /// sub-folder `cluster-<id>` (mode 0700) there for its secret file (mode
+    /// 0600), its lease and the jobs' log files. Must be on a path the exec
+    /// hosts share, and this user's alone: an existing root that others can
+    /// write to, or that another user owns, is refused. `None` (the default):
+    /// `$GRIDPIPE_SGE_DIR` if set, else `$HOME/.gridpipe/sge`.
+    pub work_dir: Option<PathBuf>,
+    /// Jobs are named `<job_name>-<cluster id>-<label>` (default `gridpipe`;
+    /// the cluster id is 8 random hex digits), so that every job of a cluster
+    /// can be found by name, tracked or not.
     pub job_name: String,
     /// How often job states are read from the batch system (default 1 s).
     pub poll_interval: Duration,
@@ -38,22 +43,25 @@ pub struct ClusterOptions {
     pub close_timeout: Duration,
     /// Delete every job on Ctrl-C (SIGINT) or SIGTERM, then exit (default true).
     pub handle_signals: bool,
+    /// How often the cluster renews its lease in its work folder (default
+    /// 10 s). A later cluster deletes the jobs of a cluster whose program is
+    /// gone from its host, or (seen from another host) whose lease was not
+    /// renewed for 3 intervals plus 30 s.
+    pub lease_renewal: Duration,
 }
 
 impl Default for ClusterOptions {
     fn default() -> Self {
-        let work_dir = std::env::var_os("GRIDPIPE_SGE_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| std::env::temp_dir().join("gridpipe-sge"));
         Self {
             runtime: RuntimeConfig::external("127.0.0.1:0"),
             advertise: None,
-            work_dir,
+            work_dir: None,
             job_name: "gridpipe".into(),
             poll_interval: Duration::from_secs(1),
             max_start_failures: 3,
             close_timeout: Duration::from_secs(60),
             handle_signals: true,
+            lease_renewal: Duration::from_secs(10),
         }
     }
 }
@@ -71,9 +79,10 @@ impl ClusterOptions {
         self
     }
 
-    /// The shared folder for the secret file and job logs.
+    /// The root of the work folder (shared with the exec hosts, private to
+    /// this user).
     pub fn work_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.work_dir = dir.into();
+        self.work_dir = Some(dir.into());
         self
     }
 
@@ -95,6 +104,12 @@ impl ClusterOptions {
     /// How often job states are read.
     pub fn poll_interval(mut self, every: Duration) -> Self {
         self.poll_interval = every;
+        self
+    }
+
+    /// How often the cluster's lease is renewed.
+    pub fn lease_renewal(mut self, every: Duration) -> Self {
+        self.lease_renewal = every;
         self
     }
 

@@ -206,6 +206,23 @@ impl BatchSystem for FakeBatchSystem {
             .collect())
     }
 
+    fn named(&self, prefix: &str) -> Result<Vec<JobStatus>, SgeError> {
+        let inner = self.lock();
+        Ok(inner
+            .jobs
+            .values()
+            .filter(|job| job.state != JobState::Finished && job.name.starts_with(prefix))
+            .map(|job| JobStatus {
+                id: job.id.clone(),
+                name: job.name.clone(),
+                queue: (job.state == JobState::Running)
+                    .then(|| job.queue.clone())
+                    .flatten(),
+                state: job.state.clone(),
+            })
+            .collect())
+    }
+
     fn delete(&self, ids: &[JobId]) -> Result<(), SgeError> {
         let mut inner = self.lock();
         for id in ids {
@@ -336,6 +353,28 @@ mod tests {
         };
         handle.join().unwrap();
         assert_eq!(fake.deletions(), 1);
+    }
+
+    #[test]
+    fn jobs_are_found_and_deleted_by_name_prefix_in_any_listed_state() {
+        let fake = FakeBatchSystem::new();
+        let a = fake.submit("d", "#$ -N gp-1a2b3c4d-default\n").unwrap();
+        let b = fake.submit("d", "#$ -N gp-1a2b3c4d-gpu\n").unwrap();
+        let other = fake.submit("d", "#$ -N gp-99999999-default\n").unwrap();
+        let done = fake.submit("d", "#$ -N gp-1a2b3c4d-default\n").unwrap();
+        fake.set_state(&b, JobState::Failed("Eqw".into()));
+        fake.set_state(&done, JobState::Finished);
+        let named: Vec<JobId> = fake
+            .named("gp-1a2b3c4d-")
+            .unwrap()
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(named, [a.clone(), b.clone()]);
+        assert_eq!(fake.delete_named("gp-1a2b3c4d-").unwrap(), [a, b]);
+        assert!(fake.named("gp-1a2b3c4d-").unwrap().is_empty());
+        assert_eq!(fake.active_jobs().len(), 1);
+        assert_eq!(fake.active_jobs()[0].id, other);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Ctrl-C and SIGTERM: delete every live cluster's jobs, then exit.
+//! Ctrl-C and SIGTERM: delete every live cluster's jobs (tracked, and every job
+//! named after the cluster, see [`crate::Close`]), then exit.
 //!
 //! Installed once per process by the first cluster that asks; the signals are
 //! awaited on a thread of their own, so the deletes block that thread, never an

@@ -18,7 +18,11 @@
 //!   Engine jobs, with a [`QueueActor`] per queue spec and a [`Supervisor`] that
 //!   keeps each queue at its target, replaces ended jobs, surfaces the stderr of
 //!   jobs that end before their worker connects, and deletes every job on close,
-//!   drop, Ctrl-C or SIGTERM. Tunables are in [`ClusterOptions`].
+//!   drop, Ctrl-C or SIGTERM (by id and by the cluster's job names). Tunables
+//!   are in [`ClusterOptions`].
+//! - the work folder (private, per user) and the cluster's lease in it: the
+//!   next cluster deletes the jobs of one whose program died ([`Lease`],
+//!   [`lease_policy`], [`reap_dead_clusters`]).
 //!
 //! Queue specs are loaded from TOML, one table per label, and a `default`
 //! label is required:
@@ -84,18 +88,22 @@ mod interrupt;
 mod job;
 mod job_ending;
 mod job_log;
+mod lease;
+pub mod lease_policy;
 mod load;
 mod memory;
 mod panel;
 pub mod policy;
 mod qstat;
 mod queue_actor;
+mod reaper;
 mod script;
 mod sge_commands;
 mod sge_error;
 mod spec;
 mod specs;
 mod supervisor;
+mod work_folder;
 
 pub use adaptive::{
     AdaptOptions, AdaptReport, DecisionRecord, GetAdaptReport, StartAdapt, TimelinePoint,
@@ -103,12 +111,13 @@ pub use adaptive::{
 pub use batch::BatchSystem;
 pub use cluster::{QueueUsage, SgeCluster};
 pub use cluster_error::ClusterError;
-pub use cluster_options::{advertised_address, ClusterOptions};
+pub use cluster_options::{advertised_address, host_name, ClusterOptions};
 pub use error::{MemoryError, QueueSpecError};
 pub use fake::{FakeBatchSystem, FakeJob};
 pub use job::{JobId, JobState, JobStatus};
 pub use job_ending::{parse_qacct, start_verdict, JobEnding, StartVerdict, ACCOUNTING_GRACE};
 pub use job_log::{job_stderr_path, job_stderr_tail};
+pub use lease::{process_start, Lease, LeaseKeeper, LEASE_FILE, REAPED_FILE};
 pub use memory::Memory;
 pub use panel::SupervisorPanel;
 pub use policy::{
@@ -120,6 +129,7 @@ pub use queue_actor::{
     CheckSubmit, Close, DeleteJobs, Jobs, QueueActor, QueueJobs, Refresh, ScaleBy, ScaleChange,
     ScaleTo, TakeEnded,
 };
+pub use reaper::{reap_dead_clusters, Reaped};
 pub use script::{bash_quote, job_name, job_script, JobTemplate};
 pub use sge_commands::{parse_qsub_output, SgeCommands};
 pub use sge_error::SgeError;
@@ -129,3 +139,4 @@ pub use supervisor::{
     CloseAll, ClusterStatus, JobProblem, Poll, QueueStatus, SetTarget, Status, Supervisor,
     WatchedQueueSpec,
 };
+pub use work_folder::{default_work_root, folder_problem, FolderFacts, FolderRole, WORK_DIR_ENV};

@@ -9,7 +9,7 @@
 use crate::batch::BatchSystem;
 use crate::job::{JobId, JobState, JobStatus};
 use crate::job_ending::JobEnding;
-use crate::script::{job_script, JobTemplate};
+use crate::script::{job_name, job_script, JobTemplate};
 use crate::sge_error::SgeError;
 use crate::spec::QueueSpec;
 use actix::prelude::*;
@@ -161,17 +161,26 @@ impl Actor for QueueActor {
     type Context = Context<Self>;
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
-        // Never leave a job behind: delete what is left. The call runs on a
-        // thread of its own and is waited for here on purpose: the actor system
-        // may end right after this actor (a last resort; `close` deletes first).
+        // Never leave a job behind: delete what is left, tracked or only named
+        // after this queue. The call runs on a thread of its own and is waited
+        // for here on purpose: the actor system may end right after this actor
+        // (a last resort; `close` deletes first).
         let ids: Vec<JobId> = self.jobs.drain(..).map(|(id, _)| id).collect();
-        if ids.is_empty() {
+        if self.closed && ids.is_empty() {
             return;
         }
         let backend = self.backend.clone();
         let label = self.label.clone();
+        let name = job_name(&self.template.name);
         let _ = std::thread::spawn(move || {
-            if let Err(e) = backend.delete(&ids) {
+            let named = backend.named(&name).map(|jobs| {
+                jobs.into_iter()
+                    .filter(|s| s.name == name && !ids.contains(&s.id))
+                    .map(|s| s.id)
+                    .collect::<Vec<_>>()
+            });
+            let doomed: Vec<JobId> = ids.into_iter().chain(named.unwrap_or_default()).collect();
+            if let Err(e) = backend.delete(&doomed) {
                 tracing::error!(queue = %label, error = %e, "could not delete jobs at stop");
             }
         })
@@ -242,7 +251,8 @@ impl Handler<DeleteJobs> for QueueActor {
 
 /// Submits one job of this queue on hold and deletes it again: proves that the
 /// batch system accepts the queue's jobs (queue name, resource requests) without
-/// running anything.
+/// running anything. The held job carries the queue's job name, so [`Close`]
+/// deletes it even when this delete failed or its id was never read.
 #[derive(Message)]
 #[rtype(result = "Result<(), SgeError>")]
 pub struct CheckSubmit;
@@ -316,7 +326,9 @@ impl Handler<Endings> for QueueActor {
     }
 }
 
-/// Deletes every job of this queue and waits until the batch system lists none.
+/// Deletes every job of this queue (the ones it tracks and every job named
+/// after it, in any state, `Eqw` included) and waits until the batch system
+/// lists none.
 #[derive(Message)]
 #[rtype(result = "Result<(), SgeError>")]
 pub struct Close;
@@ -430,35 +442,9 @@ impl Handler<Close> for QueueActor {
         let backend = self.backend.clone();
         let timeout = self.close_timeout;
         let label = self.label.clone();
+        let name = job_name(&self.template.name);
         let work = blocking(
-            move || -> Result<(), SgeError> {
-                if ids.is_empty() {
-                    return Ok(());
-                }
-                backend.delete(&ids)?;
-                let start = Instant::now();
-                loop {
-                    let left: Vec<String> = backend
-                        .status(&ids)?
-                        .into_iter()
-                        .filter(|s| s.state.is_active())
-                        .map(|s| s.id.to_string())
-                        .collect();
-                    if left.is_empty() {
-                        return Ok(());
-                    }
-                    if start.elapsed() > timeout {
-                        return Err(SgeError::Queue {
-                            queue: label,
-                            message: format!(
-                                "jobs still listed {timeout:?} after deletion: {}",
-                                left.join(", ")
-                            ),
-                        });
-                    }
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-            },
+            move || delete_until_none_listed(&*backend, &ids, &name, &label, timeout),
             "close",
         );
         AtomicResponse::new(Box::pin(work.into_actor(self).map(|res, act, _| {
@@ -468,6 +454,72 @@ impl Handler<Close> for QueueActor {
             }
             res
         })))
+    }
+}
+
+/// The jobs the batch system still lists of `ids` (in any state but ended,
+/// error states included) and of the jobs named exactly `name` (tracked or not).
+fn still_listed(
+    backend: &dyn BatchSystem,
+    ids: &[JobId],
+    name: &str,
+) -> Result<Vec<JobId>, SgeError> {
+    let mut left: Vec<JobId> = backend
+        .status(ids)?
+        .into_iter()
+        .filter(|s| s.state != JobState::Finished)
+        .map(|s| s.id)
+        .collect();
+    for s in backend.named(name)? {
+        if s.name == name && !left.contains(&s.id) {
+            left.push(s.id);
+        }
+    }
+    Ok(left)
+}
+
+/// Deletes the jobs `ids` and every job named `name` (so jobs the queue lost
+/// track of go too, `Eqw` ones included), and waits until the batch system
+/// lists none of them; a job that shows up meanwhile (a late submission) is
+/// deleted as well. An error after `timeout` names the jobs still listed.
+fn delete_until_none_listed(
+    backend: &dyn BatchSystem,
+    ids: &[JobId],
+    name: &str,
+    label: &str,
+    timeout: Duration,
+) -> Result<(), SgeError> {
+    let start = Instant::now();
+    let mut deleted: Vec<JobId> = Vec::new();
+    loop {
+        let left = still_listed(backend, ids, name)?;
+        if left.is_empty() {
+            return Ok(());
+        }
+        let fresh: Vec<JobId> = left
+            .iter()
+            .filter(|id| !deleted.contains(id))
+            .cloned()
+            .collect();
+        if !fresh.is_empty() {
+            let untracked = fresh.iter().filter(|id| !ids.contains(id)).count();
+            if untracked > 0 {
+                tracing::warn!(queue = %label, jobs = untracked, "deleting jobs of this queue it had lost track of");
+            }
+            backend.delete(&fresh)?;
+            deleted.extend(fresh);
+        }
+        if start.elapsed() > timeout {
+            let left: Vec<String> = left.iter().map(|id| id.to_string()).collect();
+            return Err(SgeError::Queue {
+                queue: label.to_string(),
+                message: format!(
+                    "jobs still listed {timeout:?} after deletion: {}",
+                    left.join(", ")
+                ),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

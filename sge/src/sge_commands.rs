@@ -19,7 +19,9 @@ use crate::sge_error::SgeError;
 /// - status: `qstat -xml` (the calling user's jobs), filtered to the ids
 ///   asked for; an id absent from the listing is
 ///   [`crate::JobState::Finished`];
-/// - delete: `qdel <id>...`; ids that no longer exist are not an error.
+/// - delete: `qdel <id>...`; ids that no longer exist are not an error;
+/// - jobs by name: `qstat -xml` (it lists the calling user's jobs only, in
+///   every state, `Eqw` included), filtered by the start of the job name.
 ///
 /// Every command is killed after [`SgeCommands::timeout`] (30 s by default)
 /// and gives [`SgeError::Timeout`]; a failing command gives
@@ -79,6 +81,16 @@ impl SgeCommands {
     }
 }
 
+impl SgeCommands {
+    /// Every job of the calling user that `qstat -xml` lists.
+    fn listed(&self) -> Result<Vec<JobStatus>, SgeError> {
+        let args = vec!["-xml".to_owned()];
+        let out = run(&self.qstat, &args, None, self.timeout)?;
+        let out = succeeded(command_line(&self.qstat, &args), out)?;
+        parse_qstat_xml(&out.stdout)
+    }
+}
+
 impl BatchSystem for SgeCommands {
     fn submit(&self, _label: &str, script: &str) -> Result<JobId, SgeError> {
         let args = vec!["-terse".to_owned()];
@@ -96,10 +108,8 @@ impl BatchSystem for SgeCommands {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let args = vec!["-xml".to_owned()];
-        let out = run(&self.qstat, &args, None, self.timeout)?;
-        let out = succeeded(command_line(&self.qstat, &args), out)?;
-        let mut listed: HashMap<JobId, JobStatus> = parse_qstat_xml(&out.stdout)?
+        let mut listed: HashMap<JobId, JobStatus> = self
+            .listed()?
             .into_iter()
             .map(|status| (status.id.clone(), status))
             .collect();
@@ -110,6 +120,14 @@ impl BatchSystem for SgeCommands {
                     .remove(id)
                     .unwrap_or_else(|| JobStatus::finished(id.clone()))
             })
+            .collect())
+    }
+
+    fn named(&self, prefix: &str) -> Result<Vec<JobStatus>, SgeError> {
+        Ok(self
+            .listed()?
+            .into_iter()
+            .filter(|s| s.name.starts_with(prefix))
             .collect())
     }
 
@@ -364,6 +382,31 @@ mod tests {
         let sge = tools.commands("", "echo 'error: commlib error' >&2; exit 1", "");
         let err = sge.status(&ids(&["1"])).unwrap_err();
         assert!(err.to_string().contains("commlib error"), "{err}");
+    }
+
+    #[test]
+    fn jobs_are_found_and_deleted_by_the_start_of_their_name() {
+        let tools = FakeTools::new("named");
+        let dir = tools.dir.display().to_string();
+        let xml = "<job_info><queue_info><job_list><JB_job_number>5</JB_job_number>\
+            <JB_name>gp-1a2b3c4d-default</JB_name><state>r</state><queue_name>q_1day@vm</queue_name>\
+            </job_list></queue_info><job_info><job_list><JB_job_number>6</JB_job_number>\
+            <JB_name>gp-1a2b3c4d-gpu</JB_name><state>Eqw</state><queue_name/></job_list>\
+            <job_list><JB_job_number>7</JB_job_number>\
+            <JB_name>gp-ffffffff-default</JB_name><state>qw</state><queue_name/></job_list>\
+            </job_info></job_info>";
+        let sge = tools.commands(
+            "",
+            &format!("echo '{xml}'"),
+            &format!("echo \"$@\" > '{dir}/args'"),
+        );
+        let named = sge.named("gp-1a2b3c4d-").unwrap();
+        assert_eq!(named.len(), 2);
+        assert_eq!(named[1].state, JobState::Failed("Eqw".into()));
+        let deleted = sge.delete_named("gp-1a2b3c4d-").unwrap();
+        assert_eq!(deleted, ids(&["5", "6"]));
+        assert_eq!(tools.file("args"), "5 6\n");
+        assert!(sge.delete_named("gp-00000000-").unwrap().is_empty());
     }
 
     #[test]

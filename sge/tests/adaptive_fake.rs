@@ -51,6 +51,10 @@ impl BatchSystem for Recorder {
     fn delete(&self, ids: &[JobId]) -> Result<(), SgeError> {
         self.fake.delete(ids)
     }
+
+    fn named(&self, prefix: &str) -> Result<Vec<JobStatus>, SgeError> {
+        self.fake.named(prefix)
+    }
 }
 
 /// `default` on `q_1day` and `gpu` on `q_gpu` (offering one gpu).

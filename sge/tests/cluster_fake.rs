@@ -95,7 +95,10 @@ fn scale_queue_sets_a_total_per_queue() {
     assert_eq!(gpu_jobs.len(), 1, "{:?}", fake.jobs());
     assert!(default_jobs
         .iter()
-        .all(|j| j.queue.as_deref() == Some("q_1day") && j.name == "gridpipe-default"));
+        .all(|j| j.queue.as_deref() == Some("q_1day")
+            && j.name == format!("{}default", cluster.job_prefix())));
+    assert!(cluster.job_prefix().starts_with("gridpipe-"));
+    assert!(cluster.job_prefix().contains(cluster.id()));
     assert_eq!(gpu_jobs[0].queue.as_deref(), Some("q_gpu"));
     assert!(
         gpu_jobs[0].script.contains("gpu=1"),
@@ -217,7 +220,7 @@ fn jobs_ending_before_their_worker_connects_are_reported_then_the_queue_given_up
     let dir = TempDir::new("sge-cluster-fake", "startfail");
     let (cluster, fake) = start(&dir);
     let log_dir = cluster.work_dir().join("logs");
-    let name = job_name("gridpipe-default");
+    let name = job_name(&format!("{}default", cluster.job_prefix()));
 
     let mut job = cluster.scale(1).unwrap().submitted;
     assert_eq!(job.len(), 1);

@@ -26,15 +26,27 @@ pub fn grid() -> MutexGuard<'static, ()> {
 
 /// Every job Grid Engine lists, of every user: (id, name).
 pub fn listed_jobs() -> Vec<(String, String)> {
+    listed_statuses()
+        .into_iter()
+        .map(|s| (s.id.to_string(), s.name))
+        .collect()
+}
+
+/// Every job Grid Engine lists, of every user, with its state.
+pub fn listed_statuses() -> Vec<gridpipe_sge::JobStatus> {
     let out = Command::new("qstat")
         .args(["-u", "*", "-xml"])
         .output()
         .expect("qstat runs");
     assert!(out.status.success(), "qstat failed");
-    gridpipe_sge::parse_qstat_xml(&String::from_utf8_lossy(&out.stdout))
-        .expect("qstat xml parses")
+    gridpipe_sge::parse_qstat_xml(&String::from_utf8_lossy(&out.stdout)).expect("qstat xml parses")
+}
+
+/// The jobs Grid Engine lists (of every user) whose name starts with `prefix`.
+pub fn listed_named(prefix: &str) -> Vec<gridpipe_sge::JobStatus> {
+    listed_statuses()
         .into_iter()
-        .map(|s| (s.id.to_string(), s.name))
+        .filter(|s| s.name.starts_with(prefix))
         .collect()
 }
 

@@ -1,18 +1,20 @@
 //! Integrity on the real Grid Engine (`scripts/grid-engine.sh`; these tests fail,
 //! never skip, when it does not answer): a task that kills its job is found and
-//! quarantined while the lost jobs are replaced, and checkpointed outputs come
-//! back with their data from the jobs that computed them.
+//! quarantined while the lost jobs are replaced, checkpointed outputs come
+//! back with their data from the jobs that computed them, and a job whose id
+//! was never read (or that sits in `Eqw`) is still deleted at close.
 
 use gridpipe_estimators::Pipeline;
 use gridpipe_runtime::actors::scheduler::ListWorkers;
 use gridpipe_runtime::{Bag, Checkpoint, Partitioning, Step, DATA};
-use gridpipe_sge::{ClusterOptions, QueueSpec, QueueSpecs, SgeCluster};
-use gridpipe_tests::grid::{accounted_queue, grid, listed_jobs};
+use gridpipe_sge::{ClusterOptions, JobState, QueueSpec, QueueSpecs, SgeCluster, SgeCommands};
+use gridpipe_tests::grid::{accounted_queue, grid, listed_jobs, listed_named};
 use gridpipe_tests::*;
 use ndarray::ArrayD;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_gridpipe-test-worker");
 
@@ -290,4 +292,96 @@ fn jobs_deleted_while_they_start_are_replaced_not_counted_against_the_queue() {
         status.problems
     );
     close(cluster, test);
+}
+
+/// A `qsub` wrapper in a fresh folder: runs the real `qsub` with `options`
+/// before the cluster's own (command-line options win over the script's `#$`
+/// lines), throws its output away, then runs `then`.
+fn qsub_wrapper(test: &str, options: &str, then: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = work_dir(&format!("{test}-tools"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("qsub");
+    std::fs::write(
+        &path,
+        format!("#!/bin/sh\nqsub {options} \"$@\" > /dev/null || exit 1\n{then}\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// A cluster of q_1day submitting through `qsub`, polling rarely (what is
+/// tested is `close`, not the supervisor's clean-up of failed jobs).
+fn cluster_with_qsub(test: &str, qsub: &PathBuf, timeout: Duration) -> SgeCluster {
+    let options = ClusterOptions::default()
+        .work_dir(work_dir(test))
+        .job_name(format!("gp-{test}"))
+        .worker_program(WORKER)
+        .poll_interval(Duration::from_secs(60))
+        .handle_signals(false);
+    let backend = SgeCommands::new()
+        .with_programs(qsub, "qstat", "qdel")
+        .with_timeout(timeout);
+    let specs = QueueSpecs::new(QueueSpec::new("q_1day")).unwrap();
+    SgeCluster::with_backend(specs, options, Arc::new(backend)).unwrap()
+}
+
+/// Waits until Grid Engine lists a job whose name starts with `prefix` and
+/// whose state `wanted` accepts.
+fn wait_for_listed(prefix: &str, wanted: impl Fn(&JobState) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !listed_named(prefix).iter().any(|s| wanted(&s.state)) {
+        assert!(
+            Instant::now() < deadline,
+            "no job {prefix}* listed as wanted: {:?}",
+            listed_named(prefix)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A `qsub` that submits for real and then prints garbage (so the job's id is
+/// never read): the scale is an error, and yet after `close` Grid Engine lists
+/// no job of the cluster.
+#[test]
+fn a_job_whose_qsub_printed_garbage_is_still_deleted_at_close() {
+    let _grid = grid();
+    let test = "garbled-qsub";
+    let qsub = qsub_wrapper(test, "", "echo 'Your job was submitted, probably'");
+    let cluster = cluster_with_qsub(test, &qsub, SgeCommands::DEFAULT_TIMEOUT);
+    let prefix = cluster.job_prefix().to_string();
+    let err = cluster.scale(1).unwrap_err().to_string();
+    assert!(err.contains("expected a job id"), "{err}");
+    // The job was submitted for real, and the cluster does not know its id.
+    wait_for_listed(&prefix, |_| true);
+    cluster.close().unwrap();
+    let left = listed_named(&prefix);
+    assert!(left.is_empty(), "jobs left after close: {left:?}");
+}
+
+/// A `qsub` that submits a job Grid Engine holds in `Eqw` and then hangs until
+/// it is killed (a timeout): after `close` no job of the cluster is listed,
+/// the one in `Eqw` included.
+#[test]
+fn a_job_in_eqw_whose_qsub_timed_out_is_still_deleted_at_close() {
+    let _grid = grid();
+    let test = "eqw-qsub";
+    // Output to a folder that does not exist: Grid Engine holds the job in Eqw.
+    let qsub = qsub_wrapper(
+        test,
+        "-o /nonexistent-gridpipe/ -e /nonexistent-gridpipe/",
+        "exec sleep 30",
+    );
+    let cluster = cluster_with_qsub(test, &qsub, Duration::from_secs(3));
+    let prefix = cluster.job_prefix().to_string();
+    let err = cluster.scale(1).unwrap_err().to_string();
+    assert!(err.contains("did not finish"), "{err}");
+    wait_for_listed(
+        &prefix,
+        |s| matches!(s, JobState::Failed(code) if code.contains('E')),
+    );
+    cluster.close().unwrap();
+    let left = listed_named(&prefix);
+    assert!(left.is_empty(), "jobs left after close: {left:?}");
 }

@@ -83,14 +83,19 @@ impl Secret {
     }
 
     /// Writes the secret to a new file of mode 0600.
+    ///
+    /// The file is created with `O_CREAT | O_EXCL | O_NOFOLLOW`: an existing
+    /// file is never overwritten and a symbolic link planted at `path` is
+    /// refused (its target is not written), so whoever can write the folder
+    /// cannot choose where the secret goes.
     pub fn write_file(&self, path: &Path) -> std::io::Result<()> {
         use std::io::Write;
         let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
+        opts.write(true).create_new(true);
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
+            opts.mode(0o600).custom_flags(libc::O_NOFOLLOW);
         }
         let mut f = opts.open(path)?;
         f.write_all(self.to_hex().as_bytes())
@@ -185,6 +190,55 @@ mod tests {
             assert!(e.contains("644") && e.contains("chmod 600"), "{e}");
         }
         assert!(Secret::from_hex("abc").is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A fresh, empty folder for one test.
+    fn test_dir(test: &str) -> std::path::PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("gridpipe-secret-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_planted_at_the_secret_path_is_refused_and_its_target_untouched() {
+        let dir = test_dir("symlink");
+        let target = dir.join("chosen-by-someone-else");
+        std::fs::write(&target, "theirs").unwrap();
+        let path = dir.join("secret");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let err = Secret::generate().write_file(&path).unwrap_err();
+        assert!(
+            matches!(err.kind(), std::io::ErrorKind::AlreadyExists)
+                || err.raw_os_error() == Some(libc::ELOOP),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "theirs");
+        // A dangling link (the target does not exist yet) is refused too.
+        std::fs::remove_file(&target).unwrap();
+        assert!(Secret::generate().write_file(&path).is_err());
+        assert!(!target.exists(), "nothing was written through the link");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_existing_secret_file_is_not_overwritten() {
+        let dir = test_dir("existing");
+        let path = dir.join("secret");
+        let first = Secret::generate();
+        first.write_file(&path).unwrap();
+        let err = Secret::generate().write_file(&path).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists, "{err}");
+        assert_eq!(Secret::from_file(&path).unwrap(), first);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -13,7 +13,8 @@ fn main() {
     ));
     gridpipe_runtime::run_if_worker();
     eprintln!(
-        "gridpipe-worker: set {} to the scheduler's address (and GRIDPIPE_SECRET_FILE) to run a worker",
+        "usage: gridpipe-worker {} (or set {} to the scheduler's address, and GRIDPIPE_SECRET_FILE)",
+        gridpipe_runtime::remote::worker_args::WORKER_USAGE,
         gridpipe_runtime::remote::worker_process::CONNECT_ENV
     );
     std::process::exit(2);

@@ -4,6 +4,7 @@
 pub mod launcher;
 pub mod protocol;
 pub mod proxy;
+pub mod worker_args;
 pub mod worker_process;
 
 pub use worker_process::run_if_worker;

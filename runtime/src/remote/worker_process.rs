@@ -1,9 +1,10 @@
 //! Worker mode of the application's own binary.
 //!
 //! `main` calls [`run_if_worker`] first. Started by the runtime (or by a batch
-//! system, or by hand) with `GRIDPIPE_WORKER_CONNECT` set, the process becomes a
-//! worker and never returns into the application's code; otherwise the call returns
-//! at once. Every estimator type linked into the binary is known to its workers.
+//! system) with `GRIDPIPE_WORKER_CONNECT` set, or by hand on any host with
+//! `--scheduler ADDR --secret-file FILE [--resources gpu=1] [--name NAME]` as its
+//! first arguments (see [`super::worker_args`]), the process becomes a worker and
+//! never returns into the application's code; otherwise the call returns at once. Every estimator type linked into the binary is known to its workers.
 //!
 //! Environment of a worker: `GRIDPIPE_WORKER_CONNECT` (scheduler address),
 //! `GRIDPIPE_SECRET_FILE` (a mode-0600 file) or `GRIDPIPE_SECRET`, and optionally
@@ -13,6 +14,7 @@
 //! `GRIDPIPE_HEARTBEAT_TIMEOUT_MS` (default 10000).
 
 use super::protocol::{frames_from_worker, outcome_to_wire, unpack, FromWorker, ToWorker};
+use super::worker_args::{parse_worker_args, WorkerArgs};
 use crate::actors::messages::{ChainInput, TaskEnvelope, TaskKind, TaskPayload, TaskResult};
 use crate::actors::worker::execute;
 use crate::batch::Batch;
@@ -33,10 +35,24 @@ pub const CONNECT_ENV: &str = "GRIDPIPE_WORKER_CONNECT";
 /// `main` may be plain or async (`#[tokio::main]`, `#[actix_web::main]`): the worker
 /// runs its own event loop on a thread of its own.
 pub fn run_if_worker() {
-    let Ok(addr) = std::env::var(CONNECT_ENV) else {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let settings = match parse_worker_args(&args) {
+        Some(Ok(a)) => Some(a),
+        Some(Err(e)) => {
+            eprintln!("gridpipe worker: {e}");
+            std::process::exit(2);
+        }
+        None => std::env::var(CONNECT_ENV).ok().map(|scheduler| WorkerArgs {
+            scheduler,
+            secret_file: None,
+            resources: None,
+            name: None,
+        }),
+    };
+    let Some(settings) = settings else {
         return;
     };
-    let code = match worker_main(&addr) {
+    let code = match worker_main(settings) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("gridpipe worker: {e}");
@@ -74,14 +90,23 @@ fn identity() -> Result<WorkerIdentity, String> {
     })
 }
 
-fn worker_main(addr: &str) -> Result<(), String> {
-    let secret = Secret::from_env()?;
-    let me = identity()?;
+fn worker_main(settings: WorkerArgs) -> Result<(), String> {
+    let secret = match &settings.secret_file {
+        Some(path) => Secret::from_file(path)?,
+        None => Secret::from_env()?,
+    };
+    let mut me = identity()?;
+    if let Some(resources) = settings.resources {
+        me.resources = resources;
+    }
+    if let Some(name) = settings.name {
+        me.name = name;
+    }
+    let addr = settings.scheduler;
     let timeout = std::env::var("GRIDPIPE_HEARTBEAT_TIMEOUT_MS")
         .ok()
         .and_then(|v| v.parse().ok())
         .map_or(Duration::from_secs(10), Duration::from_millis);
-    let addr = addr.to_string();
     // The worker's own event loop runs on a thread of its own: `main` may already
     // be inside an async runtime (`#[tokio::main]`, `#[actix_web::main]`), where
     // starting another on the same thread is not allowed.

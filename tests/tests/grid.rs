@@ -385,3 +385,48 @@ fn a_job_in_eqw_whose_qsub_timed_out_is_still_deleted_at_close() {
     let left = listed_named(&prefix);
     assert!(left.is_empty(), "jobs left after close: {left:?}");
 }
+
+/// A job's worker reaches the scheduler by the cluster's advertised address when
+/// that is not loopback (an address of this host on a veth pair the test makes),
+/// over a sealed connection, and the run gives the in-process results.
+#[test]
+fn jobs_reach_the_scheduler_by_a_non_loopback_advertised_address() {
+    let _grid = grid();
+    let ns = gridpipe_tests::netns::NetNs::create();
+    let options = ClusterOptions::default()
+        .work_dir(work_dir("far"))
+        .job_name("gp-far")
+        .worker_program(WORKER)
+        .handle_signals(false)
+        .bind(format!("{}:0", ns.host_ip));
+    let specs = QueueSpecs::new(QueueSpec::new("q_1day")).unwrap();
+    let cluster = SgeCluster::with_options(specs, options).unwrap();
+    let addr = cluster.runtime().address().unwrap().to_string();
+    assert!(addr.starts_with(&format!("{}:", ns.host_ip)), "{addr}");
+    cluster.scale(1).unwrap();
+    cluster
+        .wait_for_workers(1, Duration::from_secs(60))
+        .unwrap();
+    let bag = || {
+        let varied = (0..40)
+            .map(|i| {
+                let row = ArrayD::from_shape_fn(ndarray::IxDyn(&[3]), |d| {
+                    ((i * 7 + d[0] * 3) % 11) as f64
+                });
+                gridpipe_runtime::Sample::new(i.to_string(), row)
+            })
+            .collect();
+        Bag::from_samples(varied, Partitioning::NPartitions(4)).unwrap()
+    };
+    let far = affine_then_scaler()
+        .fit_transform(cluster.runtime(), bag())
+        .unwrap();
+    let local = gridpipe_runtime::Runtime::in_process(1).unwrap();
+    let near = affine_then_scaler().fit_transform(&local, bag()).unwrap();
+    let (far, near) = (far.bag.samples(), near.bag.samples());
+    assert_eq!(far.len(), 40);
+    for (a, b) in far.iter().zip(&near) {
+        assert_eq!((&a.key, &a.data), (&b.key, &b.data));
+    }
+    close(cluster, "far");
+}

@@ -70,17 +70,9 @@ impl<T> ColumnMap<T> {
         self.0.is_empty()
     }
 
-    /// Serialises with `f` turning each value into its serialised form.
-    pub fn serialize_with<S: Serializer, U: Serialize>(
-        &self,
-        s: S,
-        f: impl Fn(&T) -> U,
-    ) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in &self.0 {
-            m.serialize_entry(k, &f(v))?;
-        }
-        m.end()
+    /// How many columns there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
     }
 }
 

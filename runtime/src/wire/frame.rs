@@ -121,14 +121,16 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: u64) -> Result<Vec
         return Err(WireError::Oversized { size, limit: max });
     }
     let want = size as usize;
-    let mut buf = vec![0u8; want];
-    let mut got = 0;
-    while got < want {
-        let n = r.read(&mut buf[got..]).await?;
-        if n == 0 {
-            return Err(WireError::Truncated { got, want });
+    // Read into spare capacity: a large frame is never zero-filled first.
+    let mut buf = Vec::with_capacity(want);
+    let mut rest = r.take(size);
+    while buf.len() < want {
+        if rest.read_buf(&mut buf).await? == 0 {
+            return Err(WireError::Truncated {
+                got: buf.len(),
+                want,
+            });
         }
-        got += n;
     }
     Ok(buf)
 }

@@ -53,20 +53,17 @@ mod bytes {
     }
 }
 
-fn to_raw(a: &ArrayD<f64>) -> Raw<'static> {
-    let data: Vec<u8> = match a.as_slice() {
-        Some(s) => {
-            let mut v = Vec::with_capacity(s.len() * 8);
-            for x in s {
-                v.extend_from_slice(&x.to_le_bytes());
-            }
-            v
-        }
-        None => a.iter().flat_map(|x| x.to_le_bytes()).collect(),
+/// The array's raw block: its own bytes, borrowed, when it is contiguous (on a
+/// little-endian machine they already are the wire's bytes), else a copy.
+fn to_raw(a: &ArrayD<f64>) -> Raw<'_> {
+    let data: std::borrow::Cow<'_, [u8]> = match a.as_slice() {
+        #[cfg(target_endian = "little")]
+        Some(s) => std::borrow::Cow::Borrowed(bytemuck::cast_slice(s)),
+        _ => a.iter().flat_map(|x| x.to_le_bytes()).collect(),
     };
     Raw {
         shape: a.shape().to_vec(),
-        data: data.into(),
+        data,
     }
 }
 
@@ -111,7 +108,12 @@ pub mod array_map {
         m: &ColumnMap<Arc<ArrayD<f64>>>,
         s: S,
     ) -> Result<S::Ok, S::Error> {
-        m.serialize_with(s, |v| to_raw(v))
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(m.len()))?;
+        for (k, v) in m.iter() {
+            map.serialize_entry(k, &to_raw(v))?;
+        }
+        map.end()
     }
 
     /// Reads a map written by [`serialize`].

@@ -44,6 +44,25 @@ if ! command -v chromium >/dev/null 2>&1; then
         exit 1
     fi
 fi
+# iproute2 (`ip netns`, veth pairs) for the tests that stand a second host up in a
+# network namespace, and util-linux's prlimit for the file-descriptor test; both
+# need root.
+if ! command -v ip >/dev/null 2>&1 || ! command -v prlimit >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "== installing iproute2 and util-linux for the network tests"
+        if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q iproute2 util-linux >/dev/null; then
+            apt-get update -q >/dev/null
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q iproute2 util-linux >/dev/null
+        fi
+    else
+        echo "ip or prlimit is missing and this is not root: run 'sudo apt-get install iproute2 util-linux'" >&2
+        exit 1
+    fi
+fi
+if [ "$(id -u)" != 0 ]; then
+    echo "the network tests make network namespaces: run this script as root" >&2
+    exit 1
+fi
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy (warnings are errors)"

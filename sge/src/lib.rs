@@ -76,6 +76,7 @@
 
 #![warn(missing_docs)]
 
+mod adapt_report;
 mod adaptive;
 mod batch;
 mod cluster;

@@ -151,7 +151,7 @@ impl SgeCluster {
             options.max_start_failures,
             options.poll_interval,
         );
-        let mut watch = Supervisor::new(queues, sched, log_dir, max_fail, poll);
+        let mut watch = Supervisor::new(queues, sched, log_dir, max_fail, poll, backend.clone());
         let origin = Instant::now();
         watch.origin = origin;
         // The scheduler knows what the queues offer before any graph is submitted.

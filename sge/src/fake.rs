@@ -32,6 +32,7 @@ struct Inner {
     failed_submissions: usize,
     fail_next_submits: usize,
     deleted: Vec<JobId>,
+    status_calls: usize,
 }
 
 /// An in-memory batch system for tests (of this crate and others).
@@ -90,6 +91,11 @@ impl FakeBatchSystem {
                 job.id.clone()
             })
             .collect()
+    }
+
+    /// How many times `status` was called (one per poll of all queues).
+    pub fn status_calls(&self) -> usize {
+        self.lock().status_calls
     }
 
     /// Makes the next `n` calls of `submit` fail with
@@ -182,7 +188,8 @@ impl BatchSystem for FakeBatchSystem {
     }
 
     fn status(&self, ids: &[JobId]) -> Result<Vec<JobStatus>, SgeError> {
-        let inner = self.lock();
+        let mut inner = self.lock();
+        inner.status_calls += 1;
         Ok(ids
             .iter()
             .map(|id| {

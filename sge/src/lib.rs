@@ -82,6 +82,7 @@ mod batch;
 mod cluster;
 mod cluster_error;
 mod cluster_options;
+mod cluster_status;
 mod command;
 mod error;
 mod fake;
@@ -127,8 +128,8 @@ pub use policy::{
 };
 pub use qstat::parse_qstat_xml;
 pub use queue_actor::{
-    CheckSubmit, Close, DeleteJobs, Jobs, QueueActor, QueueJobs, Refresh, ScaleBy, ScaleChange,
-    ScaleTo, TakeEnded,
+    ApplyStatuses, CheckSubmit, Close, DeleteJobs, Jobs, QueueActor, QueueJobs, Refresh, ScaleBy,
+    ScaleChange, ScaleTo, TakeEnded, TrackedJobs,
 };
 pub use reaper::{reap_dead_clusters, Reaped};
 pub use script::{bash_quote, job_name, job_script, JobTemplate};

@@ -13,7 +13,7 @@ use crate::script::{job_name, job_script, JobTemplate};
 use crate::sge_error::SgeError;
 use crate::spec::QueueSpec;
 use actix::prelude::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -62,6 +62,9 @@ pub struct QueueActor {
     close_timeout: Duration,
     /// Closed: no more submissions.
     closed: bool,
+    /// The job script, rendered at the first submission and kept (the spec and
+    /// the template never change).
+    script: Option<Arc<String>>,
 }
 
 impl QueueActor {
@@ -82,6 +85,7 @@ impl QueueActor {
             unreported: Vec::new(),
             close_timeout: Duration::from_secs(60),
             closed: false,
+            script: None,
         }
     }
 
@@ -90,6 +94,16 @@ impl QueueActor {
     pub fn with_close_timeout(mut self, timeout: Duration) -> Self {
         self.close_timeout = timeout;
         self
+    }
+
+    /// The queue's job script, rendered once.
+    fn rendered_script(&mut self) -> Result<Arc<String>, SgeError> {
+        if let Some(s) = &self.script {
+            return Ok(s.clone());
+        }
+        let s = Arc::new(job_script(&self.label, &self.spec, &self.template)?);
+        self.script = Some(s.clone());
+        Ok(s)
     }
 
     fn counts(&self) -> QueueJobs {
@@ -128,12 +142,15 @@ impl QueueActor {
             .collect()
     }
 
-    fn apply_statuses(&mut self, statuses: Vec<JobStatus>) {
+    /// Takes in the states of the jobs `queried`: a queried job the batch system
+    /// no longer lists has ended; a job submitted since the query keeps its state.
+    fn apply_statuses(&mut self, queried: &BTreeSet<JobId>, statuses: Vec<JobStatus>) {
         let by_id: BTreeMap<JobId, JobState> =
             statuses.into_iter().map(|s| (s.id, s.state)).collect();
         let label = self.label.clone();
         let mut ended = Vec::new();
         self.jobs.retain_mut(|(id, state)| match by_id.get(id) {
+            None if !queried.contains(id) => true,
             Some(JobState::Failed(code)) => {
                 tracing::warn!(queue = %label, job = %id, %code, "job in an error state");
                 *state = JobState::Failed(code.clone());
@@ -375,7 +392,7 @@ impl QueueActor {
         let backend = self.backend.clone();
         let (label, have) = (self.label.clone(), self.jobs.len());
         let victims = self.victims(target);
-        let script = job_script(&self.label, &self.spec, &self.template);
+        let script = self.rendered_script();
         let want = target.saturating_sub(have);
         let work = async move {
             let script = match script {
@@ -424,12 +441,51 @@ impl Handler<Refresh> for QueueActor {
     fn handle(&mut self, _msg: Refresh, _ctx: &mut Context<Self>) -> Self::Result {
         let ids: Vec<JobId> = self.jobs.iter().map(|(id, _)| id.clone()).collect();
         let backend = self.backend.clone();
+        let queried: BTreeSet<JobId> = ids.iter().cloned().collect();
         let work = blocking(move || backend.status(&ids), "status");
-        AtomicResponse::new(Box::pin(work.into_actor(self).map(|res, act, _| {
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(move |res, act, _| {
             let statuses = res?;
-            act.apply_statuses(statuses);
+            act.apply_statuses(&queried, statuses);
             Ok(act.counts())
         })))
+    }
+}
+
+/// The ids of this queue's jobs (no batch-system call): what a poll of all queues
+/// asks the batch system about in one call.
+#[derive(Message)]
+#[rtype(result = "Vec<JobId>")]
+pub struct TrackedJobs;
+
+impl Handler<TrackedJobs> for QueueActor {
+    type Result = Vec<JobId>;
+
+    fn handle(&mut self, _msg: TrackedJobs, _ctx: &mut Context<Self>) -> Vec<JobId> {
+        self.jobs.iter().map(|(id, _)| id.clone()).collect()
+    }
+}
+
+/// The states of the jobs `queried` (read for all queues in one call), or the
+/// error of that call; returns this queue's jobs.
+#[derive(Message)]
+#[rtype(result = "Result<QueueJobs, SgeError>")]
+pub struct ApplyStatuses {
+    /// The ids that were asked about.
+    pub queried: BTreeSet<JobId>,
+    /// Their states, or why they could not be read.
+    pub statuses: Result<Vec<JobStatus>, String>,
+}
+
+impl Handler<ApplyStatuses> for QueueActor {
+    type Result = Result<QueueJobs, SgeError>;
+
+    fn handle(&mut self, msg: ApplyStatuses, _ctx: &mut Context<Self>) -> Self::Result {
+        let statuses = msg.statuses.map_err(|message| SgeError::Queue {
+            queue: self.label.clone(),
+            message,
+        })?;
+        self.apply_statuses(&msg.queried, statuses);
+        Ok(self.counts())
     }
 }
 

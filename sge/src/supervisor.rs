@@ -7,12 +7,15 @@
 //! (the scheduler is told, so runs that only that queue could serve fail instead
 //! of waiting), and deletes every job on [`CloseAll`].
 
+use crate::batch::BatchSystem;
 use crate::cluster_error::ClusterError;
+pub use crate::cluster_status::{ClusterStatus, JobProblem, QueueStatus};
 use crate::job::JobId;
 use crate::job_ending::{start_verdict, JobEnding, StartVerdict};
 use crate::job_log::{job_stderr_path, job_stderr_tail};
 use crate::queue_actor::{
-    Close, DeleteJobs, Endings, QueueActor, QueueJobs, Refresh, ScaleChange, ScaleTo, TakeEnded,
+    ApplyStatuses, Close, DeleteJobs, Endings, QueueActor, QueueJobs, ScaleChange, ScaleTo,
+    TakeEnded, TrackedJobs,
 };
 use crate::sge_error::SgeError;
 use crate::spec::QueueSpec;
@@ -21,77 +24,10 @@ use gridpipe_runtime::actors::scheduler::{ListWorkers, OfferResources, Scheduler
 use gridpipe_runtime::Resources;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// A job that ended before its worker connected.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct JobProblem {
-    /// The queue spec's label.
-    pub label: String,
-    /// The Grid Engine queue.
-    pub queue: String,
-    /// The job.
-    pub job: JobId,
-    /// The end of the job's stderr.
-    pub stderr: String,
-}
-
-impl std::fmt::Display for JobProblem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "job {} of queue `{}` ({}) ended before its worker connected; stderr: {}",
-            self.job, self.label, self.queue, self.stderr
-        )
-    }
-}
-
-/// One queue as the cluster sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QueueStatus {
-    /// The Grid Engine queue (`qsub -q`).
-    pub queue: String,
-    /// How many jobs (pending + running) the queue should have.
-    pub target: usize,
-    /// Its jobs by state, as last read from the batch system.
-    pub jobs: QueueJobs,
-    /// Why the queue was given up, if it was.
-    pub given_up: Option<String>,
-}
-
-/// The cluster's queues and problems.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ClusterStatus {
-    /// Per queue-spec label.
-    pub queues: BTreeMap<String, QueueStatus>,
-    /// Jobs that ended before their worker connected, oldest first.
-    pub problems: Vec<JobProblem>,
-}
-
-impl ClusterStatus {
-    /// One line per queue: `label (queue): target T, pending P, running R, failed F`.
-    pub fn describe(&self) -> String {
-        self.queues
-            .iter()
-            .map(|(label, q)| {
-                format!(
-                    "{label} ({}): target {}, pending {}, running {}, failed {}{}",
-                    q.queue,
-                    q.target,
-                    q.jobs.pending.len(),
-                    q.jobs.running.len(),
-                    q.jobs.failed.len(),
-                    q.given_up
-                        .as_deref()
-                        .map(|r| format!(", given up: {r}"))
-                        .unwrap_or_default()
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-}
-
+/// One queue as the supervisor keeps it.
 pub(crate) struct WatchedQueue {
     pub(crate) addr: Addr<QueueActor>,
     pub(crate) spec: QueueSpec,
@@ -120,6 +56,8 @@ pub struct Supervisor {
     /// Jobs that ended before their worker connected, whose accounting is not
     /// written yet: (label, job, when first seen gone).
     pub(crate) awaiting: Vec<(String, JobId, std::time::Instant)>,
+    /// The batch system, asked once per poll about every queue's jobs.
+    pub(crate) backend: Arc<dyn BatchSystem>,
 }
 
 /// A queue handed to [`Supervisor::new`].
@@ -135,13 +73,14 @@ pub struct WatchedQueueSpec {
 }
 
 impl Supervisor {
-    /// A watch over `queues`, reporting to `scheduler`.
+    /// A watch over `queues` (whose jobs `backend` runs), reporting to `scheduler`.
     pub fn new(
         queues: Vec<WatchedQueueSpec>,
         scheduler: Addr<Scheduler>,
         log_dir: PathBuf,
         max_start_failures: u32,
         poll_interval: Duration,
+        backend: Arc<dyn BatchSystem>,
     ) -> Self {
         let queues = queues
             .into_iter()
@@ -172,6 +111,7 @@ impl Supervisor {
             origin: std::time::Instant::now(),
             adapt: None,
             awaiting: Vec::new(),
+            backend,
         }
     }
 
@@ -411,10 +351,25 @@ impl Handler<Poll> for Supervisor {
             .iter()
             .map(|(l, q)| (l.clone(), q.job_name.clone()))
             .collect();
+        let backend = self.backend.clone();
         let work = async move {
+            // One batch-system call for the jobs of every queue.
+            let mut tracked = Vec::with_capacity(addrs.len());
+            for (_, addr) in &addrs {
+                tracked.push(addr.send(TrackedJobs).await.unwrap_or_default());
+            }
+            let all: Vec<JobId> = tracked.iter().flatten().cloned().collect();
+            let statuses = tokio::task::spawn_blocking(move || backend.status(&all))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
             let mut round = Vec::new();
-            for (label, addr) in addrs {
-                let jobs = addr.send(Refresh).await.unwrap_or_else(|_| {
+            for ((label, addr), ids) in addrs.into_iter().zip(tracked) {
+                let apply = ApplyStatuses {
+                    queried: ids.into_iter().collect(),
+                    statuses: statuses.clone(),
+                };
+                let jobs = addr.send(apply).await.unwrap_or_else(|_| {
                     Err(SgeError::Queue {
                         queue: label.clone(),
                         message: "queue actor gone".into(),

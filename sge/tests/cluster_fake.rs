@@ -362,6 +362,26 @@ fn refresh_shows_running_and_failed_jobs() {
     cluster.close().unwrap();
 }
 
+/// A poll asks the batch system once about the jobs of every queue (one `qstat`
+/// per poll, not one per queue), and each queue still sees its own jobs.
+#[test]
+fn one_poll_is_one_status_call_for_all_queues() {
+    let dir = TempDir::new("sge-cluster-fake", "one-call");
+    let fake = Arc::new(FakeBatchSystem::new());
+    // No background poll during the test: every call counted is the test's.
+    let options = fake_cluster_options(&dir, Duration::from_secs(3600));
+    let cluster = SgeCluster::with_backend(specs(), options, fake.clone()).unwrap();
+    let default_ids = cluster.scale_queue("default", 2).unwrap().submitted;
+    let gpu_ids = cluster.scale_queue("gpu", 2).unwrap().submitted;
+    fake.start_pending();
+    let before = fake.status_calls();
+    let status = cluster.refresh().unwrap();
+    assert_eq!(fake.status_calls() - before, 1, "one call for both queues");
+    assert_eq!(status.queues["default"].jobs.running, default_ids);
+    assert_eq!(status.queues["gpu"].jobs.running, gpu_ids);
+    cluster.close().unwrap();
+}
+
 /// Waiting for workers that never connect times out with the queues' job states.
 #[test]
 fn wait_for_workers_times_out_with_the_job_states() {

@@ -11,11 +11,11 @@
 //! its timing, in [`AdaptReport`].
 
 pub use crate::adapt_report::{AdaptReport, DecisionRecord, TimelinePoint};
+pub use crate::adapt_state::AdaptOptions;
+use crate::adapt_state::AdaptState;
 use crate::cluster_error::ClusterError;
 use crate::job::JobId;
-use crate::policy::{
-    decide, Action, Bounds, PolicyConfig, PolicyInput, QueueView, ShapeDemand, WorkerView,
-};
+use crate::policy::{decide, Action, Bounds, PolicyInput, QueueView, ShapeDemand, WorkerView};
 use crate::queue_actor::{CheckSubmit, DeleteJobs, Jobs, QueueJobs, ScaleBy};
 use crate::supervisor::Supervisor;
 use actix::prelude::*;
@@ -26,67 +26,6 @@ use gridpipe_runtime::actors::scheduler::{
 use gridpipe_runtime::Resources;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
-
-/// How a cluster adapts (see [`crate::SgeCluster::adapt`]).
-#[derive(Clone, Debug, PartialEq)]
-pub struct AdaptOptions {
-    /// Bounds of every queue without bounds of its own. A bound counts the
-    /// queue's jobs that are pending or running (see [`crate::policy`]); the
-    /// queue spec's `max_jobs` caps the maximum.
-    pub bounds: Bounds,
-    /// Bounds per queue label, overriding `bounds`.
-    pub per_queue: BTreeMap<String, Bounds>,
-    /// The policy's tunables (idle timeout, pending cap, ...).
-    pub policy: PolicyConfig,
-    /// The safety-net round interval (default 1 s).
-    pub tick: Duration,
-    /// Check each queue at start with a held submission that is deleted again
-    /// (default true).
-    pub check_queues: bool,
-    /// A queue whose submissions failed this many times in a row is given up
-    /// (default 5).
-    pub max_submit_failures: u32,
-}
-
-impl AdaptOptions {
-    /// Every queue between `min` and `max` jobs.
-    pub fn new(min: usize, max: usize) -> Self {
-        Self {
-            bounds: Bounds::new(min, max),
-            per_queue: BTreeMap::new(),
-            policy: PolicyConfig::default(),
-            tick: Duration::from_secs(1),
-            check_queues: true,
-            max_submit_failures: 5,
-        }
-    }
-
-    /// Queue `label` between `min` and `max` jobs.
-    pub fn queue(mut self, label: impl Into<String>, min: usize, max: usize) -> Self {
-        self.per_queue.insert(label.into(), Bounds::new(min, max));
-        self
-    }
-
-    /// Retire workers idle this long.
-    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.policy.idle_timeout = timeout;
-        self
-    }
-}
-
-/// The supervisor's adaptive state.
-pub(crate) struct AdaptState {
-    options: AdaptOptions,
-    report: AdaptReport,
-    last_counts: BTreeMap<String, (usize, usize, usize)>,
-    round_running: bool,
-    round_again: bool,
-    /// Jobs being retired (drain, then delete).
-    retiring: BTreeSet<JobId>,
-    /// Per queue: failures in a row and no submission before this instant.
-    backoff: BTreeMap<String, (u32, Instant)>,
-    timer: Option<SpawnHandle>,
-}
 
 /// Starts adaptive scaling (checks the queues first).
 #[derive(Message)]

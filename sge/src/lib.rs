@@ -77,6 +77,7 @@
 #![warn(missing_docs)]
 
 mod adapt_report;
+mod adapt_state;
 mod adaptive;
 mod batch;
 mod cluster;

@@ -52,7 +52,7 @@ pub struct Supervisor {
     /// When the cluster started (decision and timeline times count from here).
     pub(crate) origin: std::time::Instant,
     /// Adaptive scaling, once started.
-    pub(crate) adapt: Option<crate::adaptive::AdaptState>,
+    pub(crate) adapt: Option<crate::adapt_state::AdaptState>,
     /// Jobs that ended before their worker connected, whose accounting is not
     /// written yet: (label, job, when first seen gone).
     pub(crate) awaiting: Vec<(String, JobId, std::time::Instant)>,

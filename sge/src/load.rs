@@ -37,12 +37,22 @@ impl QueueSpecs {
     pub fn from_toml_str(text: &str) -> Result<Self, QueueSpecError> {
         let table: Table =
             toml::from_str(text).map_err(|source| QueueSpecError::Parse { source })?;
-        let mut specs = BTreeMap::new();
+        let mut tables = BTreeMap::new();
         for (label, value) in table {
-            validate_label(&label)?;
             let Value::Table(table) = value else {
+                validate_label(&label)?;
                 return Err(QueueSpecError::NotATable { label });
             };
+            tables.insert(label, table);
+        }
+        Self::from_tables(tables)
+    }
+
+    /// Builds and validates the specs from one table per label.
+    pub(crate) fn from_tables(tables: BTreeMap<String, Table>) -> Result<Self, QueueSpecError> {
+        let mut specs = BTreeMap::new();
+        for (label, table) in tables {
+            validate_label(&label)?;
             let spec = spec_from_table(&label, table)?;
             specs.insert(label, spec);
         }
@@ -65,8 +75,9 @@ impl QueueSpecs {
 }
 
 /// Builds the spec for `label` from its table, key by key, so that unknown
-/// keys and wrongly typed values are reported with label and key.
-fn spec_from_table(label: &str, table: Table) -> Result<QueueSpec, QueueSpecError> {
+/// keys and wrongly typed values are reported with label and key: the one
+/// parser of queue specs (files and serde alike).
+pub(crate) fn spec_from_table(label: &str, table: Table) -> Result<QueueSpec, QueueSpecError> {
     let mut queue = None;
     let mut spec = QueueSpec::new("");
     for (key, value) in table {
@@ -112,6 +123,15 @@ fn field<T: DeserializeOwned>(
         key,
         message: err.message().to_owned(),
     })
+}
+
+impl<'de> serde::Deserialize<'de> for QueueSpec {
+    /// Deserializes one spec table with the same parser as files (errors name
+    /// the key).
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let table = Table::deserialize(deserializer)?;
+        spec_from_table("", table).map_err(serde::de::Error::custom)
+    }
 }
 
 #[cfg(test)]

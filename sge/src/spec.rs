@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::error::{MemoryError, QueueSpecError};
 use crate::memory::Memory;
@@ -23,10 +23,10 @@ use crate::memory::Memory;
 /// what the hosts offer keeps the job in `qw` forever (see [`Memory`]).
 ///
 /// Build one in code with [`QueueSpec::new`] and the `with_*` methods, or
-/// deserialize it (unknown keys are rejected). Call [`QueueSpec::validate`]
+/// deserialize it (one parser serves files and serde alike: unknown keys,
+/// missing keys and wrong types are errors naming the key). Call [`QueueSpec::validate`]
 /// (or load it through [`crate::QueueSpecs`]) to check it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct QueueSpec {
     /// The Grid Engine queue, passed as `qsub -q <queue>`.
     pub queue: String,

@@ -115,11 +115,12 @@ impl QueueSpecs {
 }
 
 impl<'de> Deserialize<'de> for QueueSpecs {
-    /// Deserializes a map of label to spec and validates it like
-    /// [`QueueSpecs::from_map`].
+    /// Deserializes a map of label to spec table with the one parser of
+    /// [`QueueSpecs::from_toml_str`] (errors name the label and the key) and
+    /// validates it like [`QueueSpecs::from_map`].
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let specs = BTreeMap::<String, QueueSpec>::deserialize(deserializer)?;
-        Self::from_map(specs).map_err(serde::de::Error::custom)
+        let tables = BTreeMap::<String, toml::Table>::deserialize(deserializer)?;
+        Self::from_tables(tables).map_err(serde::de::Error::custom)
     }
 }
 
@@ -238,5 +239,20 @@ mod tests {
         assert_eq!(toml::from_str::<QueueSpecs>(&text).unwrap(), specs());
         let err = toml::from_str::<QueueSpecs>("[gpu]\nqueue = \"q\"").unwrap_err();
         assert!(err.to_string().contains("default"), "{err}");
+    }
+
+    #[test]
+    fn serde_and_files_share_one_parser_and_its_errors() {
+        for text in [
+            "[default]\nqueue = 1",
+            "[default]\nqueue = \"q\"\nmemroy = \"8G\"",
+            "[default]\nqueue = \"q\"\nmemory = \"lots\"",
+            "[default]\nio_big = true",
+        ] {
+            let from_file = QueueSpecs::from_toml_str(text).unwrap_err().to_string();
+            let from_serde = toml::from_str::<QueueSpecs>(text).unwrap_err().to_string();
+            assert!(from_serde.contains(&from_file), "{from_serde} / {from_file}");
+            assert!(from_file.contains("[default]"), "{from_file}");
+        }
     }
 }

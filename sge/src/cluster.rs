@@ -1,20 +1,20 @@
 //! [`SgeCluster`]: a gridpipe runtime whose workers are Grid Engine jobs.
 
-use crate::adaptive::{AdaptOptions, AdaptReport, GetAdaptReport, StartAdapt};
-use crate::batch::BatchSystem;
+use crate::batch_system::grid_engine::SgeCommands;
+use crate::batch_system::script::{job_name, job_script, JobTemplate};
+use crate::batch_system::BatchSystem;
 use crate::cluster_error::ClusterError;
 use crate::cluster_options::{advertised_address, host_memory_bytes, host_name, ClusterOptions};
-use crate::interrupt;
-use crate::lease::{unix_now, Lease, LeaseKeeper, LEASE_FILE};
-use crate::panel::SupervisorPanel;
-use crate::queue_actor::{QueueActor, ScaleChange};
-use crate::reaper::reap_dead_clusters;
-use crate::script::{job_name, job_script, JobTemplate};
-use crate::sge_commands::SgeCommands;
-use crate::specs::QueueSpecs;
-use crate::supervisor::{
+use crate::control::adaptive::{AdaptOptions, AdaptReport, GetAdaptReport, StartAdapt};
+use crate::control::interrupt;
+use crate::control::panel::SupervisorPanel;
+use crate::control::queue_actor::{QueueActor, ScaleChange};
+use crate::control::supervisor::{
     CloseAll, ClusterStatus, Poll, SetTarget, Status, Supervisor, WatchedQueueSpec,
 };
+use crate::lease::{unix_now, Lease, LeaseKeeper, LEASE_FILE};
+use crate::reaper::reap_dead_clusters;
+use crate::spec::queue_specs::QueueSpecs;
 use crate::work_folder::{make_cluster_dir, work_root_from_env};
 use actix::prelude::*;
 use gridpipe_runtime::actors::scheduler::{ListWorkers, LiveWorkers, OfferResources};

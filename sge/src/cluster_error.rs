@@ -1,6 +1,6 @@
 //! [`ClusterError`]: what can go wrong with an [`crate::SgeCluster`].
 
-use crate::sge_error::SgeError;
+use crate::batch_system::error::SgeError;
 use gridpipe_runtime::RunError;
 use std::path::PathBuf;
 use thiserror::Error;

@@ -76,70 +76,53 @@
 
 #![warn(missing_docs)]
 
-mod adapt_report;
-mod adapt_state;
-mod adaptive;
-mod batch;
+mod batch_system;
 mod cluster;
 mod cluster_error;
 mod cluster_options;
-mod cluster_status;
-mod command;
-mod error;
-mod fake;
-mod interrupt;
-mod job;
-mod job_ending;
-mod job_log;
+mod control;
 mod lease;
 pub mod lease_policy;
-mod load;
-mod memory;
-mod panel;
-pub mod policy;
-mod qstat;
-mod queue_actor;
 mod reaper;
-mod script;
-mod sge_commands;
-mod sge_error;
 mod spec;
-mod specs;
-mod supervisor;
 mod work_folder;
 
-pub use adaptive::{
-    AdaptOptions, AdaptReport, DecisionRecord, GetAdaptReport, StartAdapt, TimelinePoint,
+pub use control::policy;
+
+pub use batch_system::error::SgeError;
+pub use batch_system::fake::{FakeBatchSystem, FakeJob};
+pub use batch_system::grid_engine::{parse_qsub_output, SgeCommands};
+pub use batch_system::job::{JobId, JobState, JobStatus};
+pub use batch_system::job_ending::{
+    parse_qacct, start_verdict, JobEnding, StartVerdict, ACCOUNTING_GRACE,
 };
-pub use batch::BatchSystem;
+pub use batch_system::job_log::{job_stderr_path, job_stderr_tail};
+pub use batch_system::qstat::parse_qstat_xml;
+pub use batch_system::script::{bash_quote, job_name, job_script, JobTemplate};
+pub use batch_system::BatchSystem;
 pub use cluster::{QueueUsage, SgeCluster};
 pub use cluster_error::ClusterError;
 pub use cluster_options::{advertised_address, host_name, ClusterOptions};
-pub use error::{MemoryError, QueueSpecError};
-pub use fake::{FakeBatchSystem, FakeJob};
-pub use job::{JobId, JobState, JobStatus};
-pub use job_ending::{parse_qacct, start_verdict, JobEnding, StartVerdict, ACCOUNTING_GRACE};
-pub use job_log::{job_stderr_path, job_stderr_tail};
+pub use control::adaptive::{
+    AdaptOptions, AdaptReport, DecisionRecord, GetAdaptReport, StartAdapt, TimelinePoint,
+};
+pub use control::panel::SupervisorPanel;
+pub use control::queue_actor::{
+    ApplyStatuses, CheckSubmit, Close, DeleteJobs, Jobs, QueueActor, QueueJobs, Refresh, ScaleBy,
+    ScaleChange, ScaleTo, TakeEnded, TrackedJobs,
+};
+pub use control::supervisor::{
+    CloseAll, ClusterStatus, JobProblem, Poll, QueueStatus, SetTarget, Status, Supervisor,
+    WatchedQueueSpec,
+};
 pub use lease::{process_start, Lease, LeaseKeeper, LEASE_FILE, REAPED_FILE};
-pub use memory::Memory;
-pub use panel::SupervisorPanel;
 pub use policy::{
     apply, decide, workers_wanted, Action, Bounds, Decision, PolicyConfig, PolicyInput, QueueView,
     ShapeDemand, WorkerView,
 };
-pub use qstat::parse_qstat_xml;
-pub use queue_actor::{
-    ApplyStatuses, CheckSubmit, Close, DeleteJobs, Jobs, QueueActor, QueueJobs, Refresh, ScaleBy,
-    ScaleChange, ScaleTo, TakeEnded, TrackedJobs,
-};
 pub use reaper::{reap_dead_clusters, Reaped};
-pub use script::{bash_quote, job_name, job_script, JobTemplate};
-pub use sge_commands::{parse_qsub_output, SgeCommands};
-pub use sge_error::SgeError;
-pub use spec::QueueSpec;
-pub use specs::QueueSpecs;
-pub use supervisor::{
-    CloseAll, ClusterStatus, JobProblem, Poll, QueueStatus, SetTarget, Status, Supervisor,
-    WatchedQueueSpec,
-};
+pub use spec::error::{MemoryError, QueueSpecError};
+pub use spec::memory::Memory;
+pub use spec::queue_spec::QueueSpec;
+pub use spec::queue_specs::QueueSpecs;
 pub use work_folder::{default_work_root, folder_problem, FolderFacts, FolderRole, WORK_DIR_ENV};

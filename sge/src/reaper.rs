@@ -3,7 +3,7 @@
 //! their jobs by name, so that no job outlives its program for longer than
 //! the next start.
 
-use crate::batch::BatchSystem;
+use crate::batch_system::BatchSystem;
 use crate::lease::{process_start, Lease, LEASE_FILE, REAPED_FILE};
 use crate::lease_policy::{lease_verdict, LeaseVerdict, ProcessSeen};
 use std::path::{Path, PathBuf};
@@ -102,7 +102,7 @@ fn mark_reaped(dir: &Path, reason: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fake::FakeBatchSystem;
+    use crate::batch_system::fake::FakeBatchSystem;
     use crate::lease::unix_now;
     use std::time::Duration;
 

@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
-use crate::batch::BatchSystem;
-use crate::job::{JobId, JobState, JobStatus};
-use crate::sge_error::SgeError;
+use crate::batch_system::error::SgeError;
+use crate::batch_system::job::{JobId, JobState, JobStatus};
+use crate::batch_system::BatchSystem;
 
 /// One job submitted to a [`FakeBatchSystem`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -248,8 +248,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::script::{job_script, JobTemplate};
-    use crate::spec::QueueSpec;
+    use crate::batch_system::script::{job_script, JobTemplate};
+    use crate::spec::queue_spec::QueueSpec;
 
     fn script(queue: &str) -> String {
         let t = JobTemplate {

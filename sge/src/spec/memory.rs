@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::MemoryError;
+use crate::spec::error::MemoryError;
 
 const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;

@@ -10,14 +10,14 @@
 //! then deletes its job. Every decision is logged with its reason and kept, with
 //! its timing, in [`AdaptReport`].
 
-pub use crate::adapt_report::{AdaptReport, DecisionRecord, TimelinePoint};
-pub use crate::adapt_state::AdaptOptions;
-use crate::adapt_state::AdaptState;
+use crate::batch_system::job::JobId;
 use crate::cluster_error::ClusterError;
-use crate::job::JobId;
+pub use crate::control::adapt_report::{AdaptReport, DecisionRecord, TimelinePoint};
+pub use crate::control::adapt_state::AdaptOptions;
+use crate::control::adapt_state::AdaptState;
+use crate::control::queue_actor::{CheckSubmit, DeleteJobs, Jobs, QueueJobs, ScaleBy};
+use crate::control::supervisor::Supervisor;
 use crate::policy::{decide, Action, Bounds, PolicyInput, QueueView, ShapeDemand, WorkerView};
-use crate::queue_actor::{CheckSubmit, DeleteJobs, Jobs, QueueJobs, ScaleBy};
-use crate::supervisor::Supervisor;
 use actix::prelude::*;
 use gridpipe_runtime::actors::messages::{BacklogChanged, GetBacklog, ShapeBacklog};
 use gridpipe_runtime::actors::scheduler::{
@@ -139,7 +139,7 @@ impl Supervisor {
         }
         a.round_running = true;
         let scheduler = self.scheduler.clone();
-        let queues: Vec<(String, Addr<crate::queue_actor::QueueActor>)> = self
+        let queues: Vec<(String, Addr<crate::control::queue_actor::QueueActor>)> = self
             .queues
             .iter()
             .map(|(l, q)| (l.clone(), q.addr.clone()))
@@ -245,7 +245,7 @@ impl Supervisor {
         &mut self,
         idx: usize,
         d: crate::policy::Decision,
-        r: Result<Result<crate::queue_actor::ScaleChange, crate::SgeError>, MailboxError>,
+        r: Result<Result<crate::control::queue_actor::ScaleChange, crate::SgeError>, MailboxError>,
         cause: Option<Instant>,
         done: Instant,
     ) {
@@ -454,14 +454,15 @@ impl Handler<StartAdapt> for Supervisor {
             };
             return Box::pin(fut::ready(Err(err)));
         }
-        let checks: Vec<(String, Addr<crate::queue_actor::QueueActor>)> = if options.check_queues {
-            self.queues
-                .iter()
-                .map(|(l, q)| (l.clone(), q.addr.clone()))
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let checks: Vec<(String, Addr<crate::control::queue_actor::QueueActor>)> =
+            if options.check_queues {
+                self.queues
+                    .iter()
+                    .map(|(l, q)| (l.clone(), q.addr.clone()))
+                    .collect()
+            } else {
+                Vec::new()
+            };
         let work = async move {
             for (label, addr) in checks {
                 match addr.send(CheckSubmit).await {

@@ -1,10 +1,24 @@
-//! The interface to a batch system: submit, query and delete jobs.
+//! The batch system: the interface (submit, query and delete jobs; here) and
+//! what serves it: Grid Engine's commands ([`grid_engine`], run through
+//! [`command`], `qstat -xml` read by [`qstat`]), the in-memory fake ([`fake`]),
+//! job scripts ([`script`]), job ids and states ([`job`]), how a job ended
+//! ([`job_ending`]), its log files ([`job_log`]) and the errors ([`error`]).
+
+pub(crate) mod command;
+pub(crate) mod error;
+pub(crate) mod fake;
+pub(crate) mod grid_engine;
+pub(crate) mod job;
+pub(crate) mod job_ending;
+pub(crate) mod job_log;
+pub(crate) mod qstat;
+pub(crate) mod script;
 
 use std::sync::Arc;
 
-use crate::job::{JobId, JobStatus};
-use crate::job_ending::JobEnding;
-use crate::sge_error::SgeError;
+use crate::batch_system::error::SgeError;
+use crate::batch_system::job::{JobId, JobStatus};
+use crate::batch_system::job_ending::JobEnding;
 
 /// Submits, queries and deletes worker jobs.
 ///

@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::sge_error::SgeError;
-use crate::spec::QueueSpec;
+use crate::batch_system::error::SgeError;
+use crate::spec::queue_spec::QueueSpec;
 
 /// What a worker job needs besides its queue spec.
 ///
@@ -159,7 +159,7 @@ fn utf8<'a>(path: &'a Path, what: &str) -> Result<&'a str, SgeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::Memory;
+    use crate::spec::memory::Memory;
 
     fn template() -> JobTemplate {
         JobTemplate {

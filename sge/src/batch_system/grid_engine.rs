@@ -1,15 +1,15 @@
 //! The real [`BatchSystem`]: Grid Engine's `qsub`, `qstat -xml` and `qdel`.
 
-use crate::job_ending::{parse_qacct, JobEnding};
+use crate::batch_system::job_ending::{parse_qacct, JobEnding};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::batch::BatchSystem;
-use crate::command::{command_line, run, Output};
-use crate::job::{JobId, JobStatus};
-use crate::qstat::parse_qstat_xml;
-use crate::sge_error::SgeError;
+use crate::batch_system::command::{command_line, run, Output};
+use crate::batch_system::error::SgeError;
+use crate::batch_system::job::{JobId, JobStatus};
+use crate::batch_system::qstat::parse_qstat_xml;
+use crate::batch_system::BatchSystem;
 
 /// Runs Grid Engine's command-line tools.
 ///
@@ -236,7 +236,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::job::JobState;
+    use crate::batch_system::job::JobState;
 
     #[test]
     fn parses_terse_and_verbose_qsub_output() {

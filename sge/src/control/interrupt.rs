@@ -5,7 +5,7 @@
 //! awaited on a thread of their own, so the deletes block that thread, never an
 //! async executor.
 
-use crate::supervisor::{CloseAll, Supervisor};
+use crate::control::supervisor::{CloseAll, Supervisor};
 use actix::Addr;
 use std::sync::{Mutex, Once};
 use std::time::Duration;

@@ -1,8 +1,8 @@
 //! What a cluster looks like from outside: each queue's jobs, and the jobs that
 //! ended before their worker connected ([`ClusterStatus`]).
 
-use crate::job::JobId;
-use crate::queue_actor::QueueJobs;
+use crate::batch_system::job::JobId;
+use crate::control::queue_actor::QueueJobs;
 use std::collections::BTreeMap;
 
 /// A job that ended before its worker connected.

@@ -3,8 +3,8 @@
 //! themselves (`adaptive.rs`), so the supervisor can hold the state without
 //! depending on the rounds.
 
-use crate::adapt_report::AdaptReport;
-use crate::job::JobId;
+use crate::batch_system::job::JobId;
+use crate::control::adapt_report::AdaptReport;
 use crate::policy::{Bounds, PolicyConfig};
 use actix::SpawnHandle;
 use std::collections::{BTreeMap, BTreeSet};

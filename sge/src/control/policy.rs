@@ -29,7 +29,7 @@
 //! never submits above `max` and never deletes or retires below `min`; below `min`
 //! it submits up to `min` whatever the demand.
 
-use crate::job::JobId;
+use crate::batch_system::job::JobId;
 use gridpipe_runtime::Resources;
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::error::{MemoryError, QueueSpecError};
-use crate::memory::Memory;
+use crate::spec::error::{MemoryError, QueueSpecError};
+use crate::spec::memory::Memory;
 
 /// How jobs for one queue spec label are submitted, and what their workers offer.
 ///

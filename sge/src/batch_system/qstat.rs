@@ -3,8 +3,8 @@
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
-use crate::job::{JobId, JobState, JobStatus};
-use crate::sge_error::SgeError;
+use crate::batch_system::error::SgeError;
+use crate::batch_system::job::{JobId, JobState, JobStatus};
 
 /// Parses the output of `qstat -xml` into one [`JobStatus`] per `<job_list>`.
 ///

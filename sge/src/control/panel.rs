@@ -1,8 +1,8 @@
 //! The cluster's part of the dashboard: its jobs per queue and its scaling
 //! decisions, read from the supervisor.
 
-use crate::adaptive::GetAdaptReport;
-use crate::supervisor::{Status, Supervisor};
+use crate::control::adaptive::GetAdaptReport;
+use crate::control::supervisor::{Status, Supervisor};
 use actix::Addr;
 use futures::future::BoxFuture;
 use gridpipe_runtime::dashboard::view::{ClusterView, DecisionRow, JobRow};

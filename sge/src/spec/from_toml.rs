@@ -6,10 +6,10 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use toml::{Table, Value};
 
-use crate::error::QueueSpecError;
-use crate::memory::Memory;
-use crate::spec::QueueSpec;
-use crate::specs::{validate_label, QueueSpecs};
+use crate::spec::error::QueueSpecError;
+use crate::spec::memory::Memory;
+use crate::spec::queue_spec::QueueSpec;
+use crate::spec::queue_specs::{validate_label, QueueSpecs};
 
 impl QueueSpecs {
     /// Parses and validates queue specs from TOML text, one table per label:

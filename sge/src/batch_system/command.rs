@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::sge_error::SgeError;
+use crate::batch_system::error::SgeError;
 
 /// Linux's errno for "Text file busy".
 const ETXTBSY: i32 = 26;

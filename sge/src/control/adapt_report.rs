@@ -1,7 +1,7 @@
 //! What adaptive scaling did: every decision with its reason and timing, and the
 //! jobs per queue over time ([`AdaptReport`]), also as a picture's timeline.
 
-use crate::job::JobId;
+use crate::batch_system::job::JobId;
 use crate::policy::Action;
 
 /// One decision as taken.

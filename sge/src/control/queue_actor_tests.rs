@@ -1,7 +1,7 @@
 //! Tests of the queue actor against the fake batch system.
 
 use super::*;
-use crate::fake::FakeBatchSystem;
+use crate::batch_system::fake::FakeBatchSystem;
 use std::path::PathBuf;
 
 fn template() -> JobTemplate {

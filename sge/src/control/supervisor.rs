@@ -7,18 +7,18 @@
 //! (the scheduler is told, so runs that only that queue could serve fail instead
 //! of waiting), and deletes every job on [`CloseAll`].
 
-use crate::batch::BatchSystem;
+use crate::batch_system::error::SgeError;
+use crate::batch_system::job::JobId;
+use crate::batch_system::job_ending::{start_verdict, JobEnding, StartVerdict};
+use crate::batch_system::job_log::{job_stderr_path, job_stderr_tail};
+use crate::batch_system::BatchSystem;
 use crate::cluster_error::ClusterError;
-pub use crate::cluster_status::{ClusterStatus, JobProblem, QueueStatus};
-use crate::job::JobId;
-use crate::job_ending::{start_verdict, JobEnding, StartVerdict};
-use crate::job_log::{job_stderr_path, job_stderr_tail};
-use crate::queue_actor::{
+pub use crate::control::cluster_status::{ClusterStatus, JobProblem, QueueStatus};
+use crate::control::queue_actor::{
     ApplyStatuses, Close, DeleteJobs, Endings, QueueActor, QueueJobs, ScaleChange, ScaleTo,
     TakeEnded, TrackedJobs,
 };
-use crate::sge_error::SgeError;
-use crate::spec::QueueSpec;
+use crate::spec::queue_spec::QueueSpec;
 use actix::prelude::*;
 use gridpipe_runtime::actors::scheduler::{ListWorkers, OfferResources, Scheduler, WorkerState};
 use gridpipe_runtime::Resources;
@@ -52,7 +52,7 @@ pub struct Supervisor {
     /// When the cluster started (decision and timeline times count from here).
     pub(crate) origin: std::time::Instant,
     /// Adaptive scaling, once started.
-    pub(crate) adapt: Option<crate::adapt_state::AdaptState>,
+    pub(crate) adapt: Option<crate::control::adapt_state::AdaptState>,
     /// Jobs that ended before their worker connected, whose accounting is not
     /// written yet: (label, job, when first seen gone).
     pub(crate) awaiting: Vec<(String, JobId, std::time::Instant)>,

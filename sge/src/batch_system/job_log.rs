@@ -1,7 +1,7 @@
 //! The log files Grid Engine writes for a worker job, read back to explain a job
 //! that ended before its worker connected.
 
-use crate::job::JobId;
+use crate::batch_system::job::JobId;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::error::QueueSpecError;
-use crate::spec::QueueSpec;
+use crate::spec::error::QueueSpecError;
+use crate::spec::queue_spec::QueueSpec;
 
 /// A validated map from label to [`QueueSpec`], ordered by label.
 ///
@@ -251,7 +251,10 @@ mod tests {
         ] {
             let from_file = QueueSpecs::from_toml_str(text).unwrap_err().to_string();
             let from_serde = toml::from_str::<QueueSpecs>(text).unwrap_err().to_string();
-            assert!(from_serde.contains(&from_file), "{from_serde} / {from_file}");
+            assert!(
+                from_serde.contains(&from_file),
+                "{from_serde} / {from_file}"
+            );
             assert!(from_file.contains("[default]"), "{from_file}");
         }
     }

@@ -6,12 +6,12 @@
 //! never on the actor's event loop; a message's state change is applied when its
 //! call returns (atomically: the next message waits).
 
-use crate::batch::BatchSystem;
-use crate::job::{JobId, JobState, JobStatus};
-use crate::job_ending::JobEnding;
-use crate::script::{job_name, job_script, JobTemplate};
-use crate::sge_error::SgeError;
-use crate::spec::QueueSpec;
+use crate::batch_system::error::SgeError;
+use crate::batch_system::job::{JobId, JobState, JobStatus};
+use crate::batch_system::job_ending::JobEnding;
+use crate::batch_system::script::{job_name, job_script, JobTemplate};
+use crate::batch_system::BatchSystem;
+use crate::spec::queue_spec::QueueSpec;
 use actix::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

@@ -6,12 +6,12 @@ use crate::batch_system::BatchSystem;
 use crate::cluster_error::ClusterError;
 use crate::cluster_options::{advertised_address, host_memory_bytes, host_name, ClusterOptions};
 use crate::control::adaptive::{AdaptOptions, AdaptReport, GetAdaptReport, StartAdapt};
-use crate::control::interrupt;
-use crate::control::panel::SupervisorPanel;
-use crate::control::queue_actor::{QueueActor, ScaleChange};
-use crate::control::supervisor::{
-    CloseAll, ClusterStatus, Poll, SetTarget, Status, Supervisor, WatchedQueueSpec,
+use crate::control::controller::{
+    CloseAll, ClusterController, ClusterStatus, Poll, SetTarget, Status, WatchedQueueSpec,
 };
+use crate::control::interrupt;
+use crate::control::panel::ControllerPanel;
+use crate::control::queue_actor::{QueueActor, ScaleChange};
 use crate::lease::{unix_now, Lease, LeaseKeeper, LEASE_FILE};
 use crate::reaper::reap_dead_clusters;
 use crate::spec::queue_specs::QueueSpecs;
@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 /// work root deletes its jobs.
 pub struct SgeCluster {
     runtime: Option<Runtime>,
-    watch: Addr<Supervisor>,
+    watch: Addr<ClusterController>,
     lease: Option<LeaseKeeper>,
     id: String,
     job_prefix: String,
@@ -151,14 +151,15 @@ impl SgeCluster {
             options.max_start_failures,
             options.poll_interval,
         );
-        let mut watch = Supervisor::new(queues, sched, log_dir, max_fail, poll, backend.clone());
+        let mut watch =
+            ClusterController::new(queues, sched, log_dir, max_fail, poll, backend.clone());
         let origin = Instant::now();
         watch.origin = origin;
         // The scheduler knows what the queues offer before any graph is submitted.
         futures::executor::block_on(runtime.scheduler().send(OfferResources(watch.offers())))
             .map_err(|_| ClusterError::Stopped)?;
-        let watch = Supervisor::start_in_arbiter(&arbiter, move |_| watch);
-        runtime.set_cluster_panel(Arc::new(SupervisorPanel(watch.clone())));
+        let watch = ClusterController::start_in_arbiter(&arbiter, move |_| watch);
+        runtime.set_cluster_panel(Arc::new(ControllerPanel(watch.clone())));
         let signal_ticket = options
             .handle_signals
             .then(|| interrupt::register(watch.clone()));
@@ -232,7 +233,7 @@ impl SgeCluster {
         futures::executor::block_on(self.watch.send(Status)).map_err(|_| ClusterError::Stopped)
     }
 
-    /// Starts adaptive scaling: from now on a supervisor grows and shrinks each
+    /// Starts adaptive scaling: from now on the cluster controller grows and shrinks each
     /// queue's jobs from the scheduler's backlog per resource shape, within
     /// `options`' bounds (see [`crate::policy`] for what it decides and what a
     /// bound counts). Each queue is first checked with a held submission that is

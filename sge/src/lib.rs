@@ -15,7 +15,7 @@
 //!   `qstat -xml` parser ([`parse_qstat_xml`]); errors are [`SgeError`].
 //!
 //! - the cluster ([`SgeCluster`]): a gridpipe runtime whose workers are Grid
-//!   Engine jobs, with a [`QueueActor`] per queue spec and a [`Supervisor`] that
+//!   Engine jobs, with a [`QueueActor`] per queue spec and a [`ClusterController`] that
 //!   keeps each queue at its target, replaces ended jobs, surfaces the stderr of
 //!   jobs that end before their worker connects, and deletes every job on close,
 //!   drop, Ctrl-C or SIGTERM (by id and by the cluster's job names). Tunables
@@ -106,14 +106,14 @@ pub use cluster_options::{advertised_address, host_name, ClusterOptions};
 pub use control::adaptive::{
     AdaptOptions, AdaptReport, DecisionRecord, GetAdaptReport, StartAdapt, TimelinePoint,
 };
-pub use control::panel::SupervisorPanel;
+pub use control::controller::{
+    CloseAll, ClusterController, ClusterStatus, JobProblem, Poll, QueueStatus, SetTarget, Status,
+    WatchedQueueSpec,
+};
+pub use control::panel::ControllerPanel;
 pub use control::queue_actor::{
     ApplyStatuses, CheckSubmit, Close, DeleteJobs, Jobs, QueueActor, QueueJobs, Refresh, ScaleBy,
     ScaleChange, ScaleTo, TakeEnded, TrackedJobs,
-};
-pub use control::supervisor::{
-    CloseAll, ClusterStatus, JobProblem, Poll, QueueStatus, SetTarget, Status, Supervisor,
-    WatchedQueueSpec,
 };
 pub use lease::{process_start, Lease, LeaseKeeper, LEASE_FILE, REAPED_FILE};
 pub use policy::{

@@ -1,6 +1,6 @@
 //! What adaptive scaling is told ([`AdaptOptions`]) and what it keeps between
-//! rounds (`AdaptState`, held by the supervisor). Apart from the rounds
-//! themselves (`adaptive.rs`), so the supervisor can hold the state without
+//! rounds (`AdaptState`, held by the controller). Apart from the rounds
+//! themselves (`adaptive.rs`), so the controller can hold the state without
 //! depending on the rounds.
 
 use crate::batch_system::job::JobId;
@@ -57,7 +57,7 @@ impl AdaptOptions {
     }
 }
 
-/// The supervisor's adaptive state.
+/// The controller's adaptive state.
 pub(crate) struct AdaptState {
     pub(crate) options: AdaptOptions,
     pub(crate) report: AdaptReport,

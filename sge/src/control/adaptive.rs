@@ -1,4 +1,4 @@
-//! Adaptive scaling: the [`Supervisor`]'s rounds of gather -> [`decide`] -> act.
+//! Adaptive scaling: the [`ClusterController`]'s rounds of gather -> [`decide`] -> act.
 //!
 //! A round starts when the scheduler says the backlog or the workers changed, when
 //! an idle worker's timeout expires (each idle worker's expiry is a timer), after
@@ -15,8 +15,8 @@ use crate::cluster_error::ClusterError;
 pub use crate::control::adapt_report::{AdaptReport, DecisionRecord, TimelinePoint};
 pub use crate::control::adapt_state::AdaptOptions;
 use crate::control::adapt_state::AdaptState;
+use crate::control::controller::ClusterController;
 use crate::control::queue_actor::{CheckSubmit, DeleteJobs, Jobs, QueueJobs, ScaleBy};
-use crate::control::supervisor::Supervisor;
 use crate::policy::{decide, Action, Bounds, PolicyInput, QueueView, ShapeDemand, WorkerView};
 use actix::prelude::*;
 use gridpipe_runtime::actors::messages::{BacklogChanged, GetBacklog, ShapeBacklog};
@@ -44,7 +44,7 @@ struct Gathered {
     jobs: BTreeMap<String, QueueJobs>,
 }
 
-impl Supervisor {
+impl ClusterController {
     fn bounds_of(&self, options: &AdaptOptions, label: &str) -> Bounds {
         let b = options
             .per_queue
@@ -429,7 +429,7 @@ fn unserved_since(g: &Gathered, offers: &Resources) -> Option<Instant> {
         .min()
 }
 
-impl Handler<BacklogChanged> for Supervisor {
+impl Handler<BacklogChanged> for ClusterController {
     type Result = ();
 
     fn handle(&mut self, _msg: BacklogChanged, ctx: &mut Context<Self>) {
@@ -437,7 +437,7 @@ impl Handler<BacklogChanged> for Supervisor {
     }
 }
 
-impl Handler<StartAdapt> for Supervisor {
+impl Handler<StartAdapt> for ClusterController {
     type Result = ResponseActFuture<Self, Result<(), ClusterError>>;
 
     fn handle(&mut self, msg: StartAdapt, _ctx: &mut Context<Self>) -> Self::Result {
@@ -500,7 +500,7 @@ impl Handler<StartAdapt> for Supervisor {
     }
 }
 
-impl Handler<GetAdaptReport> for Supervisor {
+impl Handler<GetAdaptReport> for ClusterController {
     type Result = MessageResult<GetAdaptReport>;
 
     fn handle(&mut self, _msg: GetAdaptReport, _ctx: &mut Context<Self>) -> Self::Result {

@@ -5,17 +5,17 @@
 //! awaited on a thread of their own, so the deletes block that thread, never an
 //! async executor.
 
-use crate::control::supervisor::{CloseAll, Supervisor};
+use crate::control::controller::{CloseAll, ClusterController};
 use actix::Addr;
 use std::sync::{Mutex, Once};
 use std::time::Duration;
 
-static LIVE: Mutex<Vec<(u64, Addr<Supervisor>)>> = Mutex::new(Vec::new());
+static LIVE: Mutex<Vec<(u64, Addr<ClusterController>)>> = Mutex::new(Vec::new());
 static INSTALL: Once = Once::new();
 static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Registers a cluster's watch for deletion on a signal; returns its ticket.
-pub(crate) fn register(watch: Addr<Supervisor>) -> u64 {
+pub(crate) fn register(watch: Addr<ClusterController>) -> u64 {
     INSTALL.call_once(install);
     let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     LIVE.lock()
@@ -47,7 +47,7 @@ fn install() {
             };
             let code = rt.block_on(wait_for_signal());
             let Some(code) = code else { return };
-            let watches: Vec<Addr<Supervisor>> = LIVE
+            let watches: Vec<Addr<ClusterController>> = LIVE
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .iter()

@@ -1,5 +1,5 @@
-//! The cluster's control: one actor per queue ([`queue_actor`]), the supervisor
-//! over them ([`supervisor`]) with its adaptive rounds ([`adaptive`],
+//! The cluster's control: one actor per queue ([`queue_actor`]), the controller
+//! over them ([`controller`]) with its adaptive rounds ([`adaptive`],
 //! [`adapt_state`], [`adapt_report`]) and their pure policy ([`policy`]), the
 //! cluster's status ([`cluster_status`]), its dashboard panel ([`panel`]) and the
 //! signal handlers that delete every job ([`interrupt`]).
@@ -8,8 +8,8 @@ pub(crate) mod adapt_report;
 pub(crate) mod adapt_state;
 pub(crate) mod adaptive;
 pub(crate) mod cluster_status;
+pub(crate) mod controller;
 pub(crate) mod interrupt;
 pub(crate) mod panel;
 pub mod policy;
 pub(crate) mod queue_actor;
-pub(crate) mod supervisor;

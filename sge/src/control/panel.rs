@@ -1,17 +1,17 @@
 //! The cluster's part of the dashboard: its jobs per queue and its scaling
-//! decisions, read from the supervisor.
+//! decisions, read from the cluster controller.
 
 use crate::control::adaptive::GetAdaptReport;
-use crate::control::supervisor::{Status, Supervisor};
+use crate::control::controller::{ClusterController, Status};
 use actix::Addr;
 use futures::future::BoxFuture;
 use gridpipe_runtime::dashboard::view::{ClusterView, DecisionRow, JobRow};
 use gridpipe_runtime::dashboard::ClusterPanel;
 
-/// Shows a cluster's supervisor on the dashboard.
-pub struct SupervisorPanel(pub Addr<Supervisor>);
+/// Shows a cluster controller on the dashboard.
+pub struct ControllerPanel(pub Addr<ClusterController>);
 
-impl ClusterPanel for SupervisorPanel {
+impl ClusterPanel for ControllerPanel {
     fn view(&self) -> BoxFuture<'static, ClusterView> {
         let addr = self.0.clone();
         Box::pin(async move {

@@ -1,4 +1,6 @@
-//! [`Supervisor`]: the cluster's actor over its queue actors.
+//! [`ClusterController`]: the cluster's actor over its queue actors (the
+//! supervisor actor of the design, named for what it does: it controls how many
+//! jobs each queue has; it restarts nothing itself).
 //!
 //! It keeps each queue at its target number of jobs, reads job states from the
 //! batch system every poll interval, replaces jobs that ended, notices jobs that
@@ -27,7 +29,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// One queue as the supervisor keeps it.
+/// One queue as the controller keeps it.
 pub(crate) struct WatchedQueue {
     pub(crate) addr: Addr<QueueActor>,
     pub(crate) spec: QueueSpec,
@@ -41,7 +43,7 @@ pub(crate) struct WatchedQueue {
 }
 
 /// The cluster's supervising actor (see the module docs).
-pub struct Supervisor {
+pub struct ClusterController {
     pub(crate) queues: BTreeMap<String, WatchedQueue>,
     pub(crate) scheduler: Addr<Scheduler>,
     pub(crate) log_dir: PathBuf,
@@ -60,7 +62,7 @@ pub struct Supervisor {
     pub(crate) backend: Arc<dyn BatchSystem>,
 }
 
-/// A queue handed to [`Supervisor::new`].
+/// A queue handed to [`ClusterController::new`].
 pub struct WatchedQueueSpec {
     /// The queue spec's label.
     pub label: String,
@@ -72,7 +74,7 @@ pub struct WatchedQueueSpec {
     pub job_name: String,
 }
 
-impl Supervisor {
+impl ClusterController {
     /// A watch over `queues` (whose jobs `backend` runs), reporting to `scheduler`.
     pub fn new(
         queues: Vec<WatchedQueueSpec>,
@@ -312,7 +314,7 @@ fn record_failed_start(
     q.failures_in_a_row += 1;
 }
 
-impl Actor for Supervisor {
+impl Actor for ClusterController {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
@@ -329,7 +331,7 @@ impl Actor for Supervisor {
 #[rtype(result = "ClusterStatus")]
 pub struct Poll;
 
-impl Handler<Poll> for Supervisor {
+impl Handler<Poll> for ClusterController {
     type Result = AtomicResponse<Self, ClusterStatus>;
 
     fn handle(&mut self, _msg: Poll, _ctx: &mut Context<Self>) -> Self::Result {
@@ -466,7 +468,7 @@ impl Handler<Poll> for Supervisor {
 #[rtype(result = "ClusterStatus")]
 pub struct Status;
 
-impl Handler<Status> for Supervisor {
+impl Handler<Status> for ClusterController {
     type Result = MessageResult<Status>;
 
     fn handle(&mut self, _msg: Status, _ctx: &mut Context<Self>) -> Self::Result {
@@ -485,7 +487,7 @@ pub struct SetTarget {
     pub jobs: usize,
 }
 
-impl Handler<SetTarget> for Supervisor {
+impl Handler<SetTarget> for ClusterController {
     type Result = ResponseFuture<Result<ScaleChange, ClusterError>>;
 
     fn handle(&mut self, msg: SetTarget, _ctx: &mut Context<Self>) -> Self::Result {
@@ -525,7 +527,7 @@ impl Handler<SetTarget> for Supervisor {
 #[rtype(result = "Result<(), ClusterError>")]
 pub struct CloseAll;
 
-impl Handler<CloseAll> for Supervisor {
+impl Handler<CloseAll> for ClusterController {
     type Result = ResponseFuture<Result<(), ClusterError>>;
 
     fn handle(&mut self, _msg: CloseAll, _ctx: &mut Context<Self>) -> Self::Result {

@@ -5,7 +5,7 @@
 use futures::executor::block_on;
 use gridpipe_estimators::Pipeline;
 use gridpipe_runtime::actors::scheduler::DashboardView;
-use gridpipe_runtime::dashboard::view::RuntimeView;
+use gridpipe_runtime::dashboard::view::{RunPhase, RuntimeView};
 use gridpipe_runtime::{Bag, Partitioning, Runtime, RuntimeConfig, Step};
 use gridpipe_tests::*;
 use std::time::{Duration, Instant};
@@ -49,7 +49,7 @@ fn check_the_view_during_the_fit(rt: &Runtime) {
             std::thread::sleep(Duration::from_millis(20));
         };
         let run_view = &during.runs[0];
-        assert_eq!(run_view.state, "running", "{during:?}");
+        assert_eq!(run_view.state, RunPhase::Running, "{during:?}");
         let busy: Vec<_> = during
             .workers
             .iter()
@@ -81,7 +81,7 @@ fn check_the_view_during_the_fit(rt: &Runtime) {
         assert_eq!(out.bag.failed().len(), 5);
     });
     let after = view(rt);
-    assert_eq!(after.runs[0].state, "finished");
+    assert_eq!(after.runs[0].state, RunPhase::Finished);
     assert_eq!(after.runs[0].failed_samples.len(), 5);
     assert!(
         after.workers.iter().all(|w| w.current.is_none()),

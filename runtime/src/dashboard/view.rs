@@ -53,6 +53,61 @@ pub struct StageView {
     pub partitions_per_cell: usize,
 }
 
+/// Where a run is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunPhase {
+    /// Its tasks are being run.
+    Running,
+    /// Every task is done.
+    Finished,
+    /// It failed (see its error).
+    Failed,
+}
+
+/// Where a fit is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FitPhase {
+    /// Its inputs are not all there yet.
+    Waiting,
+    /// Its task runs.
+    Running,
+    /// Its model is there.
+    Done,
+    /// Its run failed before the model was there.
+    Failed,
+}
+
+/// What a worker is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerPhase {
+    /// It holds no task.
+    Idle,
+    /// It holds tasks.
+    Busy,
+    /// It takes no new task and hands its partitions on.
+    Draining,
+    /// It left (or was lost).
+    Gone,
+}
+
+/// Where a batch-system job is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobPhase {
+    /// Waiting in the batch system's queue.
+    #[default]
+    Pending,
+    /// Running.
+    Running,
+    /// Held in an error state.
+    Failed,
+    /// Ended.
+    Finished,
+}
+
 /// One fit of a run.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct FitView {
@@ -61,7 +116,7 @@ pub struct FitView {
     /// What the fit task needs.
     pub resources: String,
     /// `waiting`, `running`, `done` or `failed`.
-    pub state: String,
+    pub state: FitPhase,
 }
 
 /// One run.
@@ -70,7 +125,7 @@ pub struct RunView {
     /// The run's id.
     pub id: String,
     /// `running`, `finished` or `failed`.
-    pub state: String,
+    pub state: RunPhase,
     /// Seconds since it started (its wall time once over).
     pub wall_s: f64,
     /// Partitions.
@@ -105,7 +160,7 @@ pub struct WorkerRow {
     /// Its batch-system job.
     pub job: Option<String>,
     /// `idle`, `busy`, `draining` or `gone`.
-    pub state: String,
+    pub state: WorkerPhase,
     /// Tasks handed to it and not yet reported.
     pub tasks_in_hand: usize,
     /// What it is working on: the steps and operation of the tasks in its hands,
@@ -125,7 +180,7 @@ pub struct JobRow {
     /// The job id.
     pub job: String,
     /// `pending`, `running`, `failed` or `finished`.
-    pub state: String,
+    pub state: JobPhase,
 }
 
 /// A scaling decision of a cluster.

@@ -5,7 +5,7 @@ use crate::control::adaptive::GetAdaptReport;
 use crate::control::controller::{ClusterController, Status};
 use actix::Addr;
 use futures::future::BoxFuture;
-use gridpipe_runtime::dashboard::view::{ClusterView, DecisionRow, JobRow};
+use gridpipe_runtime::dashboard::view::{ClusterView, DecisionRow, JobPhase, JobRow};
 use gridpipe_runtime::dashboard::ClusterPanel;
 
 /// Shows a cluster controller on the dashboard.
@@ -23,16 +23,16 @@ impl ClusterPanel for ControllerPanel {
             let mut jobs = Vec::new();
             for (label, q) in &status.queues {
                 let rows = [
-                    ("pending", &q.jobs.pending),
-                    ("running", &q.jobs.running),
-                    ("failed", &q.jobs.failed),
+                    (JobPhase::Pending, &q.jobs.pending),
+                    (JobPhase::Running, &q.jobs.running),
+                    (JobPhase::Failed, &q.jobs.failed),
                 ];
                 for (state, ids) in rows {
                     jobs.extend(ids.iter().map(|id| JobRow {
                         queue: label.clone(),
                         grid_queue: q.queue.clone(),
                         job: id.to_string(),
-                        state: state.to_string(),
+                        state,
                     }));
                 }
             }

@@ -7,7 +7,7 @@ use super::Scheduler;
 use super::TaskRef;
 use crate::bag::{Bag, FailedSample};
 use crate::batch::Batch;
-use crate::dashboard::view::RunView;
+use crate::dashboard::view::{RunPhase, RunView};
 use crate::error::RunError;
 use crate::exec::{Contribution, FAILED_SAMPLES_SHOWN};
 use crate::report::{RunReport, TaskRecord};
@@ -226,7 +226,11 @@ impl Scheduler {
         if !done {
             return;
         }
-        let view = self.runs.get(&run).expect("run present").view("finished");
+        let view = self
+            .runs
+            .get(&run)
+            .expect("run present")
+            .view(RunPhase::Finished);
         self.keep_view(view);
         self.suspects.forget_run(run);
         let mut state = self.runs.remove(&run).expect("run present");
@@ -328,7 +332,7 @@ impl Scheduler {
             }
         }
         if let Some(run_state) = self.runs.get(&run) {
-            let mut view = run_state.view("failed");
+            let mut view = run_state.view(RunPhase::Failed);
             view.error = Some(error.to_string());
             self.keep_view(view);
         }

@@ -4,7 +4,7 @@
 use super::super::messages::*;
 use super::run_state::RunState;
 use super::{Scheduler, WorkerSlot};
-use crate::dashboard::view::{RunView, RuntimeView, WorkerRow};
+use crate::dashboard::view::{RunPhase, RunView, RuntimeView, WorkerPhase, WorkerRow};
 use crate::resources::Resources;
 use actix::prelude::*;
 use std::collections::BTreeMap;
@@ -97,7 +97,10 @@ impl Handler<DashboardView> for Scheduler {
     fn handle(&mut self, _msg: DashboardView, _ctx: &mut Context<Self>) -> Self::Result {
         let mut active: Vec<(&u32, &RunState)> = self.runs.iter().collect();
         active.sort_by_key(|(id, _)| **id);
-        let mut runs: Vec<RunView> = active.iter().map(|(_, r)| r.view("running")).collect();
+        let mut runs: Vec<RunView> = active
+            .iter()
+            .map(|(_, r)| r.view(RunPhase::Running))
+            .collect();
         runs.extend(self.finished_views.iter().rev().cloned());
         let workers = self
             .workers
@@ -109,15 +112,14 @@ impl Handler<DashboardView> for Scheduler {
                 queue: w.info.queue.clone(),
                 job: w.info.job.clone(),
                 state: if !w.alive {
-                    "gone"
+                    WorkerPhase::Gone
                 } else if w.draining {
-                    "draining"
+                    WorkerPhase::Draining
                 } else if w.in_flight > 0 {
-                    "busy"
+                    WorkerPhase::Busy
                 } else {
-                    "idle"
-                }
-                .to_string(),
+                    WorkerPhase::Idle
+                },
                 tasks_in_hand: w.in_flight,
                 current: self.working_on(w),
                 busy_s: w.busy_s,

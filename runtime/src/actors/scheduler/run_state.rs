@@ -8,7 +8,7 @@ use crate::batch::Batch;
 use crate::checkpoint::lineage::upstream_hash;
 use crate::checkpoint::manifest::Manifest;
 use crate::checkpoint::model::saved_model_for;
-use crate::dashboard::view::{FitView, RunView, TaskCounts};
+use crate::dashboard::view::{FitPhase, FitView, RunPhase, RunView, TaskCounts};
 use crate::error::RunError;
 use crate::estimator::Estimator;
 use crate::exec::{Contribution, FeedSpec, StageExec};
@@ -184,7 +184,8 @@ impl RunState {
             }
         }
         if self.stage_exec[0].is_none() {
-            return Err(RunError::InvalidPipeline(
+            // Submit resolves every model the first stage needs: a broken invariant.
+            return Err(RunError::Internal(
                 "the first stage has a step without a model".into(),
             ));
         }
@@ -192,7 +193,7 @@ impl RunState {
     }
 
     /// The dashboard's view of this run.
-    pub(super) fn view(&self, state: &str) -> RunView {
+    pub(super) fn view(&self, state: RunPhase) -> RunView {
         let names: Vec<(String, String)> = (0..self.plan.stages.len())
             .map(|s| {
                 let l = &self.labels[s];
@@ -200,7 +201,7 @@ impl RunState {
             })
             .collect();
         let states: Vec<_> = self.parts.iter().map(|p| p.state()).collect();
-        let failed = state == "failed";
+        let failed = state == RunPhase::Failed;
         let stages = crate::dashboard::view::stage_views(&names, &states, failed);
         let fits: Vec<FitView> = self
             .plan
@@ -211,15 +212,14 @@ impl RunState {
                 step: self.steps[node.step].name.clone(),
                 resources: node.resources.to_string(),
                 state: if self.fit_done[f] {
-                    "done"
+                    FitPhase::Done
                 } else if failed {
-                    "failed"
+                    FitPhase::Failed
                 } else if self.fit_started[f] {
-                    "running"
+                    FitPhase::Running
                 } else {
-                    "waiting"
-                }
-                .to_string(),
+                    FitPhase::Waiting
+                },
             })
             .collect();
         let mut tasks = TaskCounts::default();
@@ -227,16 +227,16 @@ impl RunState {
             tasks.add(&st.tasks);
         }
         for f in &fits {
-            match f.state.as_str() {
-                "done" => tasks.done += 1,
-                "running" => tasks.running += 1,
-                "failed" => tasks.failed += 1,
-                _ => tasks.waiting += 1,
+            match f.state {
+                FitPhase::Done => tasks.done += 1,
+                FitPhase::Running => tasks.running += 1,
+                FitPhase::Failed => tasks.failed += 1,
+                FitPhase::Waiting => tasks.waiting += 1,
             }
         }
         RunView {
             id: self.id.clone(),
-            state: state.to_string(),
+            state,
             wall_s: self.now(),
             partitions: self.parts.len(),
             samples: self.samples,

@@ -275,15 +275,19 @@ fn a_waiting_run_gets_bounded_default_jobs_and_no_gpu_job_before_its_fit_is_read
 fn failing_submissions_back_off_and_the_queue_is_given_up_after_five() {
     let dir = TempDir::new("sge-adaptive-fake", "giveup");
     let (cluster, fake) = start(&dir);
-    cluster.adapt(adapt_options()).unwrap();
+    // Pauses of 100, 200, 400, 800 ms between the five failures.
+    let mut options = adapt_options();
+    options.submit_backoff_first = Duration::from_millis(100);
+    cluster.adapt(options).unwrap();
     fake.fail_next_submits(100);
     let _run = submit_run(&cluster, false);
 
-    // After 1 s the back-off has let at most two attempts through, not 20 ticks'.
+    // In 250 ms the back-off lets at most three attempts through (at 0, 100 and
+    // 300 ms), where rounds every tick would have made five or more.
     wait_until("a failed submission", || fake.failed_submissions() >= 1);
-    std::thread::sleep(Duration::from_secs(1));
+    std::thread::sleep(Duration::from_millis(250));
     let failures = fake.failed_submissions();
-    assert!(failures <= 2, "{failures} attempts in about 1 s");
+    assert!(failures <= 3, "{failures} attempts in about 250 ms");
 
     let reason = wait_given_up(&cluster, Duration::from_secs(25));
     assert!(reason.contains("5 submissions in a row failed"), "{reason}");

@@ -29,6 +29,18 @@ pub struct AdaptOptions {
     /// A queue whose submissions failed this many times in a row is given up
     /// (default 5).
     pub max_submit_failures: u32,
+    /// The pause after a queue's first failed submission, doubling after each
+    /// further one (default 1 s; see [`submit_backoff`]).
+    pub submit_backoff_first: Duration,
+    /// The longest pause between failed submissions (default 60 s).
+    pub submit_backoff_max: Duration,
+}
+
+/// The pause before the next submission to a queue after `failures` failed ones
+/// in a row: `first`, doubling with each failure, at most `max`.
+pub fn submit_backoff(failures: u32, first: Duration, max: Duration) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    first.saturating_mul(1 << doublings).min(max)
 }
 
 impl AdaptOptions {
@@ -41,6 +53,8 @@ impl AdaptOptions {
             tick: Duration::from_secs(1),
             check_queues: true,
             max_submit_failures: 5,
+            submit_backoff_first: Duration::from_secs(1),
+            submit_backoff_max: Duration::from_secs(60),
         }
     }
 
@@ -69,4 +83,22 @@ pub(crate) struct AdaptState {
     /// Per queue: failures in a row and no submission before this instant.
     pub(crate) backoff: BTreeMap<String, (u32, Instant)>,
     pub(crate) timer: Option<SpawnHandle>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::submit_backoff;
+    use std::time::Duration;
+
+    #[test]
+    fn failed_submissions_back_off_doubling_up_to_the_cap() {
+        let (first, max) = (Duration::from_secs(1), Duration::from_secs(60));
+        let pauses: Vec<u64> = (1..=8)
+            .map(|n| submit_backoff(n, first, max).as_secs())
+            .collect();
+        assert_eq!(pauses, [1, 2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(submit_backoff(1000, first, max), max, "no overflow");
+        let ms = Duration::from_millis(10);
+        assert_eq!(submit_backoff(3, ms, max), Duration::from_millis(40));
+    }
 }

@@ -14,7 +14,7 @@ use crate::batch_system::job::JobId;
 use crate::cluster_error::ClusterError;
 pub use crate::control::adapt_report::{AdaptReport, DecisionRecord, TimelinePoint};
 pub use crate::control::adapt_state::AdaptOptions;
-use crate::control::adapt_state::AdaptState;
+use crate::control::adapt_state::{submit_backoff, AdaptState};
 use crate::control::controller::ClusterController;
 use crate::control::queue_actor::{CheckSubmit, DeleteJobs, Jobs, QueueJobs, ScaleBy};
 use crate::policy::{decide, Action, Bounds, PolicyInput, QueueView, ShapeDemand, WorkerView};
@@ -281,10 +281,13 @@ impl ClusterController {
                     Some(e) => {
                         let entry = a.backoff.entry(d.label.clone()).or_insert((0, done));
                         entry.0 += 1;
-                        let wait = Duration::from_secs(1 << (entry.0 - 1).min(6))
-                            .min(Duration::from_secs(60));
+                        let wait = submit_backoff(
+                            entry.0,
+                            a.options.submit_backoff_first,
+                            a.options.submit_backoff_max,
+                        );
                         entry.1 = done + wait;
-                        tracing::warn!(queue = %d.label, error = %e, failures = entry.0, retry_in_s = wait.as_secs(), "submission failed; backing off");
+                        tracing::warn!(queue = %d.label, error = %e, failures = entry.0, retry_in_s = wait.as_secs_f64(), "submission failed; backing off");
                         if entry.0 >= max_fail {
                             give_up = Some(format!(
                                 "{} submissions in a row failed; the last: {e}",

@@ -97,6 +97,12 @@ fn a_submission_whose_id_cannot_be_read_leaves_no_job_after_close() {
     let err = cluster.scale(2).unwrap_err();
     assert!(err.to_string().contains("expected a job id"), "{err}");
     assert_eq!(fake.submissions(), 1, "the job was submitted");
+    // The job whose id was lost is tracked at once (found by its name): it
+    // counts towards the queue's target, so a second scale adds one job, not two.
+    let status = cluster.refresh().unwrap();
+    assert_eq!(status.queues["default"].jobs.active(), 1, "{status:?}");
+    let _ = cluster.scale(2);
+    assert_eq!(fake.submissions(), 2, "{:?}", fake.jobs());
     let prefix = cluster.job_prefix().to_string();
     cluster.close().unwrap();
     assert!(listed(&fake, &prefix).is_empty(), "{:?}", fake.jobs());

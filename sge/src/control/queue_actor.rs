@@ -394,6 +394,10 @@ impl QueueActor {
         let victims = self.victims(target);
         let script = self.rendered_script();
         let want = target.saturating_sub(have);
+        let (name, known): (String, BTreeSet<JobId>) = (
+            job_name(&self.template.name),
+            self.jobs.iter().map(|(id, _)| id.clone()).collect(),
+        );
         let work = async move {
             let script = match script {
                 Ok(s) => s,
@@ -410,7 +414,24 @@ impl QueueActor {
                 for _ in 0..want {
                     match backend.submit(&label, &script) {
                         Ok(id) => change.submitted.push(id),
-                        Err(e) => return Ok((change, Some(e))),
+                        Err(e) => {
+                            if submission_may_have_happened(&e) {
+                                // Track what the batch system lists under this
+                                // queue's name and nobody tracks yet: the job whose
+                                // id was lost counts towards the target at once.
+                                let tracked: BTreeSet<&JobId> =
+                                    known.iter().chain(&change.submitted).collect();
+                                let lost: Vec<JobId> = backend
+                                    .named(&name)
+                                    .unwrap_or_default()
+                                    .into_iter()
+                                    .filter(|s| s.name == name && !tracked.contains(&s.id))
+                                    .map(|s| s.id)
+                                    .collect();
+                                change.submitted.extend(lost);
+                            }
+                            return Ok((change, Some(e)));
+                        }
                     }
                 }
                 Ok((change, None))
@@ -449,6 +470,15 @@ impl Handler<Refresh> for QueueActor {
             Ok(act.counts())
         })))
     }
+}
+
+/// Whether a failed submission may still have created a job: its command ran
+/// but its answer could not be read, or it timed out.
+fn submission_may_have_happened(e: &SgeError) -> bool {
+    matches!(
+        e,
+        SgeError::UnexpectedOutput { .. } | SgeError::Timeout { .. }
+    )
 }
 
 /// The ids of this queue's jobs (no batch-system call): what a poll of all queues

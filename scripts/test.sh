@@ -67,6 +67,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== the runtime without its view feature (a service without dashboard, pictures or progress bar)"
+cargo clippy -p gridpipe-runtime --no-default-features --all-targets -- -D warnings
 echo "== cargo doc (broken doc links are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --quiet
 # Cargo's build folder, wherever CARGO_TARGET_DIR or a config puts it.

@@ -23,8 +23,10 @@ pub mod error;
 pub mod estimator;
 pub mod exec;
 pub mod keys;
+#[cfg(feature = "view")]
 pub mod pictures;
 pub mod plan;
+#[cfg(feature = "view")]
 pub mod progress;
 pub mod remote;
 pub mod report;

@@ -11,9 +11,11 @@ use crate::actors::worker::WorkerActor;
 use crate::bag::{Bag, Partitioning};
 use crate::config::RuntimeConfig;
 use crate::config::WorkerMode;
+#[cfg(feature = "view")]
 use crate::dashboard::access::Access;
-use crate::dashboard::server::{self, SharedPanel};
-use crate::dashboard::{ClusterPanel, DashboardSetting};
+#[cfg(feature = "view")]
+use crate::dashboard::server;
+use crate::dashboard::{ClusterPanel, DashboardSetting, SharedPanel};
 use crate::error::{DataError, RunError};
 use crate::remote::launcher::{accept_workers, Admission, LocalWorkers};
 use crate::run::{RunOutput, RunRequest};
@@ -33,9 +35,11 @@ pub struct Runtime {
     processes: Option<LocalWorkers>,
     address: Option<String>,
     secret: Option<Secret>,
+    #[cfg(feature = "view")]
     dashboard: Option<(String, actix_web::dev::ServerHandle)>,
     panel: SharedPanel,
     /// The progress bar of awaited runs (when enabled and stderr is a terminal).
+    #[cfg(feature = "view")]
     progress: Option<Arc<crate::progress::ProgressWatch>>,
 }
 
@@ -48,6 +52,16 @@ impl Runtime {
         Ok(rt)
     }
 
+    /// Without the `view` feature there is no dashboard to start.
+    #[cfg(not(feature = "view"))]
+    fn start_dashboard(&mut self, setting: &DashboardSetting) -> Result<(), RunError> {
+        if *setting != DashboardSetting::Off && *setting != DashboardSetting::Default {
+            tracing::warn!("built without the `view` feature: no dashboard");
+        }
+        Ok(())
+    }
+
+    #[cfg(feature = "view")]
     fn start_dashboard(&mut self, setting: &DashboardSetting) -> Result<(), RunError> {
         let listener = match server::bind(setting) {
             Ok(Some(l)) => l,
@@ -93,7 +107,10 @@ impl Runtime {
     /// (the token opens it; without it the page and the API answer 403), or
     /// `http://127.0.0.1:8787/` when the token was turned off.
     pub fn dashboard_url(&self) -> Option<&str> {
-        self.dashboard.as_ref().map(|(u, _)| u.as_str())
+        #[cfg(feature = "view")]
+        return self.dashboard.as_ref().map(|(u, _)| u.as_str());
+        #[cfg(not(feature = "view"))]
+        None
     }
 
     /// Shows a cluster's jobs and scaling decisions on the dashboard.
@@ -262,9 +279,11 @@ impl Runtime {
             .recv()
             .map_err(|_| RunError::Start("runtime thread ended during start".into()))?;
         tracing::info!(workers = config.workers.len(), "runtime started");
+        #[cfg(feature = "view")]
         let progress = (config.progress && std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .then(|| crate::progress::ProgressWatch::new(scheduler.clone()));
         Ok(Runtime {
+            #[cfg(feature = "view")]
             progress,
             scheduler,
             system,
@@ -274,6 +293,7 @@ impl Runtime {
             processes: None,
             address: None,
             secret: None,
+            #[cfg(feature = "view")]
             dashboard: None,
             panel: SharedPanel::default(),
         })
@@ -309,16 +329,16 @@ impl Runtime {
     pub fn run(&self, request: RunRequest) -> Result<RunOutput, RunError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.scheduler.do_send(Submit { request, reply: tx });
-        let bar = self.progress.as_ref().map(|p| p.watch());
-        let result = rx.blocking_recv().map_err(|_| RunError::Shutdown);
-        drop(bar);
-        result?
+        #[cfg(feature = "view")]
+        let _bar = self.progress.as_ref().map(|p| p.watch());
+        rx.blocking_recv().map_err(|_| RunError::Shutdown)?
     }
 
     /// Computes a graph from async code (any executor: tokio, actix, futures).
     pub async fn run_async(&self, request: RunRequest) -> Result<RunOutput, RunError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.scheduler.do_send(Submit { request, reply: tx });
+        #[cfg(feature = "view")]
         let _bar = self.progress.as_ref().map(|p| p.watch());
         rx.await.map_err(|_| RunError::Shutdown)?
     }
@@ -342,6 +362,7 @@ impl Runtime {
     }
 
     fn stop(&mut self) {
+        #[cfg(feature = "view")]
         if let Some((_, handle)) = self.dashboard.take() {
             futures::executor::block_on(handle.stop(false));
         }

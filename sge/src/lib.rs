@@ -103,6 +103,7 @@ pub use batch_system::BatchSystem;
 pub use cluster::{QueueUsage, SgeCluster};
 pub use cluster_error::ClusterError;
 pub use cluster_options::{advertised_address, host_name, ClusterOptions};
+pub use control::adapt_state::submit_backoff;
 pub use control::adaptive::{
     AdaptOptions, AdaptReport, DecisionRecord, GetAdaptReport, StartAdapt, TimelinePoint,
 };

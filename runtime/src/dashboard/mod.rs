@@ -10,11 +10,17 @@
 //! address asked for explicitly is an error when taken. A cluster adds its jobs and
 //! scaling decisions through a [`ClusterPanel`].
 
+#[cfg(feature = "view")]
 pub mod access;
+#[cfg(feature = "view")]
 pub mod server;
 pub mod view;
 
 use futures::future::BoxFuture;
+use std::sync::{Arc, Mutex};
+
+/// The cluster panel shown, if any (set after the runtime starts).
+pub type SharedPanel = Arc<Mutex<Option<Arc<dyn ClusterPanel>>>>;
 
 /// Where the dashboard listens.
 #[derive(Clone, Debug, PartialEq, Eq)]

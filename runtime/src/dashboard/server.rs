@@ -2,15 +2,14 @@
 
 use super::access::Access;
 use super::view::{ClusterView, Status};
-use super::{ClusterPanel, DashboardSetting};
+use super::DashboardSetting;
 use crate::actors::scheduler::{DashboardView, Scheduler};
 use actix::Addr;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
 
-/// The cluster panel shown, if any (set after the runtime starts).
-pub type SharedPanel = Arc<Mutex<Option<Arc<dyn ClusterPanel>>>>;
+pub use super::SharedPanel;
 
 const PAGE: &str = include_str!("page.html");
 

@@ -1,7 +1,7 @@
 //! Loading a [`Batch`]'s lazy columns (checkpoint files, delayed attributes) into
 //! memory, failing the rows that cannot load.
 
-use super::{Batch, Failure};
+use super::{Batch, Failure, Failures};
 use crate::value::Value;
 use ndarray::{ArrayD, Axis, IxDyn};
 use std::sync::Arc;
@@ -15,7 +15,7 @@ impl Batch {
                 continue;
             };
             let mut loaded = Vec::with_capacity(loaders.len());
-            let mut failures = (*self.failures).clone();
+            let mut failures = self.failures.map().clone();
             for (row, l) in loaders.iter().enumerate() {
                 if failures.contains_key(&row) {
                     loaded.push(None);
@@ -35,7 +35,7 @@ impl Batch {
                     }
                 }
             }
-            self.failures = Arc::new(failures);
+            self.failures = Failures::from_map(failures);
             self.store_loaded(name, loaded, step);
         }
     }
@@ -47,7 +47,7 @@ impl Batch {
                 let mut shape = vec![loaded.len()];
                 shape.extend_from_slice(t.shape());
                 let mut out = ArrayD::from_elem(IxDyn(&shape), f64::NAN);
-                let mut failures = (*self.failures).clone();
+                let mut failures = self.failures.map().clone();
                 for (row, v) in loaded.into_iter().enumerate() {
                     match v {
                         Some(Value::Array(a)) if a.shape() == t.shape() => {
@@ -73,7 +73,7 @@ impl Batch {
                         None => {}
                     }
                 }
-                self.failures = Arc::new(failures);
+                self.failures = Failures::from_map(failures);
                 self.arrays.insert(name.to_string(), Arc::new(out));
             }
             _ => {

@@ -20,11 +20,13 @@ use std::sync::Arc;
 
 mod build;
 mod column;
+mod failures;
 mod lazy;
 mod outcomes;
 
 use build::join_names;
 pub use column::{ArrayViewOrOwned, Column};
+use failures::Failures;
 
 /// The name of the main data column.
 pub const DATA: &str = "data";
@@ -68,7 +70,7 @@ pub struct Batch {
     arrays: ColumnMap<Arc<ArrayD<f64>>>,
     values: ColumnMap<Arc<Vec<Value>>>,
     lazy: ColumnMap<Arc<Vec<Arc<dyn Loader>>>>,
-    failures: Arc<BTreeMap<usize, Failure>>,
+    failures: Failures,
     sets: Option<Arc<SetLayout>>,
 }
 
@@ -129,7 +131,7 @@ impl Batch {
 
     /// Failed rows and why.
     pub fn failures(&self) -> &BTreeMap<usize, Failure> {
-        &self.failures
+        self.failures.map()
     }
 
     /// The sample-set layout, when the batch was made of sets.
@@ -139,12 +141,13 @@ impl Batch {
 
     /// Rows that have not failed, or `None` when every row is valid.
     pub fn valid_rows(&self) -> Option<Vec<usize>> {
-        if self.failures.is_empty() {
+        let failures = self.failures.map();
+        if failures.is_empty() {
             None
         } else {
             Some(
                 (0..self.len())
-                    .filter(|r| !self.failures.contains_key(r))
+                    .filter(|r| !failures.contains_key(r))
                     .collect(),
             )
         }
@@ -222,7 +225,7 @@ impl Batch {
         self.values.remove(name);
         self.arrays.insert(name.to_string(), Arc::new(array));
         if !new_failures.is_empty() {
-            Arc::make_mut(&mut self.failures).extend(new_failures);
+            self.failures.make_mut().extend(new_failures);
         }
     }
 
@@ -238,9 +241,7 @@ impl Batch {
         out.values.remove(name);
         out.arrays.insert(name.to_string(), Arc::new(array));
         if !new_failures.is_empty() {
-            let mut f = (*out.failures).clone();
-            f.extend(new_failures);
-            out.failures = Arc::new(f);
+            out.failures.make_mut().extend(new_failures);
         }
         out
     }
@@ -248,7 +249,7 @@ impl Batch {
     /// A copy where the given rows (when still valid) are marked failed.
     pub fn with_rows_failed(&self, rows: &[usize], step: &str, reason: &str) -> Batch {
         let mut out = self.clone();
-        let f = Arc::make_mut(&mut out.failures);
+        let f = out.failures.make_mut();
         for &row in rows {
             f.entry(row).or_insert_with(|| Failure {
                 step: step.to_string(),
@@ -260,7 +261,7 @@ impl Batch {
 
     /// Marks one row failed.
     pub fn add_failure(&mut self, row: usize, failure: Failure) {
-        Arc::make_mut(&mut self.failures).insert(row, failure);
+        self.failures.make_mut().insert(row, failure);
     }
 
     /// Replaces column `name` with lazily loaded values, one loader per row.
@@ -273,14 +274,13 @@ impl Batch {
     /// A copy where every still-valid row is marked failed with the same reason.
     pub fn with_all_failed(&self, step: &str, reason: &str) -> Batch {
         let mut out = self.clone();
-        let mut f = (*out.failures).clone();
+        let f = out.failures.make_mut();
         for row in 0..self.len() {
             f.entry(row).or_insert_with(|| Failure {
                 step: step.to_string(),
                 reason: reason.to_string(),
             });
         }
-        out.failures = Arc::new(f);
         out
     }
 }
@@ -300,7 +300,7 @@ impl Batch {
             arrays: ColumnMap::new(),
             values: ColumnMap::new(),
             lazy: ColumnMap::new(),
-            failures: Arc::new(BTreeMap::new()),
+            failures: Failures::default(),
             sets: None,
         }
     }

@@ -1,13 +1,12 @@
 //! Taking [`Batch`]es apart: concatenating partitions, and turning rows back into
 //! samples (or sample sets) with their failures.
 
-use super::{Batch, Failure, SetOutcome, DATA};
+use super::{Batch, Failure, Failures, SetOutcome, DATA};
 use crate::error::DataError;
 use crate::sample::{Attributes, Sample, SampleSet};
 use crate::value::Value;
 use ndarray::{ArrayD, Axis, IxDyn};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 impl Batch {
     /// Concatenates batches in order (sets and failures are kept, re-indexed).
@@ -30,7 +29,7 @@ impl Batch {
             }
         }
         let mut b = Batch::from_samples(ok)?;
-        b.failures = Arc::new(failures);
+        b.failures = Failures::from_map(failures);
         Ok(b)
     }
 
@@ -63,7 +62,7 @@ impl Batch {
                 data,
                 attributes,
             };
-            match self.failures.get(&row) {
+            match self.failures.map().get(&row) {
                 None => out.push(Ok(s)),
                 Some(f) => out.push(Err((s, f.clone()))),
             }

@@ -271,6 +271,9 @@ impl Scheduler {
             let _e = state.span.enter();
             tracing::info!(summary = %report.summary(), "run finished");
         }
+        // The run's folders are free before its caller hears it is done, so a
+        // run started right after it never finds them held.
+        drop(std::mem::take(&mut state.locks));
         if let Some(reply) = state.reply.take() {
             let _ = reply.send(Ok(RunOutput {
                 bag,
@@ -349,6 +352,9 @@ impl Scheduler {
                 q.retain(|t| t.run != run);
             }
             self.suspects.forget_run(run);
+            // Folders no task of the run can still write are free before the
+            // caller hears of the failure.
+            drop(std::mem::take(&mut state.locks));
             if let Some(reply) = state.reply.take() {
                 let _ = reply.send(Err(error));
             }

@@ -157,7 +157,7 @@ fn quickstart_writes_its_graph_and_timeline() {
 #[test]
 fn the_progress_bar_shows_on_a_terminal_only() {
     let bin = env!("CARGO_BIN_EXE_bench_pipeline");
-    let args = "--samples 300000 --dim 16 --partitions 3000";
+    let args = "--samples 120000 --dim 16 --partitions 3000";
     let piped = std::process::Command::new(bin)
         .args(args.split(' '))
         .output()

@@ -9,34 +9,33 @@
 //!   their own resource tags ([`Resources`]).
 //! - Runtime: [`Runtime`] starts a scheduler actor, estimator actors and worker
 //!   actors; [`Runtime::run`] / [`Runtime::run_async`] compute a [`RunRequest`].
+//!
+//! Folders by layer: [`data`] (the data model), [`graph`] (estimators, steps,
+//! plans), [`exec`] (what a task does), [`checkpoint`], [`actors`], [`wire`] and
+//! [`remote`] (worker processes), [`view`] (dashboard, pictures, progress).
 
 #![warn(missing_docs)]
 
 pub mod actors;
-pub mod bag;
-pub mod batch;
 pub mod checkpoint;
-pub mod columns;
 pub mod config;
-pub mod dashboard;
+pub mod data;
 pub mod error;
-pub mod estimator;
 pub mod exec;
-pub mod keys;
-#[cfg(feature = "view")]
-pub mod pictures;
-pub mod plan;
-#[cfg(feature = "view")]
-pub mod progress;
+pub mod graph;
 pub mod remote;
 pub mod report;
-pub mod resources;
-pub mod run;
 pub mod runtime;
-pub mod sample;
-pub mod step;
-pub mod value;
+pub mod view;
 pub mod wire;
+
+// The modules of each layer, also at the crate's root (their paths before the
+// layers had folders).
+pub use data::{bag, batch, columns, keys, sample, value};
+pub use graph::{estimator, plan, resources, run, step};
+pub use view::dashboard;
+#[cfg(feature = "view")]
+pub use view::{pictures, progress};
 
 pub use bag::{Bag, FailedSample, Partitioning, Stacked};
 pub use batch::{Batch, Column, Failure, DATA};

@@ -105,10 +105,19 @@ fn pipeline_sge_runs_the_fit_in_q_gpu_and_every_transform_in_q_1day() {
     let mut jobs = BTreeSet::new();
     for line in &tasks {
         let (queue, job) = (field(line, "queue"), field(line, "job"));
+        // Each line names the Grid Engine queue and the queue spec's label.
         if field(line, "op") == "fit" {
-            assert_eq!(queue, "q_gpu", "{line}");
+            assert_eq!(
+                (queue.as_str(), field(line, "label").as_str()),
+                ("q_gpu", "gpu"),
+                "{line}"
+            );
         } else {
-            assert_eq!(queue, "q_1day", "{line}");
+            assert_eq!(
+                (queue.as_str(), field(line, "label").as_str()),
+                ("q_1day", "default"),
+                "{line}"
+            );
         }
         assert_eq!(accounted_queue(&job), queue, "qacct disagrees with {line}");
         jobs.insert(job);

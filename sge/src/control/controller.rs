@@ -367,9 +367,17 @@ impl Handler<Poll> for ClusterController {
                 .and_then(|r| r.map_err(|e| e.to_string()));
             let mut round = Vec::new();
             for ((label, addr), ids) in addrs.into_iter().zip(tracked) {
+                let queried: BTreeSet<JobId> = ids.into_iter().collect();
+                // Each queue is handed the states of its own jobs only.
+                let own = statuses.as_ref().map(|all| {
+                    all.iter()
+                        .filter(|s| queried.contains(&s.id))
+                        .cloned()
+                        .collect()
+                });
                 let apply = ApplyStatuses {
-                    queried: ids.into_iter().collect(),
-                    statuses: statuses.clone(),
+                    queried,
+                    statuses: own.map_err(Clone::clone),
                 };
                 let jobs = addr.send(apply).await.unwrap_or_else(|_| {
                     Err(SgeError::Queue {

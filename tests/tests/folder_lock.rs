@@ -164,3 +164,42 @@ fn what_a_killed_run_left_is_swept_by_the_next_run() {
     assert_eq!(records(&d), 0, "the killed run's record is gone too");
     let _ = fs::remove_dir_all(&d);
 }
+
+/// Another program changes the folder (it holds the lock file exclusively): the run
+/// that waits for the folder holds up nothing else in the runtime, since checkpoint
+/// decisions run off the scheduler's event loop, and it goes on once the folder is
+/// free.
+#[test]
+fn a_run_waiting_for_its_folder_holds_up_no_other_run() {
+    use gridpipe_runtime::actors::scheduler::DashboardView;
+    use gridpipe_runtime::checkpoint::lock::lock_path;
+    use gridpipe_runtime::dashboard::view::RunPhase;
+    let rt = std::sync::Arc::new(Runtime::in_process(2).unwrap());
+    let d = tmp("waiting");
+    let lock = lock_path(&d);
+    fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    let other_program = fs::File::create(&lock).unwrap();
+    other_program.lock().unwrap();
+    let waiting = {
+        let (rt, d) = (rt.clone(), d.clone());
+        std::thread::spawn(move || pipeline(&d, 1.0, 0, OnChange::Refuse).transform(&rt, bag()))
+    };
+    wait_for("the waiting run to show as running", || {
+        futures::executor::block_on(rt.scheduler().send(DashboardView))
+            .unwrap()
+            .runs
+            .iter()
+            .any(|r| r.state == RunPhase::Running)
+    });
+    // A run that needs no folder goes through meanwhile.
+    let other = Pipeline::new()
+        .add("plus", AddOffset(5.0))
+        .transform(&rt, bag())
+        .unwrap();
+    assert!(other.bag.stack(DATA).unwrap().iter().all(|&v| v == 6.0));
+    assert!(!waiting.is_finished(), "the folder is still taken");
+    other_program.unlock().unwrap();
+    let out = waiting.join().unwrap().unwrap();
+    assert!(out.bag.stack(DATA).unwrap().iter().all(|&v| v == 3.0));
+    let _ = fs::remove_dir_all(&d);
+}

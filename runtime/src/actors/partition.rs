@@ -28,8 +28,9 @@ pub enum PartitionState {
         /// The worker running it.
         worker: u32,
     },
-    /// Its next stage waits for a fit to finish.
-    WaitingForFit {
+    /// Its next stage waits: for a fit to finish, or for the stage's checkpoint
+    /// decisions (its folders checked), which run off the scheduler's loop.
+    Waiting {
         /// The stage that will run once the fit is done.
         stage: u16,
     },
@@ -63,8 +64,8 @@ pub struct ProtocolError {
 pub enum Next {
     /// The next stage can run now.
     Ready,
-    /// The next stage waits for a fit.
-    WaitForFit,
+    /// The next stage waits (for a fit, or for its checkpoint decisions).
+    Wait,
     /// That was the last stage.
     Done,
 }
@@ -162,7 +163,7 @@ impl PartitionSlot {
     /// first stage (its lineage). Not for a running partition (see `requeue`).
     pub fn rebuild(&mut self, source: Arc<Batch>) -> Result<(), ProtocolError> {
         match self.state {
-            PartitionState::Ready { .. } | PartitionState::WaitingForFit { .. } => {
+            PartitionState::Ready { .. } | PartitionState::Waiting { .. } => {
                 self.state = PartitionState::Ready { stage: 0 };
                 self.data = Some(source);
                 self.held_by = None;
@@ -177,7 +178,7 @@ impl PartitionSlot {
     /// the data is here again and the next stage may run anywhere.
     pub fn hand_back(&mut self, worker: u32, data: Arc<Batch>) -> Result<(), ProtocolError> {
         match (self.state, self.held_by) {
-            (PartitionState::Ready { .. } | PartitionState::WaitingForFit { .. }, Some(w))
+            (PartitionState::Ready { .. } | PartitionState::Waiting { .. }, Some(w))
                 if w == worker =>
             {
                 self.data = Some(data);
@@ -230,7 +231,7 @@ impl PartitionSlot {
                 self.held_by = None;
                 self.state = match next {
                     Next::Ready => PartitionState::Ready { stage: stage + 1 },
-                    Next::WaitForFit => PartitionState::WaitingForFit { stage: stage + 1 },
+                    Next::Wait => PartitionState::Waiting { stage: stage + 1 },
                     Next::Done => PartitionState::Done,
                 };
                 Ok(())
@@ -239,10 +240,20 @@ impl PartitionSlot {
         }
     }
 
-    /// The fit it waited for is done: its next stage is ready.
+    /// A partition whose first stage waits (for its checkpoint decisions), holding
+    /// its input.
+    pub fn waiting(index: u32, input: Arc<Batch>) -> Self {
+        Self {
+            state: PartitionState::Waiting { stage: 0 },
+            ..Self::new(index, input)
+        }
+    }
+
+    /// What it waited for is there (a fit, its stage's decisions): its next stage
+    /// is ready.
     pub fn release(&mut self) -> Result<u16, ProtocolError> {
         match self.state {
-            PartitionState::WaitingForFit { stage } => {
+            PartitionState::Waiting { stage } => {
                 self.state = PartitionState::Ready { stage };
                 Ok(stage)
             }
@@ -282,9 +293,9 @@ mod tests {
     fn walks_through_stages_and_a_fit_barrier() {
         let mut s = slot();
         assert_eq!(s.dispatch(1).unwrap().0, 0);
-        s.complete(1, Some(Arc::new(Batch::empty())), Next::WaitForFit)
+        s.complete(1, Some(Arc::new(Batch::empty())), Next::Wait)
             .unwrap();
-        assert_eq!(s.state(), PartitionState::WaitingForFit { stage: 1 });
+        assert_eq!(s.state(), PartitionState::Waiting { stage: 1 });
         assert_eq!(s.owner(), Some(1));
         assert_eq!(
             s.lineage(),
@@ -325,7 +336,7 @@ mod tests {
         );
         assert!(s.dispatch_to(0).is_err(), "held data runs where it is");
         assert!(matches!(s.dispatch_to(1).unwrap(), (1, SlotInput::Held)));
-        s.complete_held(1, Next::WaitForFit).unwrap();
+        s.complete_held(1, Next::Wait).unwrap();
         // Its holder is lost: back to the first stage with the source.
         s.rebuild(Arc::new(Batch::empty())).unwrap();
         assert_eq!(s.state(), PartitionState::Ready { stage: 0 });
@@ -335,6 +346,16 @@ mod tests {
             s.rebuild(Arc::new(Batch::empty())).is_err(),
             "not while running"
         );
+    }
+
+    #[test]
+    fn a_partition_waiting_for_its_first_stage_keeps_its_input_until_released() {
+        let mut s = PartitionSlot::waiting(2, Arc::new(Batch::empty()));
+        assert_eq!(s.state(), PartitionState::Waiting { stage: 0 });
+        assert!(s.dispatch(0).is_err(), "not before its stage is built");
+        assert!(s.data().is_some());
+        assert_eq!(s.release().unwrap(), 0);
+        assert_eq!(s.dispatch(0).unwrap().0, 0);
     }
 
     #[test]

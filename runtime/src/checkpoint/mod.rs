@@ -13,6 +13,7 @@
 //! checkpoint is reused only when the step and everything upstream of it are
 //! unchanged.
 
+pub mod decide;
 pub mod hash;
 pub mod lineage;
 pub mod lock;
@@ -114,6 +115,21 @@ pub enum CheckpointError {
         path: String,
         /// What differs.
         differences: String,
+    },
+    /// A checkpointed step's upstream is not known: a step before it has no
+    /// model (a broken invariant of the run).
+    #[error(
+        "step {step:?}: a step before it has no model, so its checkpoint's lineage is unknown"
+    )]
+    UpstreamUnknown {
+        /// The step.
+        step: String,
+    },
+    /// The thread deciding a stage's checkpoints ended without an answer.
+    #[error("deciding the checkpoints of a stage failed: {reason}")]
+    Decision {
+        /// Why.
+        reason: String,
     },
     /// Another run of another configuration holds the features folder.
     #[error("step {step:?}: features folder {dir} is in use by a run of another configuration: {holders}; wait for it to end or choose another folder")]

@@ -3,6 +3,7 @@
 
 use super::super::messages::*;
 use super::super::partition::Next;
+use super::run_state::FitBarrier;
 use super::Scheduler;
 use super::TaskRef;
 use crate::bag::{Bag, FailedSample};
@@ -58,11 +59,10 @@ impl Scheduler {
                     let next_stage = s + 1;
                     let next = if next_stage >= run.plan.stages.len() {
                         Next::Done
+                    } else if run.stage_exec(next_stage).is_some() {
+                        Next::Ready
                     } else {
-                        match run.plan.stages[next_stage].after_fit {
-                            Some(f) if !run.fit_done[f] => Next::WaitForFit,
-                            _ => Next::Ready,
-                        }
+                        Next::Wait
                     };
                     let new_failed = out.new_failures;
                     let room = FAILED_SAMPLES_SHOWN.saturating_sub(run.first_failed.len());
@@ -98,7 +98,7 @@ impl Scheduler {
                     });
                     match next {
                         Next::Done => run.partitions_left -= 1,
-                        Next::WaitForFit => run.waiting[next_stage].push(partition),
+                        Next::Wait => run.waiting[next_stage].push(partition),
                         Next::Ready => self.enqueue_chain(o.run, partition, next_stage, finished_s),
                     }
                 }
@@ -121,24 +121,9 @@ impl Scheduler {
                         Ok(model) => {
                             run.models[step] = Some(model.clone());
                             run.estimators[f].do_send(Fitted(model));
-                            run.fit_done[f] = true;
+                            run.fits[f] = FitBarrier::Done;
                             run.fits_left -= 1;
-                            if let Err(e) = run.build_ready_stages() {
-                                self.fail_run(o.run, e);
-                                continue;
-                            }
-                            if let Some(s) =
-                                run.plan.stages.iter().position(|s| s.after_fit == Some(f))
-                            {
-                                let waiting = std::mem::take(&mut run.waiting[s]);
-                                let released: Vec<u32> = waiting
-                                    .into_iter()
-                                    .filter(|&p| run.parts[p as usize].release().is_ok())
-                                    .collect();
-                                for p in released {
-                                    self.enqueue_chain(o.run, p, s, finished_s);
-                                }
-                            }
+                            self.advance(o.run, finished_s);
                         }
                         Err(reason) => {
                             let step_name = run.steps[step].name.clone();
@@ -213,7 +198,7 @@ impl Scheduler {
     ) {
         // A partition rebuilt after a worker loss contributes again; a fit that has
         // all its inputs already takes nothing more.
-        if let Some(r) = self.runs.get(&run).filter(|r| !r.fit_started[fit]) {
+        if let Some(r) = self.runs.get(&run).filter(|r| !r.fits[fit].has_inputs()) {
             r.estimators[fit].do_send(Contribute { parts });
         }
     }
@@ -365,8 +350,9 @@ impl Scheduler {
 impl Handler<TasksDone> for Scheduler {
     type Result = ();
 
-    fn handle(&mut self, msg: TasksDone, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: TasksDone, ctx: &mut Context<Self>) {
         self.on_done(msg.worker, msg.outcomes);
+        self.start_decisions(ctx);
         self.dispatch();
         self.check_drained(msg.worker);
         self.tell_watchers();
@@ -381,11 +367,10 @@ impl Handler<FitReady> for Scheduler {
             return;
         };
         let f = msg.fit as usize;
-        if run.fit_started[f] {
+        if run.fits[f].has_inputs() {
             return;
         }
-        run.fit_started[f] = true;
-        run.fit_inputs[f] = Some(Arc::new(msg.parts));
+        run.fits[f] = FitBarrier::Gathered(Arc::new(msg.parts));
         let shape = run.plan.fits[f].resources.clone();
         let ready_s = run.now();
         self.push_ready(

@@ -2,7 +2,7 @@
 
 use super::super::messages::*;
 use super::super::partition::SlotInput;
-use super::run_state::RunState;
+use super::run_state::{FitBarrier, RunState};
 use super::suspects::Suspects;
 use super::{Scheduler, TaskRef, WorkerSlot};
 use crate::error::RunError;
@@ -190,7 +190,7 @@ impl Scheduler {
                         SlotInput::Here(b) => ChainInput::Here(b),
                         SlotInput::Held => ChainInput::Held,
                     },
-                    stage: run.stage_exec[s].clone()?,
+                    stage: run.stage_exec(s)?,
                     hold,
                 })
             }
@@ -200,7 +200,14 @@ impl Scheduler {
                     (node.step, node.reduce)
                 };
                 let upstream = run.upstream_of(i).ok()?;
-                let parts = run.fit_inputs[fit as usize].take()?;
+                let barrier = &mut run.fits[fit as usize];
+                let parts = match std::mem::replace(barrier, FitBarrier::Running) {
+                    FitBarrier::Gathered(parts) => parts,
+                    other => {
+                        *barrier = other;
+                        return None;
+                    }
+                };
                 Some(TaskPayload::Fit {
                     step: run.steps[i].clone(),
                     template: run.steps[i].estimator.clone(),

@@ -8,11 +8,13 @@
 //!
 //! The actor's state lives here; its work is split by job: `run_state` (one
 //! run's graph and models), `submit` (accepting a run), `dispatch` (handing ready
-//! tasks to workers), `completion` (results, fits, finished and failed runs),
+//! tasks to workers), `decisions` (building stages, their checkpoint
+//! decisions off the event loop), `completion` (results, fits, finished and failed runs),
 //! `workers` (workers joining, leaving, draining) and `queries` (backlog,
 //! dashboard and progress views).
 
 mod completion;
+mod decisions;
 mod dispatch;
 mod in_hand;
 mod queries;
@@ -98,6 +100,8 @@ pub struct Scheduler {
     /// Failed runs whose tasks are still out on workers: their folder locks are
     /// kept until no such task can write any more.
     lingering: Vec<Lingering>,
+    /// Stage questions to send off the event loop (see `decisions`).
+    questions: Vec<decisions::PendingQuestion>,
 }
 
 /// A failed run's folder locks, kept while its tasks are still out on workers.
@@ -129,6 +133,7 @@ impl Scheduler {
             watchers_told: false,
             finished_views: VecDeque::new(),
             lingering: Vec::new(),
+            questions: Vec::new(),
         }
     }
 

@@ -5,9 +5,8 @@ use super::super::messages::{Fitted, TaskKind};
 use super::super::partition::PartitionSlot;
 use crate::bag::FailedSample;
 use crate::batch::Batch;
+use crate::checkpoint::decide::{decide_stage, Applied, StageDecision, StageQuestion};
 use crate::checkpoint::lineage::upstream_hash;
-use crate::checkpoint::manifest::Manifest;
-use crate::checkpoint::model::saved_model_for;
 use crate::dashboard::view::{FitPhase, FitView, RunPhase, RunView, TaskCounts};
 use crate::error::RunError;
 use crate::estimator::Estimator;
@@ -21,19 +20,65 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Where a stage's build stands.
+#[derive(Clone, Debug)]
+pub(super) enum StageBuild {
+    /// Some of its models are not known yet.
+    Unbuilt,
+    /// Its checkpoint decisions run off the event loop.
+    Deciding,
+    /// Built: the shared part of its tasks.
+    Built(Arc<StageExec>),
+}
+
+/// Stages built at once and questions to answer off the event loop.
+#[derive(Default)]
+pub(super) struct StageProgress {
+    /// Stages built now (their waiting partitions can go).
+    pub(super) built: Vec<usize>,
+    /// Stages to decide off the event loop.
+    pub(super) questions: Vec<(usize, StageQuestion)>,
+}
+
+/// Where a fit stands: gathering its inputs, gathered (its task queued, holding
+/// them), running, or done.
+#[derive(Clone, Debug, Default)]
+pub(super) enum FitBarrier {
+    /// Waiting for contributions.
+    #[default]
+    Gathering,
+    /// Every input is here; its task waits for a worker.
+    Gathered(Arc<Vec<Contribution>>),
+    /// Its task is out on a worker.
+    Running,
+    /// Its model is known.
+    Done,
+}
+
+impl FitBarrier {
+    /// Whether its model is known.
+    pub(super) fn is_done(&self) -> bool {
+        matches!(self, FitBarrier::Done)
+    }
+
+    /// Whether its inputs were all gathered (later contributions are dropped).
+    pub(super) fn has_inputs(&self) -> bool {
+        !matches!(self, FitBarrier::Gathering)
+    }
+}
+
 pub(super) struct RunState {
     pub(super) id: String,
     pub(super) plan: Plan,
     pub(super) steps: Vec<Arc<Step>>,
     pub(super) models: Vec<Option<Arc<dyn Estimator>>>,
-    pub(super) stage_exec: Vec<Option<Arc<StageExec>>>,
+    /// Per stage: built, being decided, or waiting for its models.
+    pub(super) stages: Vec<StageBuild>,
     pub(super) labels: Vec<TaskLabel>,
     pub(super) parts: Vec<PartitionSlot>,
     pub(super) estimators: Vec<Addr<EstimatorActor>>,
-    pub(super) fit_inputs: Vec<Option<Arc<Vec<Contribution>>>>,
-    pub(super) fit_done: Vec<bool>,
-    /// Whether a fit's inputs were all gathered (later contributions are dropped).
-    pub(super) fit_started: Vec<bool>,
+    /// Per fit: where its barrier stands.
+    pub(super) fits: Vec<FitBarrier>,
     /// The input partitions, kept while worker processes may hold partitions, to
     /// rebuild those of a lost worker (their lineage starts here).
     pub(super) sources: Vec<Option<Arc<Batch>>>,
@@ -91,70 +136,79 @@ impl RunState {
         Ok(h)
     }
 
-    /// Replaces fit `f` by its step's saved model when the file's provenance
-    /// (parameters, wiring, upstream) matches the step now; a model saved as
-    /// another configuration is refused naming what differs (`Refuse`) or fitted
-    /// again (`Recompute`). Called once the fit's upstream models are known.
-    fn resolve_fit_from_file(&mut self, f: usize) -> Result<(), RunError> {
-        let i = self.plan.fits[f].step;
-        let step = self.steps[i].clone();
-        if step
-            .checkpoint
-            .as_ref()
-            .and_then(|c| c.model_path.as_ref())
-            .is_none()
-        {
-            return Ok(());
-        }
-        let upstream = self.upstream_of(i)?;
-        let Some(model) = saved_model_for(&step, &upstream)? else {
-            return Ok(());
-        };
-        self.estimators[f].do_send(Fitted(model.clone()));
-        self.models[i] = Some(model);
-        self.fit_done[f] = true;
-        self.fit_started[f] = true;
-        self.fits_left -= 1;
-        self.loaded_models.push(step.name.clone());
-        Ok(())
-    }
-
-    /// Builds the shared part of a stage's tasks once its models exist: checks (or
-    /// writes) the manifest of each checkpointed step, and replaces the fit the
-    /// stage feeds by its saved model when that is still valid.
-    pub(super) fn build_stage(&mut self, s: usize) -> Result<(), RunError> {
-        let feeds = self.plan.stages[s].feeds_fit;
-        if let Some(f) = feeds.filter(|&f| !self.fit_done[f]) {
-            self.resolve_fit_from_file(f)?;
-        }
-        let stage_ops = self.plan.stages[s].ops.clone();
-        let mut ops = Vec::with_capacity(stage_ops.len());
-        for op in &stage_ops {
+    /// The question that decides stage `s` (its models are all known).
+    fn question(&self, s: usize) -> Result<StageQuestion, RunError> {
+        let known: Vec<Applied> = self
+            .steps
+            .iter()
+            .zip(&self.models)
+            .map_while(|(step, model)| Some((step.clone(), model.clone()?)))
+            .collect();
+        let stage = &self.plan.stages[s];
+        let mut ops = Vec::with_capacity(stage.ops.len());
+        for op in &stage.ops {
             let model = self.models[op.step]
                 .clone()
                 .ok_or_else(|| RunError::NotFitted {
                     step: self.steps[op.step].name.clone(),
                 })?;
-            let step = self.steps[op.step].clone();
-            let force = match (step.features_dir(), &step.checkpoint) {
-                (Some(dir), Some(ck)) => {
-                    let upstream = self.upstream_of(op.step)?;
-                    let wanted = Manifest::of(&step, model.as_ref(), op.kind, &upstream);
-                    let (lock, force) =
-                        crate::checkpoint::lock::acquire(dir, &wanted, ck.on_change)?;
-                    self.locks.push(lock);
-                    force
-                }
-                _ => false,
-            };
+            ops.push((op.step, (self.steps[op.step].clone(), model), op.kind));
+        }
+        let fed_fit = stage
+            .feeds_fit
+            .filter(|&f| !self.fits[f].is_done())
+            .map(|f| {
+                let i = self.plan.fits[f].step;
+                (i, self.steps[i].clone())
+            });
+        Ok(StageQuestion {
+            known,
+            ops,
+            fed_fit,
+        })
+    }
+
+    /// Builds stage `s` from its decision: the folders it holds, whether each is
+    /// recomputed, and the saved model that stands for the fit it feeds.
+    pub(super) fn apply_decision(
+        &mut self,
+        s: usize,
+        decision: StageDecision,
+    ) -> Result<(), RunError> {
+        let StageDecision {
+            force,
+            locks,
+            saved_model,
+            upstream,
+        } = decision;
+        for (i, hash) in upstream {
+            self.upstream[i] = Some(hash);
+        }
+        self.locks.extend(locks);
+        let feeds = self.plan.stages[s].feeds_fit;
+        if let (Some(f), Some(model)) = (feeds, saved_model) {
+            let i = self.plan.fits[f].step;
+            self.estimators[f].do_send(Fitted(model.clone()));
+            self.models[i] = Some(model);
+            self.fits[f] = FitBarrier::Done;
+            self.fits_left -= 1;
+            self.loaded_models.push(self.steps[i].name.clone());
+        }
+        let mut ops = Vec::with_capacity(force.len());
+        for (op, force) in self.plan.stages[s].ops.iter().zip(force) {
+            let model = self.models[op.step]
+                .clone()
+                .ok_or_else(|| RunError::NotFitted {
+                    step: self.steps[op.step].name.clone(),
+                })?;
             ops.push(crate::exec::ChainOp {
-                step,
+                step: self.steps[op.step].clone(),
                 model,
                 kind: op.kind,
                 force,
             });
         }
-        let feeds = feeds.filter(|&f| !self.fit_done[f]).map(|f| {
+        let feeds = feeds.filter(|&f| !self.fits[f].is_done()).map(|f| {
             let node = &self.plan.fits[f];
             let step = self.steps[node.step].clone();
             FeedSpec {
@@ -163,33 +217,45 @@ impl RunState {
                 reduce: node.reduce,
             }
         });
-        self.stage_exec[s] = Some(Arc::new(StageExec { ops, feeds }));
+        self.stages[s] = StageBuild::Built(Arc::new(StageExec { ops, feeds }));
         Ok(())
     }
 
-    /// Builds every stage whose models all exist (stages split by resource tags
-    /// have no fit of their own, so they are built as soon as their models are known).
-    pub(super) fn build_ready_stages(&mut self) -> Result<(), RunError> {
+    /// Builds every stage whose models all exist: at once when that touches no
+    /// file, else it asks a question that is answered off the event loop (the
+    /// stage is `Deciding` until [`RunState::apply_decision`]).
+    pub(super) fn build_ready_stages(&mut self) -> Result<StageProgress, RunError> {
+        let mut progress = StageProgress::default();
         for s in 0..self.plan.stages.len() {
-            let built = self.stage_exec[s].is_some();
             let models_known = self.plan.stages[s]
                 .ops
                 .iter()
                 .all(|op| self.models[op.step].is_some());
             let fit_done = self.plan.stages[s]
                 .after_fit
-                .is_none_or(|f| self.fit_done[f]);
-            if !built && models_known && fit_done {
-                self.build_stage(s)?;
+                .is_none_or(|f| self.fits[f].is_done());
+            if !matches!(self.stages[s], StageBuild::Unbuilt) || !models_known || !fit_done {
+                continue;
+            }
+            let question = self.question(s)?;
+            if question.touches_files() {
+                self.stages[s] = StageBuild::Deciding;
+                progress.questions.push((s, question));
+            } else {
+                let decision = decide_stage(&question)?;
+                self.apply_decision(s, decision)?;
+                progress.built.push(s);
             }
         }
-        if self.stage_exec[0].is_none() {
-            // Submit resolves every model the first stage needs: a broken invariant.
-            return Err(RunError::Internal(
-                "the first stage has a step without a model".into(),
-            ));
+        Ok(progress)
+    }
+
+    /// The shared part of stage `s`'s tasks, once built.
+    pub(super) fn stage_exec(&self, s: usize) -> Option<Arc<StageExec>> {
+        match &self.stages[s] {
+            StageBuild::Built(exec) => Some(exec.clone()),
+            _ => None,
         }
-        Ok(())
     }
 
     /// The dashboard's view of this run.
@@ -211,14 +277,11 @@ impl RunState {
             .map(|(f, node)| FitView {
                 step: self.steps[node.step].name.clone(),
                 resources: node.resources.to_string(),
-                state: if self.fit_done[f] {
-                    FitPhase::Done
-                } else if failed {
-                    FitPhase::Failed
-                } else if self.fit_started[f] {
-                    FitPhase::Running
-                } else {
-                    FitPhase::Waiting
+                state: match &self.fits[f] {
+                    FitBarrier::Done => FitPhase::Done,
+                    _ if failed => FitPhase::Failed,
+                    FitBarrier::Gathering => FitPhase::Waiting,
+                    FitBarrier::Gathered(_) | FitBarrier::Running => FitPhase::Running,
                 },
             })
             .collect();

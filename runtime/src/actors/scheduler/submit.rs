@@ -4,11 +4,10 @@
 use super::super::estimator_actor::EstimatorActor;
 use super::super::messages::*;
 use super::super::partition::PartitionSlot;
-use super::run_state::RunState;
+use super::run_state::{FitBarrier, RunState, StageBuild};
 use super::{Scheduler, TaskRef};
 use crate::batch::Batch;
-use crate::checkpoint::lineage::upstream_hash;
-use crate::checkpoint::model::saved_model_for;
+use crate::checkpoint::decide::{plan_touches_files, resolve_saved_fits};
 use crate::error::RunError;
 use crate::estimator::Estimator;
 use crate::plan::{Plan, StepWork};
@@ -22,9 +21,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 impl Scheduler {
+    /// Plans a run and queues its first tasks; `loaded_models` names the fits
+    /// that saved models stand for (decided before, off the event loop).
     pub(super) fn submit(
         &mut self,
         request: RunRequest,
+        loaded_models: Vec<String>,
         ctx: &mut Context<Self>,
     ) -> Result<u32, RunError> {
         let RunRequest { steps, bag } = request;
@@ -39,34 +41,14 @@ impl Scheduler {
         }
         let mut models: Vec<Option<Arc<dyn Estimator>>> = Vec::with_capacity(steps.len());
         let mut work = Vec::with_capacity(steps.len());
-        let mut loaded_models = Vec::new();
-        for (i, s) in steps.iter().enumerate() {
+        for s in &steps {
             let stateless = !s.step.requires_fit();
-            let mut fit = s.fit && !stateless;
-            let mut model = if stateless {
+            let fit = s.fit && !stateless;
+            let model = if stateless {
                 Some(s.step.estimator.clone())
             } else {
                 s.fitted.clone()
             };
-            // A fit whose saved model still holds is no fit: the plan then fuses
-            // the steps around it. Known here when every upstream model is;
-            // otherwise the run decides once the upstream fits are done.
-            let has_model_file = s
-                .step
-                .checkpoint
-                .as_ref()
-                .is_some_and(|c| c.model_path.is_some());
-            if fit && has_model_file && models.iter().all(Option::is_some) {
-                let before = steps[..i]
-                    .iter()
-                    .zip(&models)
-                    .map(|(b, m)| (b.step.as_ref(), m.as_deref().expect("known")));
-                if let Some(saved) = saved_model_for(&s.step, &upstream_hash(before))? {
-                    fit = false;
-                    model = Some(saved);
-                    loaded_models.push(s.step.name.clone());
-                }
-            }
             if s.apply.is_some() && !fit && model.is_none() {
                 return Err(RunError::NotFitted {
                     step: s.step.name.clone(),
@@ -146,11 +128,6 @@ impl Scheduler {
             .iter()
             .map(|b| keep_sources.then(|| b.clone()))
             .collect();
-        let parts: Vec<PartitionSlot> = arcs
-            .into_iter()
-            .enumerate()
-            .map(|(i, b)| PartitionSlot::new(i as u32, b))
-            .collect();
         let estimators = plan
             .fits
             .iter()
@@ -173,13 +150,11 @@ impl Scheduler {
             id,
             steps,
             models,
-            stage_exec: vec![None; nstages],
+            stages: vec![StageBuild::Unbuilt; nstages],
             labels,
-            parts,
+            parts: Vec::with_capacity(npart),
             estimators,
-            fit_inputs: vec![None; nfits],
-            fit_done: vec![false; nfits],
-            fit_started: vec![false; nfits],
+            fits: vec![FitBarrier::Gathering; nfits],
             sources,
             waiting: vec![Vec::new(); nstages],
             label_time: vec![(0.0, 0); nstages + nfits],
@@ -198,28 +173,63 @@ impl Scheduler {
             span,
             plan,
         };
-        state.build_ready_stages()?;
+        let first_known = state.plan.stages[0]
+            .ops
+            .iter()
+            .all(|op| state.models[op.step].is_some());
+        if !first_known {
+            // Every model the first stage needs is known at submit: a broken invariant.
+            return Err(RunError::Internal(
+                "the first stage has a step without a model".into(),
+            ));
+        }
+        let progress = state.build_ready_stages()?;
         {
             let _e = state.span.enter();
             tracing::info!(
                 tasks = state.plan.task_count(npart),
                 stages = nstages,
                 fits = nfits,
+                deciding = progress.questions.len(),
                 "run submitted"
             );
         }
-        let shape = state.plan.stages[0].resources.clone();
-        let q = self.ready.entry(shape).or_default();
-        for p in 0..npart as u32 {
-            q.push_back(TaskRef {
-                run,
-                task: TaskKind::Chain {
-                    stage: 0,
-                    partition: p,
-                },
-                ready_s: 0.0,
-            });
+        // The partitions go as soon as the first stage is built; while its
+        // checkpoint decisions run, they wait for it.
+        if progress.built.contains(&0) {
+            state.parts.extend(
+                arcs.into_iter()
+                    .enumerate()
+                    .map(|(i, b)| PartitionSlot::new(i as u32, b)),
+            );
+            let shape = state.plan.stages[0].resources.clone();
+            let q = self.ready.entry(shape).or_default();
+            for p in 0..npart as u32 {
+                q.push_back(TaskRef {
+                    run,
+                    task: TaskKind::Chain {
+                        stage: 0,
+                        partition: p,
+                    },
+                    ready_s: 0.0,
+                });
+            }
+        } else {
+            state.parts.extend(
+                arcs.into_iter()
+                    .enumerate()
+                    .map(|(i, b)| PartitionSlot::waiting(i as u32, b)),
+            );
+            state.waiting[0] = (0..npart as u32).collect();
         }
+        self.questions
+            .extend(progress.questions.into_iter().map(|(stage, question)| {
+                super::decisions::PendingQuestion {
+                    run,
+                    stage,
+                    question,
+                }
+            }));
         self.runs.insert(run, state);
         Ok(run)
     }
@@ -245,23 +255,63 @@ impl Scheduler {
     }
 }
 
-impl Handler<Submit> for Scheduler {
-    type Result = ();
-
-    fn handle(&mut self, msg: Submit, ctx: &mut Context<Self>) {
-        match self.submit(msg.request, ctx) {
+impl Scheduler {
+    /// Takes a run whose saved models are decided: plans it and queues its work,
+    /// or answers its caller with why not.
+    fn accept(
+        &mut self,
+        request: RunRequest,
+        loaded_models: Vec<String>,
+        reply: tokio::sync::oneshot::Sender<Result<crate::run::RunOutput, RunError>>,
+        ctx: &mut Context<Self>,
+    ) {
+        match self.submit(request, loaded_models, ctx) {
             Ok(run) => {
                 if let Some(r) = self.runs.get_mut(&run) {
-                    r.reply = Some(msg.reply);
+                    r.reply = Some(reply);
                 }
                 self.finish_if_done(run);
+                self.start_decisions(ctx);
                 self.dispatch();
                 self.tell_watchers();
             }
             Err(e) => {
-                let _ = msg.reply.send(Err(e));
+                let _ = reply.send(Err(e));
             }
         }
+    }
+}
+
+impl Handler<Submit> for Scheduler {
+    type Result = ();
+
+    /// A run whose fits may be replaced by saved models has those files read
+    /// off the event loop first.
+    fn handle(&mut self, msg: Submit, ctx: &mut Context<Self>) {
+        let Submit { mut request, reply } = msg;
+        if !plan_touches_files(&request.steps) {
+            self.accept(request, Vec::new(), reply, ctx);
+            return;
+        }
+        let answer = tokio::task::spawn_blocking(move || {
+            let loaded = resolve_saved_fits(&mut request.steps);
+            (request, loaded)
+        });
+        ctx.spawn(
+            answer
+                .into_actor(self)
+                .map(move |answer, act, ctx| match answer {
+                    Ok((request, Ok(loaded))) => act.accept(request, loaded, reply, ctx),
+                    Ok((_, Err(e))) => {
+                        let _ = reply.send(Err(e.into()));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(RunError::Internal(format!(
+                            "deciding the saved models failed: {e}"
+                        ))));
+                    }
+                }),
+        );
     }
 }
 

@@ -90,7 +90,7 @@ pub struct WorkerLost {
 impl Handler<WorkerLost> for Scheduler {
     type Result = ();
 
-    fn handle(&mut self, msg: WorkerLost, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: WorkerLost, ctx: &mut Context<Self>) {
         let w = msg.worker;
         if let Some(slot) = self.workers.get_mut(w as usize) {
             if let Some(f) = slot.forget.take() {
@@ -163,6 +163,7 @@ impl Handler<WorkerLost> for Scheduler {
             self.enqueue_chain(run, p, 0, 0.0);
         }
         self.fail_unservable(&format!("the last one was lost: {}", msg.reason));
+        self.start_decisions(ctx);
         self.dispatch();
         self.check_drained(w);
         self.tell_watchers();
@@ -318,7 +319,7 @@ impl Scheduler {
                     self.fail_run(env.run, RunError::FitFailed { step, reason });
                     return;
                 }
-                run.fit_inputs[fit as usize] = Some(parts);
+                run.fits[fit as usize] = super::run_state::FitBarrier::Gathered(parts);
                 self.push_ready(&env.resources, again);
             }
             _ => tracing::error!("lost task with a mismatched payload"),

@@ -281,7 +281,7 @@ fn cell_state(state: PartitionState, stage: usize) -> u8 {
             Equal => b'q',
             Less => b'w',
         },
-        PartitionState::WaitingForFit { stage: s } => match at(s) {
+        PartitionState::Waiting { stage: s } => match at(s) {
             Greater => b'd',
             _ => b'w',
         },
@@ -360,7 +360,7 @@ mod tests {
                 worker: 0,
             },
             PartitionState::Ready { stage: 0 },
-            PartitionState::WaitingForFit { stage: 1 },
+            PartitionState::Waiting { stage: 1 },
         ];
         let names = [
             ("a".to_string(), "{}".to_string()),

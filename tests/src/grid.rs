@@ -1,16 +1,33 @@
 //! What the tests against the real Grid Engine share: taking the grid (it has few
-//! slots, so its tests run one at a time), and what `qstat` lists.
+//! slots, so its tests run one at a time, whether they share a process under
+//! `cargo test` or each has its own under nextest), and what `qstat` lists.
 
+use std::fs::File;
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 static GRID: Mutex<()> = Mutex::new(());
 
+/// The grid, taken by one test: by the threads of this process and, through an
+/// exclusive lock on a file, by every other test process.
+pub struct GridTaken {
+    _file: File,
+    _guard: MutexGuard<'static, ()>,
+}
+
 /// Takes the grid for one test, after checking that Grid Engine answers; fails
 /// (never skips) when it does not.
-pub fn grid() -> MutexGuard<'static, ()> {
+pub fn grid() -> GridTaken {
     let guard = GRID.lock().unwrap_or_else(|e| e.into_inner());
+    let path = std::env::temp_dir().join("gridpipe-tests-grid.lock");
+    let file = File::create(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    file.lock()
+        .unwrap_or_else(|e| panic!("locking {}: {e}", path.display()));
+    let guard = GridTaken {
+        _file: file,
+        _guard: guard,
+    };
     let out = Command::new("qstat").args(["-u", "*"]).output();
     match out {
         Ok(o) if o.status.success() => guard,

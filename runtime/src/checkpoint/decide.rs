@@ -164,7 +164,7 @@ mod tests {
     use super::*;
     use crate::checkpoint::Checkpoint;
     use crate::estimator::{Extra, Transformed};
-    use crate::EstimatorError;
+    use crate::graph::error::EstimatorError;
     use ndarray::ArrayViewD;
     use serde::{Deserialize, Serialize};
 

@@ -112,7 +112,7 @@ impl ModelProvenance {
 mod tests {
     use super::*;
     use crate::estimator::{Extra, Transformed};
-    use crate::EstimatorError;
+    use crate::graph::error::EstimatorError;
     use ndarray::ArrayViewD;
     use std::sync::Arc;
 

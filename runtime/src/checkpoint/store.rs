@@ -3,7 +3,7 @@
 
 use super::npy;
 use super::CheckpointError;
-use crate::error::LoadError;
+use crate::data::error::LoadError;
 use crate::sample::Loader;
 use crate::value::Value;
 use ndarray::ArrayD;

@@ -1,7 +1,7 @@
 //! [`Bag`]: a list of partitions, the unit a runtime computes on.
 
 use crate::batch::{Batch, Failure, DATA};
-use crate::error::DataError;
+use crate::data::error::DataError;
 use crate::keys::check_unique;
 use crate::sample::{DelayedSample, Sample, SampleSet};
 use ndarray::{ArrayD, Axis, IxDyn};
@@ -509,7 +509,7 @@ mod tests {
         struct NeverLoads;
         #[typetag::serde]
         impl crate::sample::Loader for NeverLoads {
-            fn load(&self) -> Result<crate::value::Value, crate::error::LoadError> {
+            fn load(&self) -> Result<crate::value::Value, crate::data::error::LoadError> {
                 unreachable!("a bag is built without loading")
             }
         }

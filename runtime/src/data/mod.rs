@@ -4,6 +4,7 @@
 pub mod bag;
 pub mod batch;
 pub mod columns;
+pub mod error;
 pub mod keys;
 pub mod sample;
 pub mod value;

@@ -1,6 +1,6 @@
 //! The user-facing sample types: [`Sample`], [`DelayedSample`] and [`SampleSet`].
 
-use crate::error::LoadError;
+use crate::data::error::LoadError;
 use crate::value::Value;
 use ndarray::ArrayD;
 use serde::{Deserialize, Serialize};

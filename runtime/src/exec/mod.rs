@@ -7,8 +7,9 @@
 
 use crate::bag::FailedSample;
 use crate::batch::{Batch, Failure};
-use crate::error::{DataError, EstimatorError};
+use crate::data::error::DataError;
 use crate::estimator::{Estimator, Extra, PartialFit, Transformed};
+use crate::graph::error::EstimatorError;
 use crate::plan::OpKind;
 use crate::step::Step;
 use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn};

@@ -6,7 +6,7 @@
 //! and mark the impl with `#[typetag::serde]`.
 
 use crate::batch::Column;
-use crate::error::EstimatorError;
+use crate::graph::error::EstimatorError;
 use ndarray::{ArrayD, ArrayViewD};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -2,6 +2,7 @@
 //! pipeline with their [`resources`], a [`run`]'s request and output, and the
 //! [`plan`] that turns operations into stages of per-partition tasks.
 
+pub mod error;
 pub mod estimator;
 pub mod plan;
 pub mod resources;

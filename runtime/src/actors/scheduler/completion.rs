@@ -2,16 +2,16 @@
 //! (its output and report, or its error).
 
 use super::super::messages::*;
-use super::super::partition::Next;
-use super::run_state::FitBarrier;
+use super::super::run::{RunOutbox, TaskTimes};
+use super::decisions::PendingQuestion;
 use super::Scheduler;
 use super::TaskRef;
 use crate::bag::{Bag, FailedSample};
 use crate::batch::Batch;
 use crate::dashboard::view::{RunPhase, RunView};
 use crate::error::RunError;
-use crate::exec::{Contribution, FAILED_SAMPLES_SHOWN};
-use crate::report::{RunReport, TaskRecord};
+use crate::exec::FAILED_SAMPLES_SHOWN;
+use crate::report::RunReport;
 use crate::run::RunOutput;
 use actix::prelude::*;
 use std::collections::BTreeMap;
@@ -19,11 +19,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 impl Scheduler {
+    /// Tasks came back from `worker`: the worker's accounting here, each run's
+    /// graph moves on in its reactor, and its outbox is delivered.
     pub(super) fn on_done(&mut self, worker: u32, outcomes: Vec<TaskOutcome>) {
         let mut busy = 0.0;
         let n = outcomes.len();
-        let mut contributions: Vec<(u32, usize, u32, Contribution)> = Vec::new();
         let mut finished_runs = Vec::new();
+        // Contributions are sent per fit, once per batch of outcomes.
+        let mut outbox_of: Vec<(u32, RunOutbox)> = Vec::new();
         for o in outcomes {
             let took = o.finished.duration_since(o.started).as_secs_f64();
             busy += took;
@@ -45,122 +48,37 @@ impl Scheduler {
                 self.gone_run_task_back(o.run, worker);
                 continue;
             };
-            let (started_s, finished_s) = (run.since(o.started), run.since(o.finished));
+            let times = TaskTimes {
+                ready_s: o.ready_s,
+                started_s: run.since(o.started),
+                finished_s: run.since(o.finished),
+            };
             let label = run.label_of(o.task);
             self.workers[worker as usize].in_hand.remove(o.run, label);
             if let Some(t) = run.label_time.get_mut(label) {
                 t.0 += took;
                 t.1 += 1;
             }
+            let outbox = match outbox_of.last_mut() {
+                Some((r, outbox)) if *r == o.run => outbox,
+                _ => {
+                    outbox_of.push((o.run, RunOutbox::default()));
+                    &mut outbox_of.last_mut().expect("pushed").1
+                }
+            };
             match (o.task, o.result) {
                 (TaskKind::Chain { stage, partition }, TaskResult::Chain(out)) => {
-                    let out = *out;
-                    let s = stage as usize;
-                    let next_stage = s + 1;
-                    let next = if next_stage >= run.plan.stages.len() {
-                        Next::Done
-                    } else if run.stage_exec(next_stage).is_some() {
-                        Next::Ready
-                    } else {
-                        Next::Wait
-                    };
-                    let new_failed = out.new_failures;
-                    let room = FAILED_SAMPLES_SHOWN.saturating_sub(run.first_failed.len());
-                    run.first_failed
-                        .extend(out.first_failed.into_iter().take(room));
-                    for (step, s) in &out.checkpoints {
-                        run.checkpoints.entry(step.clone()).or_default().add(*s);
-                    }
-                    if let Some(c) = out.contribution {
-                        let fit = run.plan.stages[s].feeds_fit.expect("stage feeds a fit");
-                        contributions.push((o.run, fit, partition, c));
-                    }
-                    let keep = next != Next::Done || run.plan.collect;
-                    let completed = if out.held {
-                        run.parts[partition as usize].complete_held(worker, next)
-                    } else {
-                        let output = keep.then(|| Arc::new(out.batch));
-                        run.parts[partition as usize].complete(worker, output, next)
-                    };
-                    if let Err(e) = completed {
+                    if let Err(e) = run.on_chain_done(worker, stage, partition, *out, times, outbox)
+                    {
                         tracing::error!(%e, "partition protocol violation");
                         continue;
                     }
-                    run.tasks.push(TaskRecord {
-                        label: stage as u32,
-                        partition: Some(partition),
-                        worker,
-                        ready_s: o.ready_s,
-                        started_s,
-                        finished_s,
-                        failed_samples: new_failed as u32,
-                        error: None,
-                    });
-                    match next {
-                        Next::Done => run.partitions_left -= 1,
-                        Next::Wait => run.waiting[next_stage].push(partition),
-                        Next::Ready => self.enqueue_chain(o.run, partition, next_stage, finished_s),
-                    }
                 }
                 (TaskKind::Fit { fit }, TaskResult::Fit(result)) => {
-                    let f = fit as usize;
-                    let label = run.fit_label(f);
-                    let step = run.plan.fits[f].step;
-                    let error = result.as_ref().err().cloned();
-                    run.tasks.push(TaskRecord {
-                        label,
-                        partition: None,
-                        worker,
-                        ready_s: o.ready_s,
-                        started_s,
-                        finished_s,
-                        failed_samples: 0,
-                        error: error.clone(),
-                    });
-                    match result {
-                        Ok(model) => {
-                            run.models[step] = Some(model.clone());
-                            run.estimators[f].do_send(Fitted(model));
-                            run.fits[f] = FitBarrier::Done;
-                            run.fits_left -= 1;
-                            self.advance(o.run, finished_s);
-                        }
-                        Err(reason) => {
-                            let step_name = run.steps[step].name.clone();
-                            self.fail_run(
-                                o.run,
-                                RunError::FitFailed {
-                                    step: step_name,
-                                    reason,
-                                },
-                            );
-                            continue;
-                        }
-                    }
+                    run.on_fit_done(worker, fit, result, times, outbox);
                 }
                 (task, TaskResult::TooLarge { size, limit }) => {
-                    let what = run.describe(task);
-                    let partition = match task {
-                        TaskKind::Chain { partition, .. } => Some(partition),
-                        TaskKind::Fit { .. } => None,
-                    };
-                    let error = RunError::MessageTooLarge {
-                        task: what,
-                        size,
-                        limit,
-                    };
-                    run.tasks.push(TaskRecord {
-                        label: label as u32,
-                        partition,
-                        worker,
-                        ready_s: o.ready_s,
-                        started_s,
-                        finished_s,
-                        failed_samples: 0,
-                        error: Some(error.to_string()),
-                    });
-                    self.fail_run(o.run, error);
-                    continue;
+                    run.on_too_large(worker, task, (size, limit), times, outbox);
                 }
                 _ => tracing::error!("task result does not match its task"),
             }
@@ -170,19 +88,9 @@ impl Scheduler {
             let per_task = busy / n as f64;
             self.avg_task_s = 0.7 * self.avg_task_s + 0.3 * per_task;
         }
-        // Hand contributions to the estimator actors, grouped per fit.
-        contributions.sort_by_key(|(r, f, _, _)| (*r, *f));
-        let mut group: Vec<(u32, Contribution)> = Vec::new();
-        let mut key: Option<(u32, usize)> = None;
-        for (r, f, p, c) in contributions {
-            if let Some(k) = key.filter(|k| *k != (r, f)) {
-                self.send_contributions(k, std::mem::take(&mut group));
-            }
-            key = Some((r, f));
-            group.push((p, c));
-        }
-        if let Some(k) = key {
-            self.send_contributions(k, group);
+        for (run, outbox) in outbox_of {
+            let ready_s = self.runs.get(&run).map_or(0.0, |r| r.now());
+            self.deliver(run, outbox, ready_s);
         }
         finished_runs.sort_unstable();
         finished_runs.dedup();
@@ -191,16 +99,66 @@ impl Scheduler {
         }
     }
 
-    pub(super) fn send_contributions(
-        &self,
-        (run, fit): (u32, usize),
-        parts: Vec<(u32, Contribution)>,
-    ) {
-        // A partition rebuilt after a worker loss contributes again; a fit that has
-        // all its inputs already takes nothing more.
-        if let Some(r) = self.runs.get(&run).filter(|r| !r.fits[fit].has_inputs()) {
-            r.estimators[fit].do_send(Contribute { parts });
+    /// Does what a run's reactor asked: fails the run, or hands models and
+    /// contributions to its estimator actors, queues its ready tasks, and keeps
+    /// its stage questions to send off the event loop.
+    pub(super) fn deliver(&mut self, run: u32, outbox: RunOutbox, ready_s: f64) {
+        let RunOutbox {
+            all_ready: _,
+            ready,
+            ready_fits,
+            mut contributions,
+            fitted,
+            questions,
+            failed,
+        } = outbox;
+        if let Some(error) = failed {
+            self.fail_run(run, error);
+            return;
         }
+        let Some(state) = self.runs.get(&run) else {
+            return;
+        };
+        for (f, model) in fitted {
+            state.estimators[f].do_send(Fitted(model));
+        }
+        // A partition rebuilt after a worker loss contributes again; a fit that
+        // has all its inputs already takes nothing more.
+        contributions.sort_by_key(|(f, _, _)| *f);
+        let mut contributions = contributions.into_iter().peekable();
+        while let Some((f, p, c)) = contributions.next() {
+            let mut parts = vec![(p, c)];
+            while let Some((_, p, c)) = contributions.next_if(|(g, _, _)| *g == f) {
+                parts.push((p, c));
+            }
+            if !state.fits[f].has_inputs() {
+                state.estimators[f].do_send(Contribute { parts });
+            }
+        }
+        for (f, shape) in ready_fits
+            .into_iter()
+            .map(|f| (f, state.plan.fits[f].resources.clone()))
+            .collect::<Vec<_>>()
+        {
+            let t = TaskRef {
+                run,
+                task: TaskKind::Fit { fit: f as u16 },
+                ready_s,
+            };
+            self.push_ready(&shape, t);
+        }
+        for (partition, stage) in ready {
+            self.enqueue_chain(run, partition, stage, ready_s);
+        }
+        self.questions.extend(
+            questions
+                .into_iter()
+                .map(|(stage, question)| PendingQuestion {
+                    run,
+                    stage,
+                    question,
+                }),
+        );
     }
 
     pub(super) fn finish_if_done(&mut self, run: u32) {
@@ -362,25 +320,15 @@ impl Handler<TasksDone> for Scheduler {
 impl Handler<FitReady> for Scheduler {
     type Result = ();
 
-    fn handle(&mut self, msg: FitReady, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: FitReady, ctx: &mut Context<Self>) {
         let Some(run) = self.runs.get_mut(&msg.run) else {
             return;
         };
-        let f = msg.fit as usize;
-        if run.fits[f].has_inputs() {
-            return;
-        }
-        run.fits[f] = FitBarrier::Gathered(Arc::new(msg.parts));
-        let shape = run.plan.fits[f].resources.clone();
+        let mut outbox = RunOutbox::default();
+        run.on_fit_inputs(msg.fit as usize, msg.parts, &mut outbox);
         let ready_s = run.now();
-        self.push_ready(
-            &shape,
-            TaskRef {
-                run: msg.run,
-                task: TaskKind::Fit { fit: msg.fit },
-                ready_s,
-            },
-        );
+        self.deliver(msg.run, outbox, ready_s);
+        self.start_decisions(ctx);
         self.dispatch();
         self.tell_watchers();
     }

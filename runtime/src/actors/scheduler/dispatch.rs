@@ -2,7 +2,7 @@
 
 use super::super::messages::*;
 use super::super::partition::SlotInput;
-use super::run_state::{FitBarrier, RunState};
+use super::super::run::{FitBarrier, RunState};
 use super::suspects::Suspects;
 use super::{Scheduler, TaskRef, WorkerSlot};
 use crate::error::RunError;

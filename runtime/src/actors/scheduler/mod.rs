@@ -18,7 +18,6 @@ mod decisions;
 mod dispatch;
 mod in_hand;
 mod queries;
-mod run_state;
 mod submit;
 mod suspects;
 mod workers;
@@ -28,13 +27,13 @@ pub use submit::OfferResources;
 pub use workers::{AddWorker, Drain, ListWorkers, LiveWorkers, WorkerLost, WorkerState};
 
 use super::messages::*;
+use super::run::RunState;
 use crate::config::RuntimeConfig;
 use crate::dashboard::view::RunView;
 use crate::report::WorkerInfo;
 use crate::resources::Resources;
 use actix::prelude::*;
 use in_hand::TasksInHand;
-use run_state::RunState;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Instant;
 

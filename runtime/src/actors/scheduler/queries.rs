@@ -2,7 +2,7 @@
 //! when it changes), the dashboard's view and the progress of active runs.
 
 use super::super::messages::*;
-use super::run_state::RunState;
+use super::super::run::RunState;
 use super::{Scheduler, WorkerSlot};
 use crate::dashboard::view::{RunPhase, RunView, RuntimeView, WorkerPhase, WorkerRow};
 use crate::resources::Resources;

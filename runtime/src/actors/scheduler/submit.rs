@@ -3,10 +3,8 @@
 
 use super::super::estimator_actor::EstimatorActor;
 use super::super::messages::*;
-use super::super::partition::PartitionSlot;
-use super::run_state::{FitBarrier, RunState, StageBuild};
+use super::super::run::{NewRun, RunOutbox, RunState};
 use super::{Scheduler, TaskRef};
-use crate::batch::Batch;
 use crate::checkpoint::decide::{plan_touches_files, resolve_saved_fits};
 use crate::error::RunError;
 use crate::estimator::Estimator;
@@ -16,9 +14,7 @@ use crate::resources::Resources;
 use crate::run::RunRequest;
 use crate::step::Step;
 use actix::prelude::*;
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 impl Scheduler {
     /// Plans a run and queues its first tasks; `loaded_models` names the fits
@@ -123,11 +119,6 @@ impl Scheduler {
         let npart = bag.npartitions();
         let samples = bag.len();
         let keep_sources = self.workers.iter().any(|w| w.remote) || !self.cluster_offers.is_empty();
-        let arcs = bag.into_arcs();
-        let sources: Vec<Option<Arc<Batch>>> = arcs
-            .iter()
-            .map(|b| keep_sources.then(|| b.clone()))
-            .collect();
         let estimators = plan
             .fits
             .iter()
@@ -143,65 +134,33 @@ impl Scheduler {
                 .start()
             })
             .collect();
-        let nstages = plan.stages.len();
-        let nsteps = steps.len();
-        let nfits = plan.fits.len();
-        let mut state = RunState {
+        let new = NewRun {
             id,
+            plan,
             steps,
             models,
-            stages: vec![StageBuild::Unbuilt; nstages],
             labels,
-            parts: Vec::with_capacity(npart),
             estimators,
-            fits: vec![FitBarrier::Gathering; nfits],
-            sources,
-            waiting: vec![Vec::new(); nstages],
-            label_time: vec![(0.0, 0); nstages + nfits],
-            partitions_left: npart,
-            fits_left: nfits,
-            tasks: Vec::with_capacity(plan.task_count(npart)),
-            first_failed: Vec::new(),
-            samples,
-            checkpoints: BTreeMap::new(),
             loaded_models,
-            workers_lost: 0,
-            upstream: vec![None; nsteps],
-            locks: Vec::new(),
-            started: Instant::now(),
-            reply: None,
+            samples,
             span,
-            plan,
         };
-        let first_known = state.plan.stages[0]
-            .ops
-            .iter()
-            .all(|op| state.models[op.step].is_some());
-        if !first_known {
-            // Every model the first stage needs is known at submit: a broken invariant.
-            return Err(RunError::Internal(
-                "the first stage has a step without a model".into(),
-            ));
-        }
-        let progress = state.build_ready_stages()?;
+        let mut state = RunState::new(new, bag.into_arcs(), keep_sources);
+        let mut outbox = RunOutbox::default();
+        state.start(&mut outbox)?;
         {
             let _e = state.span.enter();
             tracing::info!(
                 tasks = state.plan.task_count(npart),
-                stages = nstages,
-                fits = nfits,
-                deciding = progress.questions.len(),
+                stages = state.plan.stages.len(),
+                fits = state.plan.fits.len(),
+                deciding = outbox.questions.len(),
                 "run submitted"
             );
         }
         // The partitions go as soon as the first stage is built; while its
         // checkpoint decisions run, they wait for it.
-        if progress.built.contains(&0) {
-            state.parts.extend(
-                arcs.into_iter()
-                    .enumerate()
-                    .map(|(i, b)| PartitionSlot::new(i as u32, b)),
-            );
+        if std::mem::take(&mut outbox.all_ready) {
             let shape = state.plan.stages[0].resources.clone();
             let q = self.ready.entry(shape).or_default();
             for p in 0..npart as u32 {
@@ -214,23 +173,9 @@ impl Scheduler {
                     ready_s: 0.0,
                 });
             }
-        } else {
-            state.parts.extend(
-                arcs.into_iter()
-                    .enumerate()
-                    .map(|(i, b)| PartitionSlot::waiting(i as u32, b)),
-            );
-            state.waiting[0] = (0..npart as u32).collect();
         }
-        self.questions
-            .extend(progress.questions.into_iter().map(|(stage, question)| {
-                super::decisions::PendingQuestion {
-                    run,
-                    stage,
-                    question,
-                }
-            }));
         self.runs.insert(run, state);
+        self.deliver(run, outbox, 0.0);
         Ok(run)
     }
 

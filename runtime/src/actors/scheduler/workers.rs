@@ -140,27 +140,22 @@ impl Handler<WorkerLost> for Scheduler {
         self.gone_worker_of_lingering(w);
         // Partitions whose data lived on the lost worker start again from their
         // source: their lineage is the input plus the stages, which run again.
-        let mut rebuilt = Vec::new();
-        for (run_id, run) in self.runs.iter_mut() {
-            for p in 0..run.parts.len() {
-                if run.parts[p].held_by() != Some(w) {
-                    continue;
-                }
-                if let Some(source) = run.sources[p].clone() {
-                    if run.parts[p].rebuild(source).is_ok() {
-                        rebuilt.push((*run_id, p as u32));
-                    }
-                }
-            }
+        let ids: Vec<u32> = self.runs.keys().copied().collect();
+        let mut rebuilt = 0;
+        for id in ids {
+            let Some(run) = self.runs.get_mut(&id) else {
+                continue;
+            };
+            let mut outbox = super::super::run::RunOutbox::default();
+            rebuilt += run.on_holder_lost(w, &mut outbox);
+            let ready_s = run.now();
+            self.deliver(id, outbox, ready_s);
         }
-        if !rebuilt.is_empty() {
+        if rebuilt > 0 {
             tracing::warn!(
-                partitions = rebuilt.len(),
+                partitions = rebuilt,
                 "rebuilding partitions held by the lost worker"
             );
-        }
-        for (run, p) in rebuilt {
-            self.enqueue_chain(run, p, 0, 0.0);
         }
         self.fail_unservable(&format!("the last one was lost: {}", msg.reason));
         self.start_decisions(ctx);
@@ -319,7 +314,7 @@ impl Scheduler {
                     self.fail_run(env.run, RunError::FitFailed { step, reason });
                     return;
                 }
-                run.fits[fit as usize] = super::run_state::FitBarrier::Gathered(parts);
+                run.fits[fit as usize] = super::super::run::FitBarrier::Gathered(parts);
                 self.push_ready(&env.resources, again);
             }
             _ => tracing::error!("lost task with a mismatched payload"),

@@ -2,7 +2,7 @@
 //! columns.
 
 use super::{Batch, SetLayout, DATA};
-use crate::error::DataError;
+use crate::data::error::DataError;
 use crate::sample::{DelayedSample, Loader, Sample, SampleSet};
 use crate::value::Value;
 use ndarray::{ArrayD, IxDyn};

@@ -1,7 +1,7 @@
 //! What an estimator is handed besides the data: [`Column`]s of extra arguments and
 //! arrays that are borrowed or selected.
 
-use crate::error::LoadError;
+use crate::data::error::LoadError;
 use crate::value::Value;
 use ndarray::{ArrayD, ArrayViewD, Axis};
 use serde::{Deserialize, Serialize};

@@ -10,7 +10,7 @@
 //! estimator is handed besides the data.
 
 use crate::columns::ColumnMap;
-use crate::error::DataError;
+use crate::data::error::DataError;
 use crate::sample::{Attributes, Loader, SampleSet};
 use crate::value::Value;
 use ndarray::{ArrayD, Axis};

@@ -2,7 +2,7 @@
 //! samples (or sample sets) with their failures.
 
 use super::{Batch, Failure, Failures, SetOutcome, DATA};
-use crate::error::DataError;
+use crate::data::error::DataError;
 use crate::sample::{Attributes, Sample, SampleSet};
 use crate::value::Value;
 use ndarray::{ArrayD, Axis, IxDyn};

@@ -1,0 +1,297 @@
+//! The run's protocol, event by event, without actix and without sleeps: each
+//! test drives a run's reactor as the scheduler would and reads its outbox.
+
+use super::*;
+use crate::actors::partition::PartitionState;
+use crate::checkpoint::decide::StageDecision;
+use crate::checkpoint::{Checkpoint, CheckpointError};
+use crate::estimator::{Extra, Transformed};
+use crate::exec::ChainOutput;
+use crate::plan::{OpKind, StepWork};
+use crate::report::TaskOp;
+use crate::resources::Resources;
+use crate::EstimatorError;
+use ndarray::ArrayViewD;
+use serde::{Deserialize, Serialize};
+
+/// Adds a constant; learns nothing.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Shift(f64);
+
+#[typetag::serde]
+impl Estimator for Shift {
+    fn requires_fit(&self) -> bool {
+        false
+    }
+    fn transform(&self, x: ArrayViewD<'_, f64>, _e: &Extra) -> Result<Transformed, EstimatorError> {
+        Ok(x.mapv(|v| v + self.0).into())
+    }
+}
+
+/// Must be fitted (the reactor never fits it: tests hand it a model).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Center;
+
+#[typetag::serde]
+impl Estimator for Center {
+    fn transform(&self, x: ArrayViewD<'_, f64>, _e: &Extra) -> Result<Transformed, EstimatorError> {
+        Ok(x.to_owned().into())
+    }
+}
+
+/// A run of `steps` (each fitted when it must be, then applied) over
+/// `partitions` empty partitions, started.
+fn started(steps: Vec<Step>, partitions: usize, keep_sources: bool) -> (RunState, RunOutbox) {
+    let work: Vec<StepWork> = steps
+        .iter()
+        .map(|s| StepWork {
+            name: s.name.clone(),
+            fit: s.requires_fit(),
+            apply: Some(OpKind::Transform),
+            reduce: false,
+            fit_resources: s.fit_resources.clone(),
+            transform_resources: s.transform_resources.clone(),
+        })
+        .collect();
+    let plan = Plan::build(&work);
+    let steps: Vec<Arc<Step>> = steps.into_iter().map(Arc::new).collect();
+    let models = steps
+        .iter()
+        .map(|s| (!s.requires_fit()).then(|| s.estimator.clone()))
+        .collect();
+    let mut labels: Vec<TaskLabel> = plan
+        .stages
+        .iter()
+        .map(|s| TaskLabel {
+            op: TaskOp::Transform,
+            steps: s.ops.iter().map(|o| steps[o.step].name.clone()).collect(),
+            resources: s.resources.clone(),
+            after_fit: s.after_fit,
+            feeds_fit: s.feeds_fit,
+        })
+        .collect();
+    labels.extend(plan.fits.iter().map(|f| TaskLabel {
+        op: TaskOp::Fit,
+        steps: vec![steps[f.step].name.clone()],
+        resources: f.resources.clone(),
+        after_fit: None,
+        feeds_fit: None,
+    }));
+    let new = NewRun {
+        id: "test".into(),
+        plan,
+        steps,
+        models,
+        labels,
+        estimators: Vec::new(),
+        loaded_models: Vec::new(),
+        samples: 0,
+        span: tracing::Span::none(),
+    };
+    let inputs = (0..partitions).map(|_| Arc::new(Batch::empty())).collect();
+    let mut run = RunState::new(new, inputs, keep_sources);
+    let mut outbox = RunOutbox::default();
+    run.start(&mut outbox).unwrap();
+    (run, outbox)
+}
+
+fn output(contribution: Option<Contribution>, held: bool) -> ChainOutput {
+    ChainOutput {
+        batch: Batch::empty(),
+        new_failures: 0,
+        first_failed: Vec::new(),
+        held,
+        checkpoints: Vec::new(),
+        contribution,
+    }
+}
+
+fn rows() -> Contribution {
+    Contribution::Data {
+        x: ndarray::ArrayD::zeros(vec![1, 2]),
+        extra: Extra::default(),
+    }
+}
+
+/// Runs stage `stage` of partition `p` on `worker` and reports it done.
+fn run_stage(
+    run: &mut RunState,
+    p: u32,
+    stage: u16,
+    worker: u32,
+    out: ChainOutput,
+    outbox: &mut RunOutbox,
+) {
+    assert_eq!(run.parts[p as usize].dispatch_to(worker).unwrap().0, stage);
+    run.on_chain_done(worker, stage, p, out, TaskTimes::default(), outbox)
+        .unwrap();
+}
+
+#[test]
+fn a_fit_barrier_holds_every_partition_until_the_fit_is_done() {
+    let (mut run, outbox) = started(
+        vec![Step::new("center", Center), Step::new("shift", Shift(1.0))],
+        3,
+        false,
+    );
+    assert!(outbox.all_ready, "the stage feeding the fit needs no model");
+    let mut outbox = RunOutbox::default();
+    for p in 0..3 {
+        run_stage(&mut run, p, 0, 0, output(Some(rows()), false), &mut outbox);
+        assert_eq!(
+            run.parts[p as usize].state(),
+            PartitionState::Waiting { stage: 1 }
+        );
+    }
+    assert!(outbox.ready.is_empty(), "nothing passes the barrier");
+    let parts: Vec<u32> = outbox.contributions.iter().map(|(_, p, _)| *p).collect();
+    assert_eq!(parts, vec![0, 1, 2]);
+    assert!(outbox.contributions.iter().all(|(f, _, _)| *f == 0));
+
+    let mut outbox = RunOutbox::default();
+    run.on_fit_inputs(0, vec![rows(), rows(), rows()], &mut outbox);
+    run.on_fit_inputs(0, vec![rows()], &mut outbox);
+    assert_eq!(outbox.ready_fits, vec![0], "the fit is queued once");
+
+    let mut outbox = RunOutbox::default();
+    let model: Arc<dyn Estimator> = Arc::new(Center);
+    run.on_fit_done(1, 0, Ok(model), TaskTimes::default(), &mut outbox);
+    assert_eq!(
+        outbox.fitted.len(),
+        1,
+        "the model goes to the estimator actor"
+    );
+    assert_eq!(outbox.ready, vec![(0, 1), (1, 1), (2, 1)]);
+    assert!(run.stage_exec(1).is_some());
+    assert_eq!(run.fits_left, 0);
+
+    let mut outbox = RunOutbox::default();
+    for p in 0..3 {
+        run_stage(&mut run, p, 1, 0, output(None, false), &mut outbox);
+    }
+    assert_eq!(run.partitions_left, 0);
+    assert_eq!(run.tasks.len(), 7, "3 + 1 fit + 3");
+}
+
+#[test]
+fn reports_the_state_does_not_allow_change_nothing() {
+    let (mut run, _) = started(
+        vec![Step::new("center", Center), Step::new("shift", Shift(1.0))],
+        2,
+        false,
+    );
+    let mut outbox = RunOutbox::default();
+    run.parts[0].dispatch_to(4).unwrap();
+    let stale = run.on_chain_done(
+        5,
+        0,
+        0,
+        output(Some(rows()), false),
+        TaskTimes::default(),
+        &mut outbox,
+    );
+    assert!(stale.is_err(), "only the worker running it reports it");
+    assert!(run.tasks.is_empty() && outbox.contributions.is_empty());
+
+    let model: Arc<dyn Estimator> = Arc::new(Center);
+    run.on_fit_done(1, 0, Ok(model.clone()), TaskTimes::default(), &mut outbox);
+    run.on_fit_done(1, 0, Ok(model), TaskTimes::default(), &mut outbox);
+    assert_eq!(run.fits_left, 0);
+    assert_eq!(run.tasks.len(), 1, "a fit reported twice counts once");
+}
+
+#[test]
+fn a_failed_fit_fails_the_run_naming_its_step() {
+    let (mut run, _) = started(vec![Step::new("center", Center)], 1, false);
+    let mut outbox = RunOutbox::default();
+    run.on_fit_done(
+        0,
+        0,
+        Err("singular".into()),
+        TaskTimes::default(),
+        &mut outbox,
+    );
+    let err = outbox.failed.expect("the run fails").to_string();
+    assert!(err.contains("center") && err.contains("singular"), "{err}");
+    assert_eq!(run.tasks[0].error.as_deref(), Some("singular"));
+}
+
+#[test]
+fn a_stage_being_decided_holds_its_partitions_until_its_decision_is_back() {
+    let dir = std::env::temp_dir().join("gridpipe-never-written");
+    let checkpointed = || Step::new("shift", Shift(1.0)).checkpoint(Checkpoint::features(&dir));
+    let (mut run, outbox) = started(vec![checkpointed()], 2, false);
+    assert!(!outbox.all_ready);
+    assert_eq!(outbox.questions.len(), 1);
+    assert!(outbox.questions[0].1.touches_files());
+    assert_eq!(run.parts[1].state(), PartitionState::Waiting { stage: 0 });
+
+    let mut outbox = RunOutbox::default();
+    let decision = StageDecision {
+        force: vec![false],
+        ..StageDecision::default()
+    };
+    run.on_decided(0, Ok(decision), &mut outbox);
+    assert_eq!(outbox.ready, vec![(0, 0), (1, 0)]);
+    let mut again = RunOutbox::default();
+    run.on_decided(0, Ok(StageDecision::default()), &mut again);
+    assert!(again.ready.is_empty(), "a stage is decided once");
+
+    let (mut run, _) = started(vec![checkpointed()], 2, false);
+    let mut outbox = RunOutbox::default();
+    let taken = CheckpointError::Locked {
+        step: "shift".into(),
+        dir: dir.display().to_string(),
+        holders: "host h, pid 1".into(),
+    };
+    run.on_decided(0, Err(taken), &mut outbox);
+    let err = outbox.failed.expect("the run fails").to_string();
+    assert!(err.contains("in use") && err.contains("shift"), "{err}");
+    assert!(outbox.ready.is_empty());
+    assert!(!dir.exists());
+}
+
+#[test]
+fn partitions_held_by_a_lost_worker_start_again_from_their_source() {
+    let gpu = Resources::one("gpu", 1);
+    let (mut run, _) = started(
+        vec![
+            Step::new("a", Shift(1.0)),
+            Step::new("b", Shift(2.0)).transform_resources(gpu),
+        ],
+        2,
+        true,
+    );
+    let mut outbox = RunOutbox::default();
+    run_stage(&mut run, 0, 0, 3, output(None, true), &mut outbox);
+    run_stage(&mut run, 1, 0, 4, output(None, true), &mut outbox);
+    assert_eq!(outbox.ready, vec![(0, 1), (1, 1)]);
+    assert_eq!(run.parts[0].held_by(), Some(3));
+
+    let mut outbox = RunOutbox::default();
+    assert_eq!(run.on_holder_lost(3, &mut outbox), 1);
+    assert_eq!(
+        outbox.ready,
+        vec![(0, 0)],
+        "from its input, at the first stage"
+    );
+    assert_eq!(run.parts[0].state(), PartitionState::Ready { stage: 0 });
+    assert_eq!(run.parts[1].held_by(), Some(4), "the other holder's stays");
+}
+
+#[test]
+fn a_task_too_large_for_a_frame_fails_the_run_naming_it() {
+    let (mut run, _) = started(vec![Step::new("a", Shift(1.0))], 3, false);
+    let mut outbox = RunOutbox::default();
+    let task = TaskKind::Chain {
+        stage: 0,
+        partition: 2,
+    };
+    run.on_too_large(0, task, (300, 256), TaskTimes::default(), &mut outbox);
+    let err = outbox.failed.expect("the run fails").to_string();
+    assert!(
+        err.contains("of partition 2") && err.contains("frame limit"),
+        "{err}"
+    );
+    assert_eq!(run.tasks[0].partition, Some(2));
+}

@@ -238,6 +238,7 @@ async fn a_gpu_tagged_fit_waits_for_a_gpu_worker_and_runs_only_there() {
 struct Collector {
     done: Arc<Mutex<Vec<TasksDone>>>,
     fits: Arc<Mutex<Vec<FitReady>>>,
+    tasks: Arc<Mutex<Vec<TaskEnvelope>>>,
 }
 impl Actor for Collector {
     type Context = Context<Self>;
@@ -252,6 +253,12 @@ impl Handler<FitReady> for Collector {
     type Result = ();
     fn handle(&mut self, msg: FitReady, _: &mut Context<Self>) {
         self.fits.lock().unwrap().push(msg);
+    }
+}
+impl Handler<RunTasks> for Collector {
+    type Result = ();
+    fn handle(&mut self, msg: RunTasks, _: &mut Context<Self>) {
+        self.tasks.lock().unwrap().extend(msg.0);
     }
 }
 
@@ -343,11 +350,11 @@ async fn worker_actor_runs_batches_off_the_event_loop_and_reports_in_groups() {
 }
 
 #[actix::test]
-async fn estimator_actor_orders_contributions_by_partition_and_holds_the_model() {
+async fn estimator_actor_owns_its_fit_inputs_in_partition_order_and_its_model() {
     let collector = Collector::default();
-    let fits = collector.fits.clone();
-    let target = collector.start().recipient();
-    let est = EstimatorActor::new(9, 1, "scaler".into(), 3, target).start();
+    let (fits, tasks) = (collector.fits.clone(), collector.tasks.clone());
+    let collector = collector.start();
+    let est = EstimatorActor::new(9, 1, "scaler".into(), 3, collector.clone().recipient()).start();
     let part = |v: f64| {
         Contribution::Partial(PartialFit {
             rows: 1,
@@ -365,9 +372,37 @@ async fn estimator_actor_orders_contributions_by_partition_and_holds_the_model()
     wait_until(|| fits.lock().unwrap().len() == 1).await;
     {
         let f = &fits.lock().unwrap()[0];
-        assert_eq!((f.run, f.fit), (9, 1));
-        let order: Vec<f64> = f
-            .parts
+        assert_eq!(
+            (f.run, f.fit),
+            (9, 1),
+            "the scheduler hears the fit is ready"
+        );
+    }
+    // The scheduler chooses a worker; the actor sends it the task with its inputs.
+    let envelope = TaskEnvelope {
+        ready_s: 0.0,
+        run: 9,
+        task: TaskKind::Fit { fit: 1 },
+        resources: Resources::none(),
+        payload: TaskPayload::Fit {
+            step: Arc::new(Step::new("scaler", AddOffset(0.0))),
+            template: Arc::new(AddOffset(0.0)),
+            reduce: true,
+            upstream: String::new(),
+            parts: Arc::new(Vec::new()),
+        },
+    };
+    est.do_send(RunFit {
+        envelope,
+        to: collector.recipient(),
+    });
+    wait_until(|| tasks.lock().unwrap().len() == 1).await;
+    {
+        let t = &tasks.lock().unwrap()[0];
+        let TaskPayload::Fit { parts, .. } = &t.payload else {
+            panic!("a fit task");
+        };
+        let order: Vec<f64> = parts
             .iter()
             .map(|c| match c {
                 Contribution::Partial(p) => p.stats[0][[0]],

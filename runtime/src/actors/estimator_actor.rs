@@ -1,19 +1,36 @@
-//! [`EstimatorActor`]: one per fitted step of a run; gathers what the fit needs from
-//! every partition, in partition order, and holds the fitted model.
+//! [`EstimatorActor`]: one per fitted step of a run; it owns the fit. It gathers
+//! what the fit needs from every partition, in partition order, holds those
+//! inputs (nothing of them goes to the scheduler), puts them into the fit task
+//! when the scheduler has chosen a worker for it, and then holds the fitted
+//! model (the one the stages after the fit apply). The fit task saves the model
+//! on its worker, off every event loop.
 
-use super::messages::{Contribute, FitReady, Fitted, GetModel};
+use super::messages::{Contribute, FitReady, Fitted, GetModel, RunFit, RunTasks, TaskPayload};
 use crate::estimator::Estimator;
 use crate::exec::Contribution;
 use actix::prelude::*;
 use std::sync::Arc;
 
-/// Gathers a fit's contributions and holds its model.
+/// Where the fit stands, as its actor sees it.
+enum FitInputs {
+    /// Waiting for contributions, by partition.
+    Gathering {
+        slots: Vec<Option<Contribution>>,
+        missing: usize,
+    },
+    /// Every input is here, in partition order (kept until the model is known,
+    /// so a fit lost with its worker runs again).
+    Gathered(Arc<Vec<Contribution>>),
+    /// The model is known; the inputs are dropped.
+    Fitted,
+}
+
+/// Gathers a fit's inputs, sends its task, and holds its model.
 pub struct EstimatorActor {
     run: u32,
     fit: u16,
     step: String,
-    slots: Vec<Option<Contribution>>,
-    missing: usize,
+    inputs: FitInputs,
     scheduler: Recipient<FitReady>,
     model: Option<Arc<dyn Estimator>>,
 }
@@ -31,28 +48,29 @@ impl EstimatorActor {
             run,
             fit,
             step,
-            slots: (0..partitions).map(|_| None).collect(),
-            missing: partitions,
+            inputs: FitInputs::Gathering {
+                slots: (0..partitions).map(|_| None).collect(),
+                missing: partitions,
+            },
             scheduler,
             model: None,
         }
     }
 
     fn maybe_ready(&mut self) {
-        if self.missing == 0 {
-            let parts = self
-                .slots
-                .drain(..)
-                .map(|c| c.expect("all contributed"))
-                .collect();
-            self.missing = usize::MAX; // fire once
-            tracing::debug!(step = %self.step, "fit inputs complete");
-            self.scheduler.do_send(FitReady {
-                run: self.run,
-                fit: self.fit,
-                parts,
-            });
-        }
+        let FitInputs::Gathering { slots, missing: 0 } = &mut self.inputs else {
+            return;
+        };
+        let parts = slots
+            .drain(..)
+            .map(|c| c.expect("all contributed"))
+            .collect();
+        self.inputs = FitInputs::Gathered(Arc::new(parts));
+        tracing::debug!(step = %self.step, "fit inputs complete");
+        self.scheduler.do_send(FitReady {
+            run: self.run,
+            fit: self.fit,
+        });
     }
 }
 
@@ -67,14 +85,17 @@ impl Actor for EstimatorActor {
 impl Handler<Contribute> for EstimatorActor {
     type Result = ();
 
+    /// Takes contributions; a partition rebuilt after a worker loss contributes
+    /// again (the later one counts), and once every input is here later ones are
+    /// dropped.
     fn handle(&mut self, msg: Contribute, _ctx: &mut Context<Self>) {
-        if self.missing == usize::MAX {
-            return; // the fit already has every input
-        }
+        let FitInputs::Gathering { slots, missing } = &mut self.inputs else {
+            return;
+        };
         for (p, c) in msg.parts {
-            let slot = &mut self.slots[p as usize];
+            let slot = &mut slots[p as usize];
             if slot.is_none() {
-                self.missing -= 1;
+                *missing -= 1;
             }
             *slot = Some(c);
         }
@@ -82,10 +103,29 @@ impl Handler<Contribute> for EstimatorActor {
     }
 }
 
+impl Handler<RunFit> for EstimatorActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RunFit, _ctx: &mut Context<Self>) {
+        let RunFit { mut envelope, to } = msg;
+        match (&self.inputs, &mut envelope.payload) {
+            (FitInputs::Gathered(inputs), TaskPayload::Fit { parts, .. }) => {
+                *parts = inputs.clone();
+            }
+            // The scheduler asks only after FitReady and before the model is
+            // known: were it otherwise, the task still goes (with no inputs its
+            // fit fails and names the step), so nothing waits for it forever.
+            _ => tracing::error!(step = %self.step, "a fit task asked for without its inputs"),
+        }
+        to.do_send(RunTasks(vec![envelope]));
+    }
+}
+
 impl Handler<Fitted> for EstimatorActor {
     type Result = ();
 
     fn handle(&mut self, msg: Fitted, _ctx: &mut Context<Self>) {
+        self.inputs = FitInputs::Fitted;
         self.model = Some(msg.0);
     }
 }

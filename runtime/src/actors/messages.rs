@@ -50,8 +50,10 @@ pub enum TaskPayload {
         reduce: bool,
         /// The hash of everything upstream of the step (recorded with a saved model).
         upstream: String,
-        /// Contributions in partition order (shared: a worker process's proxy keeps
-        /// them until the fit reports, and they are never copied to be sent).
+        /// Contributions in partition order, put in by the fit's estimator actor,
+        /// which holds them (the scheduler sends the envelope without them);
+        /// shared: a worker process's proxy keeps them until the fit reports, and
+        /// they are never copied to be sent.
         parts: Arc<Vec<Contribution>>,
     },
 }
@@ -149,7 +151,8 @@ pub struct Contribute {
     pub parts: Vec<(u32, Contribution)>,
 }
 
-/// Estimator actor -> scheduler: every partition contributed; the fit can run.
+/// Estimator actor -> scheduler: every partition contributed; the fit can run
+/// (the actor holds the inputs: none of them comes to the scheduler).
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct FitReady {
@@ -157,8 +160,17 @@ pub struct FitReady {
     pub run: u32,
     /// The fit.
     pub fit: u16,
-    /// Contributions in partition order.
-    pub parts: Vec<Contribution>,
+}
+
+/// Scheduler -> estimator actor: run the fit on the worker `to`; the actor puts
+/// its inputs into the envelope and sends it there.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RunFit {
+    /// The fit task, its inputs left empty.
+    pub envelope: TaskEnvelope,
+    /// The worker chosen for it.
+    pub to: Recipient<RunTasks>,
 }
 
 /// Scheduler -> estimator actor: the fit finished.

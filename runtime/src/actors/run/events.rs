@@ -138,18 +138,13 @@ impl RunState {
         Ok(())
     }
 
-    /// Every input of fit `f` is here (gathered, or merged, in partition
-    /// order): its task is ready. Inputs of a fit that has them are dropped.
-    pub(crate) fn on_fit_inputs(
-        &mut self,
-        f: usize,
-        parts: Vec<Contribution>,
-        outbox: &mut RunOutbox,
-    ) {
+    /// Every input of fit `f` is with its estimator actor: its task is ready
+    /// (once).
+    pub(crate) fn on_fit_inputs(&mut self, f: usize, outbox: &mut RunOutbox) {
         if self.fits[f].has_inputs() {
             return;
         }
-        self.fits[f] = FitBarrier::Gathered(Arc::new(parts));
+        self.fits[f] = FitBarrier::Gathered;
         outbox.ready_fits.push(f);
     }
 

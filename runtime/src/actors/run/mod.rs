@@ -26,7 +26,7 @@ use crate::batch::Batch;
 use crate::checkpoint::lineage::upstream_hash;
 use crate::error::RunError;
 use crate::estimator::Estimator;
-use crate::exec::{Contribution, StageExec};
+use crate::exec::StageExec;
 use crate::plan::Plan;
 use crate::report::{TaskLabel, TaskRecord};
 use crate::run::RunOutput;
@@ -47,15 +47,16 @@ pub(crate) enum StageBuild {
     Built(Arc<StageExec>),
 }
 
-/// Where a fit stands: gathering its inputs, gathered (its task queued, holding
-/// them), running, or done.
+/// Where a fit stands: gathering its inputs, gathered (its task queued; its
+/// estimator actor holds the inputs), running, or done.
 #[derive(Clone, Debug, Default)]
 pub(crate) enum FitBarrier {
     /// Waiting for contributions.
     #[default]
     Gathering,
-    /// Every input is here; its task waits for a worker.
-    Gathered(Arc<Vec<Contribution>>),
+    /// Every input is here (with its estimator actor); its task waits for a
+    /// worker.
+    Gathered,
     /// Its task is out on a worker.
     Running,
     /// Its model is known.

@@ -6,7 +6,7 @@ use crate::actors::partition::PartitionState;
 use crate::checkpoint::decide::StageDecision;
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::estimator::{Extra, Transformed};
-use crate::exec::ChainOutput;
+use crate::exec::{ChainOutput, Contribution};
 use crate::plan::{OpKind, StepWork};
 use crate::report::TaskOp;
 use crate::resources::Resources;
@@ -149,8 +149,8 @@ fn a_fit_barrier_holds_every_partition_until_the_fit_is_done() {
     assert!(outbox.contributions.iter().all(|(f, _, _)| *f == 0));
 
     let mut outbox = RunOutbox::default();
-    run.on_fit_inputs(0, vec![rows(), rows(), rows()], &mut outbox);
-    run.on_fit_inputs(0, vec![rows()], &mut outbox);
+    run.on_fit_inputs(0, &mut outbox);
+    run.on_fit_inputs(0, &mut outbox);
     assert_eq!(outbox.ready_fits, vec![0], "the fit is queued once");
 
     let mut outbox = RunOutbox::default();

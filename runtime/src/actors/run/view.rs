@@ -27,7 +27,7 @@ impl RunState {
                     FitBarrier::Done => FitPhase::Done,
                     _ if failed => FitPhase::Failed,
                     FitBarrier::Gathering => FitPhase::Waiting,
-                    FitBarrier::Gathered(_) | FitBarrier::Running => FitPhase::Running,
+                    FitBarrier::Gathered | FitBarrier::Running => FitPhase::Running,
                 },
             })
             .collect();

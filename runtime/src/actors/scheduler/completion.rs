@@ -325,7 +325,7 @@ impl Handler<FitReady> for Scheduler {
             return;
         };
         let mut outbox = RunOutbox::default();
-        run.on_fit_inputs(msg.fit as usize, msg.parts, &mut outbox);
+        run.on_fit_inputs(msg.fit as usize, &mut outbox);
         let ready_s = run.now();
         self.deliver(msg.run, outbox, ready_s);
         self.start_decisions(ctx);

@@ -32,16 +32,18 @@ struct Handout<'a> {
 }
 
 impl Handout<'_> {
-    /// Moves one ready task into `batch` for `worker`, accounting for it.
+    /// Hands one ready task to `worker`, accounting for it: a chain task goes
+    /// into `batch`; a fit task goes to its estimator actor, which puts in the
+    /// inputs it holds and sends it on. Returns whether the task was handed.
     fn give(
         &mut self,
         worker: &mut WorkerSlot,
         shape: &Resources,
         t: TaskRef,
         batch: &mut Vec<TaskEnvelope>,
-    ) {
+    ) -> bool {
         let Some(run) = self.runs.get_mut(&t.run) else {
-            return;
+            return false;
         };
         let suspect = self.suspects.is_suspect(t.run, t.task);
         let placement = Placement {
@@ -53,20 +55,28 @@ impl Handout<'_> {
             // loudly rather than lose the task.
             tracing::error!(run = t.run, task = ?t.task, "ready task without its inputs");
             self.lost.push(t.run);
-            return;
+            return false;
         };
         worker.free.take(shape);
         worker.in_flight += 1;
         worker.idle_since = None;
         worker.in_hand.add(t.run, run.label_of(t.task));
         *self.in_flight.entry(shape.clone()).or_insert(0) += 1;
-        batch.push(TaskEnvelope {
+        let envelope = TaskEnvelope {
             ready_s: t.ready_s,
             run: t.run,
             task: t.task,
             resources: shape.clone(),
             payload,
-        });
+        };
+        match t.task {
+            TaskKind::Fit { fit } => run.estimators[fit as usize].do_send(RunFit {
+                envelope,
+                to: worker.addr.clone(),
+            }),
+            TaskKind::Chain { .. } => batch.push(envelope),
+        }
+        true
     }
 }
 
@@ -115,10 +125,11 @@ impl Scheduler {
                 if let Some((shape, q)) = found {
                     let t = q.pop_front().expect("non-empty");
                     let mut batch = Vec::with_capacity(1);
-                    out.give(worker, shape, t, &mut batch);
-                    if !batch.is_empty() {
+                    if out.give(worker, shape, t, &mut batch) {
                         worker.isolated = true;
                         tracing::debug!(worker = w, "a suspect task, alone");
+                    }
+                    if !batch.is_empty() {
                         worker.addr.do_send(RunTasks(batch));
                     }
                     continue;
@@ -201,19 +212,16 @@ impl Scheduler {
                 };
                 let upstream = run.upstream_of(i).ok()?;
                 let barrier = &mut run.fits[fit as usize];
-                let parts = match std::mem::replace(barrier, FitBarrier::Running) {
-                    FitBarrier::Gathered(parts) => parts,
-                    other => {
-                        *barrier = other;
-                        return None;
-                    }
-                };
+                if !matches!(barrier, FitBarrier::Gathered) {
+                    return None;
+                }
+                *barrier = FitBarrier::Running;
                 Some(TaskPayload::Fit {
                     step: run.steps[i].clone(),
                     template: run.steps[i].estimator.clone(),
                     reduce,
                     upstream,
-                    parts,
+                    parts: std::sync::Arc::new(Vec::new()),
                 })
             }
         }

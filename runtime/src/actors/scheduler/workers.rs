@@ -307,14 +307,15 @@ impl Scheduler {
                     self.push_ready(&env.resources, again);
                 }
             }
-            (TaskKind::Fit { fit }, TaskPayload::Fit { parts, .. }) => {
+            (TaskKind::Fit { fit }, TaskPayload::Fit { .. }) => {
                 if kills >= limit {
                     let step = run.steps[run.plan.fits[fit as usize].step].name.clone();
                     let reason = format!("the fit killed its worker {kills} times");
                     self.fail_run(env.run, RunError::FitFailed { step, reason });
                     return;
                 }
-                run.fits[fit as usize] = super::super::run::FitBarrier::Gathered(parts);
+                // Its estimator actor still holds the inputs.
+                run.fits[fit as usize] = super::super::run::FitBarrier::Gathered;
                 self.push_ready(&env.resources, again);
             }
             _ => tracing::error!("lost task with a mismatched payload"),

@@ -6,7 +6,7 @@ use gridpipe_runtime::actors::estimator_actor::EstimatorActor;
 use gridpipe_runtime::actors::messages::*;
 use gridpipe_runtime::actors::scheduler::{AddWorker, OfferResources, Scheduler};
 use gridpipe_runtime::actors::worker::{execute, WorkerActor};
-use gridpipe_runtime::exec::{ChainOp, Contribution, StageExec};
+use gridpipe_runtime::exec::{ChainOp, Contribution, FeedSpec, StageExec};
 use gridpipe_runtime::{
     Bag, Batch, OpKind, PartialFit, Partitioning, Resources, RunError, RunOutput, RunRequest,
     RuntimeConfig, Step, StepRun, DATA,
@@ -239,6 +239,7 @@ struct Collector {
     done: Arc<Mutex<Vec<TasksDone>>>,
     fits: Arc<Mutex<Vec<FitReady>>>,
     tasks: Arc<Mutex<Vec<TaskEnvelope>>>,
+    contributions: Arc<Mutex<Vec<(u32, Contribution)>>>,
 }
 impl Actor for Collector {
     type Context = Context<Self>;
@@ -253,6 +254,12 @@ impl Handler<FitReady> for Collector {
     type Result = ();
     fn handle(&mut self, msg: FitReady, _: &mut Context<Self>) {
         self.fits.lock().unwrap().push(msg);
+    }
+}
+impl Handler<Contribute> for Collector {
+    type Result = ();
+    fn handle(&mut self, msg: Contribute, _: &mut Context<Self>) {
+        self.contributions.lock().unwrap().extend(msg.parts);
     }
 }
 impl Handler<RunTasks> for Collector {
@@ -306,6 +313,7 @@ async fn worker_actor_runs_batches_off_the_event_loop_and_reports_in_groups() {
                 stage: stage.clone(),
                 hold: false,
             },
+            contribute_to: None,
         })
         .collect();
     worker.do_send(RunTasks(envelopes));
@@ -391,6 +399,7 @@ async fn estimator_actor_owns_its_fit_inputs_in_partition_order_and_its_model() 
             upstream: String::new(),
             parts: Arc::new(Vec::new()),
         },
+        contribute_to: None,
     };
     est.do_send(RunFit {
         envelope,
@@ -415,4 +424,70 @@ async fn estimator_actor_owns_its_fit_inputs_in_partition_order_and_its_model() 
     est.send(Fitted(Arc::new(AddOffset(5.0)))).await.unwrap();
     let model = est.send(GetModel).await.unwrap().expect("model held");
     assert!(format!("{model:?}").contains("5.0"));
+}
+
+/// A stage feeding a fit: each partition's contribution goes from the worker
+/// straight to the fit's estimator actor (here a collector standing for it);
+/// what reaches the scheduler carries none.
+#[actix::test]
+async fn a_worker_hands_contributions_to_the_estimator_actor_not_the_scheduler() {
+    let scheduler = Collector::default();
+    let done = scheduler.done.clone();
+    let results = scheduler.start().recipient();
+    let estimator = Collector::default();
+    let contributions = estimator.contributions.clone();
+    let estimator = estimator.start();
+    let worker = SyncArbiter::start(1, move || {
+        WorkerActor::new(1, results.clone(), Duration::from_millis(1), 512)
+    });
+    let step = Arc::new(Step::new("scaler", AddOffset(0.0)));
+    let stage = Arc::new(StageExec {
+        ops: Vec::new(),
+        feeds: Some(FeedSpec {
+            template: step.estimator.clone(),
+            step,
+            reduce: false,
+        }),
+    });
+    let envelopes = (0..3)
+        .map(|p| TaskEnvelope {
+            ready_s: 0.0,
+            run: 3,
+            task: TaskKind::Chain {
+                stage: 0,
+                partition: p,
+            },
+            resources: Resources::none(),
+            payload: TaskPayload::Chain {
+                input: ChainInput::Here(Arc::new(
+                    Batch::from_samples(samples(2, &[1], p as f64)).unwrap(),
+                )),
+                stage: stage.clone(),
+                hold: false,
+            },
+            contribute_to: Some(estimator.clone().recipient()),
+        })
+        .collect();
+    worker.do_send(RunTasks(envelopes));
+    wait_until(|| {
+        let reported: usize = done.lock().unwrap().iter().map(|d| d.outcomes.len()).sum();
+        reported == 3 && contributions.lock().unwrap().len() == 3
+    })
+    .await;
+    let mut parts: Vec<u32> = contributions
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(p, _)| *p)
+        .collect();
+    parts.sort_unstable();
+    assert_eq!(parts, vec![0, 1, 2]);
+    for d in done.lock().unwrap().iter() {
+        for o in &d.outcomes {
+            let TaskResult::Chain(out) = &o.result else {
+                panic!("chain result")
+            };
+            assert!(out.contribution.is_none(), "no fit data for the scheduler");
+        }
+    }
 }

@@ -80,6 +80,10 @@ pub struct TaskEnvelope {
     pub resources: Resources,
     /// What to run.
     pub payload: TaskPayload,
+    /// For a chain task whose stage feeds a fit: that fit's estimator actor,
+    /// where the worker (or the proxy of a worker process) sends the
+    /// partition's contribution itself, never through the scheduler.
+    pub contribute_to: Option<Recipient<Contribute>>,
 }
 
 /// What a task produced.
@@ -116,6 +120,23 @@ pub struct TaskOutcome {
     pub finished: Instant,
     /// What it produced.
     pub result: TaskResult,
+}
+
+impl TaskOutcome {
+    /// Sends a chain's contribution to its fit's estimator actor `to`, taking it
+    /// out of the outcome (without `to`, the fit has its inputs: it is dropped).
+    pub fn hand_contribution(&mut self, to: Option<&Recipient<Contribute>>) {
+        let (TaskKind::Chain { partition, .. }, TaskResult::Chain(out)) =
+            (self.task, &mut self.result)
+        else {
+            return;
+        };
+        if let (Some(c), Some(to)) = (out.contribution.take(), to) {
+            to.do_send(Contribute {
+                parts: vec![(partition, c)],
+            });
+        }
+    }
 }
 
 /// Scheduler -> worker: a batch of tasks, one way.

@@ -42,9 +42,12 @@ impl Actor for WorkerActor {
     type Context = SyncContext<Self>;
 }
 
-/// Runs one task to its outcome.
+/// Runs one task to its outcome. A chain's contribution to a fit goes to the
+/// envelope's `contribute_to` (the fit's estimator actor) at once; without one
+/// (in a worker process) it stays in the outcome, for the proxy to hand on.
 pub fn execute(env: TaskEnvelope) -> TaskOutcome {
     let _span = tracing::debug_span!("task", run = env.run, task = ?env.task).entered();
+    let contribute_to = env.contribute_to;
     let started = Instant::now();
     let result = match env.payload {
         TaskPayload::Chain {
@@ -80,7 +83,7 @@ pub fn execute(env: TaskEnvelope) -> TaskOutcome {
             }),
         ),
     };
-    TaskOutcome {
+    let mut outcome = TaskOutcome {
         ready_s: env.ready_s,
         run: env.run,
         task: env.task,
@@ -88,7 +91,11 @@ pub fn execute(env: TaskEnvelope) -> TaskOutcome {
         started,
         finished: Instant::now(),
         result,
+    };
+    if contribute_to.is_some() {
+        outcome.hand_contribution(contribute_to.as_ref());
     }
+    outcome
 }
 
 impl Handler<RunTasks> for WorkerActor {

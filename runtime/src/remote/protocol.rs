@@ -270,6 +270,7 @@ pub fn unpack(
                 task: t.task,
                 resources: t.resources,
                 payload,
+                contribute_to: None,
             })
         })
         .collect()

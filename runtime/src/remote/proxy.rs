@@ -250,8 +250,10 @@ impl Handler<FromConn> for RemoteWorker {
                 let mut done = Vec::with_capacity(outcomes.len());
                 for o in outcomes {
                     // Only tasks this worker still holds count: never a duplicate.
-                    if self.in_flight.remove(&(o.run, o.task)).is_some() {
-                        done.push(outcome_from_wire(o));
+                    if let Some(env) = self.in_flight.remove(&(o.run, o.task)) {
+                        let mut outcome = outcome_from_wire(o);
+                        outcome.hand_contribution(env.contribute_to.as_ref());
+                        done.push(outcome);
                     }
                 }
                 if let (Some(id), false) = (self.id, done.is_empty()) {

@@ -363,6 +363,7 @@ mod tests {
                 }),
                 hold: true,
             },
+            contribute_to: None,
         }
     }
 

@@ -9,7 +9,7 @@ use crate::actors::partition::{Next, ProtocolError};
 use crate::checkpoint::decide::StageQuestion;
 use crate::error::RunError;
 use crate::estimator::Estimator;
-use crate::exec::{ChainOutput, Contribution, FAILED_SAMPLES_SHOWN};
+use crate::exec::{ChainOutput, FAILED_SAMPLES_SHOWN};
 use crate::report::TaskRecord;
 use std::sync::Arc;
 
@@ -22,8 +22,6 @@ pub(crate) struct RunOutbox {
     pub(crate) ready: Vec<(u32, usize)>,
     /// Fits whose inputs are all here: their tasks are ready.
     pub(crate) ready_fits: Vec<usize>,
-    /// Contributions for the fits' estimator actors: fit, partition, what.
-    pub(crate) contributions: Vec<(usize, u32, Contribution)>,
     /// Models for the fits' estimator actors: fit and model.
     pub(crate) fitted: Vec<(usize, Arc<dyn Estimator>)>,
     /// Stage questions to answer off the event loop: stage and question.
@@ -74,8 +72,7 @@ impl RunState {
     }
 
     /// Stage `stage` of `partition` came back from `worker`: the partition moves
-    /// on (its next stage ready, waiting, or done), and what it gives a fit goes
-    /// out. A report the partition's state does not allow (a stale or foreign
+    /// on (its next stage ready, waiting, or done). A report the partition's state does not allow (a stale or foreign
     /// one) changes nothing.
     pub(crate) fn on_chain_done(
         &mut self,
@@ -119,9 +116,9 @@ impl RunState {
                 .or_default()
                 .add(*stats);
         }
-        if let (Some(c), Some(fit)) = (contribution, self.plan.stages[s].feeds_fit) {
-            outbox.contributions.push((fit, partition, c));
-        }
+        // Contributions go from the worker to the fit's estimator actor; one
+        // still here is for a fit that has its inputs (a rebuilt partition's).
+        drop(contribution);
         self.record(
             stage as u32,
             Some(partition),

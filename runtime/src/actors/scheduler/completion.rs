@@ -99,15 +99,14 @@ impl Scheduler {
         }
     }
 
-    /// Does what a run's reactor asked: fails the run, or hands models and
-    /// contributions to its estimator actors, queues its ready tasks, and keeps
-    /// its stage questions to send off the event loop.
+    /// Does what a run's reactor asked: fails the run, or hands models to its
+    /// estimator actors, queues its ready tasks, and keeps its stage questions
+    /// to send off the event loop.
     pub(super) fn deliver(&mut self, run: u32, outbox: RunOutbox, ready_s: f64) {
         let RunOutbox {
             all_ready: _,
             ready,
             ready_fits,
-            mut contributions,
             fitted,
             questions,
             failed,
@@ -121,19 +120,6 @@ impl Scheduler {
         };
         for (f, model) in fitted {
             state.estimators[f].do_send(Fitted(model));
-        }
-        // A partition rebuilt after a worker loss contributes again; a fit that
-        // has all its inputs already takes nothing more.
-        contributions.sort_by_key(|(f, _, _)| *f);
-        let mut contributions = contributions.into_iter().peekable();
-        while let Some((f, p, c)) = contributions.next() {
-            let mut parts = vec![(p, c)];
-            while let Some((_, p, c)) = contributions.next_if(|(g, _, _)| *g == f) {
-                parts.push((p, c));
-            }
-            if !state.fits[f].has_inputs() {
-                state.estimators[f].do_send(Contribute { parts });
-            }
         }
         for (f, shape) in ready_fits
             .into_iter()

@@ -62,12 +62,21 @@ impl Handout<'_> {
         worker.idle_since = None;
         worker.in_hand.add(t.run, run.label_of(t.task));
         *self.in_flight.entry(shape.clone()).or_insert(0) += 1;
+        // A chain's contribution goes straight to its fit's estimator actor.
+        let contribute_to = match t.task {
+            TaskKind::Chain { stage, .. } => run.plan.stages[stage as usize]
+                .feeds_fit
+                .filter(|&f| !run.fits[f].has_inputs())
+                .map(|f| run.estimators[f].clone().recipient()),
+            TaskKind::Fit { .. } => None,
+        };
         let envelope = TaskEnvelope {
             ready_s: t.ready_s,
             run: t.run,
             task: t.task,
             resources: shape.clone(),
             payload,
+            contribute_to,
         };
         match t.task {
             TaskKind::Fit { fit } => run.estimators[fit as usize].do_send(RunFit {

@@ -42,8 +42,14 @@ pub struct RuntimeConfig {
     /// its data, naming the tasks suspected of killing them (default 50): a run
     /// never makes workers (or grid jobs) die and restart without end.
     pub max_workers_lost: u32,
-    /// A worker (or scheduler) silent this long is considered gone (default 10 s).
+    /// A worker (or scheduler) silent this long is considered gone (default
+    /// 10 s). A long transfer is not silence: every frame of it counts.
     pub heartbeat_timeout: Duration,
+    /// The largest message between the scheduler and a worker process: a task's
+    /// input, its result, or a fit's inputs (default 16 GiB). Messages stream in
+    /// frames of 4 MiB, so no frame limit applies to data; a task whose message
+    /// would be larger fails its run, naming the task, before anything is sent.
+    pub max_message: u64,
     /// The address the scheduler listens on for worker processes (default
     /// `127.0.0.1:0`, loopback and any free port; a grid needs an address its exec
     /// hosts reach).
@@ -105,6 +111,7 @@ impl RuntimeConfig {
             max_task_kills: 3,
             max_workers_lost: 50,
             heartbeat_timeout: Duration::from_secs(10),
+            max_message: crate::wire::session::DEFAULT_MAX_MESSAGE,
             bind: "127.0.0.1:0".to_string(),
             wire_encryption: WireEncryption::BeyondLoopback,
             max_pending_handshakes: 64,

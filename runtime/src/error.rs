@@ -48,9 +48,10 @@ pub enum RunError {
     /// A checkpoint could not be used (changed configuration, unwritable folder, ...).
     #[error(transparent)]
     Checkpoint(#[from] crate::checkpoint::CheckpointError),
-    /// A task's input or result is bigger than one frame of the wire between the
-    /// scheduler and worker processes may be (until transfers stream).
-    #[error("{task}: a message of {} MiB exceeds the wire's frame limit of {} MiB; use smaller partitions (Partitioning::PartitionSize)", size / (1 << 20), limit / (1 << 20))]
+    /// A task's input, its result or a fit's inputs are bigger than the largest
+    /// message between the scheduler and a worker process
+    /// ([`crate::RuntimeConfig::max_message`]); found before anything is sent.
+    #[error("{task}: a message of {} MiB exceeds the largest message of {} MiB (RuntimeConfig::max_message); use smaller partitions (Partitioning::PartitionSize) or raise the limit", size / (1 << 20), limit / (1 << 20))]
     MessageTooLarge {
         /// Which task: its steps and partition, or the fit and its step.
         task: String,

@@ -149,6 +149,7 @@ impl Runtime {
             max_pending: self.config.max_pending_handshakes,
             timeout: self.config.handshake_timeout,
             heartbeat_timeout: self.config.heartbeat_timeout,
+            max_message: self.config.max_message,
         };
         // The listener and the handshakes run on an arbiter of their own, never
         // on the scheduler's.

@@ -186,9 +186,16 @@ fn a_worker_exits_when_its_scheduler_goes_away_or_falls_silent() {
     let mut child = spawn_worker(&addr, &secret, &[]);
     rt.block_on(async {
         let (mut s, _) = listener.accept().await.unwrap();
-        scheduler_side(&mut s, &secret, &build, 0, false)
-            .await
-            .unwrap();
+        scheduler_side(
+            &mut s,
+            &secret,
+            &build,
+            0,
+            false,
+            gridpipe_runtime::wire::session::DEFAULT_MAX_MESSAGE,
+        )
+        .await
+        .unwrap();
     });
     assert!(
         wait_exit(&mut child, Duration::from_secs(5)).is_some(),
@@ -198,9 +205,16 @@ fn a_worker_exits_when_its_scheduler_goes_away_or_falls_silent() {
     let mut child = spawn_worker(&addr, &secret, &[("GRIDPIPE_HEARTBEAT_TIMEOUT_MS", "500")]);
     let _held = rt.block_on(async {
         let (mut s, _) = listener.accept().await.unwrap();
-        scheduler_side(&mut s, &secret, &build, 1, false)
-            .await
-            .unwrap();
+        scheduler_side(
+            &mut s,
+            &secret,
+            &build,
+            1,
+            false,
+            gridpipe_runtime::wire::session::DEFAULT_MAX_MESSAGE,
+        )
+        .await
+        .unwrap();
         s
     });
     let status = wait_exit(&mut child, Duration::from_secs(5)).expect("silent scheduler detected");
@@ -209,9 +223,16 @@ fn a_worker_exits_when_its_scheduler_goes_away_or_falls_silent() {
     let mut child = spawn_worker(&addr, &Secret::generate(), &[]);
     rt.block_on(async {
         let (mut s, _) = listener.accept().await.unwrap();
-        assert!(scheduler_side(&mut s, &secret, &build, 2, false)
-            .await
-            .is_err());
+        assert!(scheduler_side(
+            &mut s,
+            &secret,
+            &build,
+            2,
+            false,
+            gridpipe_runtime::wire::session::DEFAULT_MAX_MESSAGE
+        )
+        .await
+        .is_err());
     });
     assert!(!wait_exit(&mut child, Duration::from_secs(5))
         .expect("ends")

@@ -1,15 +1,16 @@
 //! The wire's throughput on loopback: one connection carries `--mib` MiB of
-//! `f64` arrays in frames of `--frame-mib` MiB, encoded as workers encode data
-//! (raw little-endian blocks), plain or sealed (`--sealed`: AES-256-GCM, as every
-//! connection beyond loopback is), and the receiver decodes every frame. Prints
-//! one JSON line.
+//! `f64` arrays in messages of `--message-mib` MiB (each streamed in frames of
+//! 4 MiB), encoded as workers encode data (raw little-endian blocks), plain or
+//! sealed (`--sealed`: AES-256-GCM, as every connection beyond loopback is), and
+//! the receiver puts every message together and decodes it. Prints one JSON
+//! line.
 
 use clap::Parser;
 use gridpipe_examples::failure::Failure;
 use gridpipe_runtime::wire::auth::{random_bytes, Secret};
-use gridpipe_runtime::wire::frame::{encode, DEFAULT_MAX_FRAME};
+use gridpipe_runtime::wire::frame::encode_message;
 use gridpipe_runtime::wire::raw;
-use gridpipe_runtime::wire::session::{Inbound, Outbound, SessionKeys};
+use gridpipe_runtime::wire::session::{Inbound, Outbound, SessionKeys, CHUNK, DEFAULT_MAX_MESSAGE};
 use ndarray::{ArrayD, IxDyn};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
@@ -21,15 +22,15 @@ struct Args {
     /// MiB to send in all.
     #[arg(long, default_value_t = 1024)]
     mib: usize,
-    /// MiB per frame.
-    #[arg(long, default_value_t = 8)]
-    frame_mib: usize,
+    /// MiB per message.
+    #[arg(long, default_value_t = 64)]
+    message_mib: usize,
     /// Seal every frame (encrypt and authenticate).
     #[arg(long)]
     sealed: bool,
 }
 
-/// One frame's message: a block of values.
+/// One message: a block of values.
 #[derive(Serialize, Deserialize)]
 struct Block {
     #[serde(with = "raw::array")]
@@ -49,10 +50,10 @@ fn halves(sealed: bool) -> ((Outbound, Inbound), (Outbound, Inbound)) {
 
 fn main() -> Result<(), Failure> {
     let args = Args::parse();
-    let per_frame = (args.frame_mib << 20) / 8;
-    let frames = (args.mib / args.frame_mib.max(1)).max(1);
+    let per_message = (args.message_mib << 20) / 8;
+    let messages = (args.mib / args.message_mib.max(1)).max(1);
     let block = Block {
-        values: ArrayD::from_shape_fn(IxDyn(&[per_frame]), |d| d[0] as f64 * 0.5),
+        values: ArrayD::from_shape_fn(IxDyn(&[per_message]), |d| d[0] as f64 * 0.5),
     };
     let ((mut out, _), (_, mut inbound)) = halves(args.sealed);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -65,9 +66,9 @@ fn main() -> Result<(), Failure> {
         let receiver = tokio::spawn(async move {
             let (mut s, _) = listener.accept().await?;
             let mut values = 0usize;
-            for _ in 0..frames {
+            for _ in 0..messages {
                 let b: Block = inbound
-                    .read_msg(&mut s, DEFAULT_MAX_FRAME)
+                    .read_msg(&mut s, DEFAULT_MAX_MESSAGE)
                     .await
                     .map_err(|e| std::io::Error::other(e.to_string()))?;
                 values += b.values.len();
@@ -77,24 +78,26 @@ fn main() -> Result<(), Failure> {
         let mut s = tokio::net::TcpStream::connect(addr).await?;
         s.set_nodelay(true)?;
         let start = Instant::now();
-        for _ in 0..frames {
-            let mut frame = encode(&block).map_err(|e| std::io::Error::other(e.to_string()))?;
-            out.protect(&mut frame)
+        for _ in 0..messages {
+            let message = encode_message(&block, DEFAULT_MAX_MESSAGE)
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
-            s.write_all(&frame).await?;
+            out.write_message(&mut s, message)
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
         }
         s.flush().await?;
         let values = receiver.await.map_err(std::io::Error::other)??;
         Ok::<_, std::io::Error>((start.elapsed().as_secs_f64(), values))
     })?;
-    if received != frames * per_frame {
-        return Err(format!("received {received} values of {}", frames * per_frame).into());
+    if received != messages * per_message {
+        return Err(format!("received {received} values of {}", messages * per_message).into());
     }
-    let bytes = (frames * per_frame * 8) as f64;
+    let bytes = (messages * per_message * 8) as f64;
     let line = serde_json::json!({
         "bench": "wire",
         "mib": bytes / (1u64 << 20) as f64,
-        "frame_mib": args.frame_mib,
+        "message_mib": args.message_mib,
+        "frame_mib": CHUNK >> 20,
         "sealed": args.sealed,
         "wall_s": wall_s,
         "gib_per_s": bytes / (1u64 << 30) as f64 / wall_s,

@@ -30,6 +30,8 @@ pub struct Admission {
     pub timeout: Duration,
     /// The time an admitted worker may stay silent.
     pub heartbeat_timeout: Duration,
+    /// The largest message between the scheduler and a worker.
+    pub max_message: u64,
 }
 
 /// Accepts worker connections on `listener` forever (on the listener's own
@@ -97,7 +99,14 @@ async fn admit(
         Err(_) => true,
     };
     let n = counter.fetch_add(1, Ordering::Relaxed);
-    let handshake = scheduler_side(&mut stream, &admission.secret, &admission.build, n, sealed);
+    let handshake = scheduler_side(
+        &mut stream,
+        &admission.secret,
+        &admission.build,
+        n,
+        sealed,
+        admission.max_message,
+    );
     let admitted = match tokio::time::timeout(admission.timeout, handshake).await {
         Ok(Ok(a)) => a,
         Ok(Err(e)) => {

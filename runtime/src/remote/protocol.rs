@@ -8,7 +8,7 @@ use crate::estimator::Estimator;
 use crate::exec::{ChainOutput, Contribution, StageExec};
 use crate::resources::Resources;
 use crate::step::Step;
-use crate::wire::frame::{encode_limited, encode_split, Split, DEFAULT_MAX_FRAME};
+use crate::wire::frame::{encode_message, encode_split, Split};
 use crate::wire::WireError;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -135,17 +135,17 @@ enum FromWorkerRef<'a> {
 /// A released partition: `(run, partition, data)`.
 pub type Released = (u32, u32, Option<Arc<Batch>>);
 
-/// Encodes a worker's message in frames under the wire's limit: finished tasks
-/// and released partitions are split over several frames when they do not fit in
-/// one; a task result too big for any frame is replaced by
-/// [`WireResult::TooLarge`] (its run then fails naming the step and partition),
-/// and a released partition too big by `None` (it is rebuilt from its lineage).
-pub fn frames_from_worker(msg: FromWorker) -> Result<Vec<Vec<u8>>, WireError> {
-    let max = DEFAULT_MAX_FRAME;
+/// Encodes a worker's message as messages of at most `max` bytes (each streams
+/// in frames): finished tasks and released partitions are split over several
+/// messages when they do not fit in one; a task result too big for any message
+/// is replaced by [`WireResult::TooLarge`] (its run then fails naming the step
+/// and partition), and a released partition too big by `None` (it is rebuilt
+/// from its lineage).
+pub fn frames_from_worker(msg: FromWorker, max: u64) -> Result<Vec<Vec<u8>>, WireError> {
     match msg {
         FromWorker::Done(mut outcomes) => {
             let enc =
-                |some: &[WireOutcome], max: u64| encode_limited(&FromWorkerRef::Done(some), max);
+                |some: &[WireOutcome], max: u64| encode_message(&FromWorkerRef::Done(some), max);
             let Split {
                 mut frames,
                 oversized,
@@ -160,7 +160,7 @@ pub fn frames_from_worker(msg: FromWorker) -> Result<Vec<Vec<u8>>, WireError> {
         }
         FromWorker::Released(mut parts) => {
             let enc =
-                |some: &[Released], max: u64| encode_limited(&FromWorkerRef::Released(some), max);
+                |some: &[Released], max: u64| encode_message(&FromWorkerRef::Released(some), max);
             let Split {
                 mut frames,
                 oversized,
@@ -175,16 +175,16 @@ pub fn frames_from_worker(msg: FromWorker) -> Result<Vec<Vec<u8>>, WireError> {
             }
             Ok(frames)
         }
-        other => Ok(vec![encode_limited(&other, max)?]),
+        other => Ok(vec![encode_message(&other, max)?]),
     }
 }
 
-/// Encodes tasks for a worker in frames under the wire's limit (several frames
-/// when they do not fit in one). Returns the frames and the tasks too big for any
-/// frame, by index, with their size.
-pub fn frames_to_worker(envelopes: &[TaskEnvelope]) -> Result<Split, WireError> {
-    encode_split(envelopes, DEFAULT_MAX_FRAME, &|some, max| {
-        encode_limited(&pack(some), max)
+/// Encodes tasks for a worker as messages of at most `max` bytes (several when
+/// they do not fit in one; each streams in frames). Returns the messages and
+/// the tasks too big for any message, by index, with their size.
+pub fn frames_to_worker(envelopes: &[TaskEnvelope], max: u64) -> Result<Split, WireError> {
+    encode_split(envelopes, max, &|some, max| {
+        encode_message(&pack(some), max)
     })
 }
 
@@ -342,15 +342,14 @@ mod tests {
     #[test]
     fn the_borrowed_form_encodes_to_the_same_bytes() {
         let done = vec![outcome(1), outcome(2)];
-        let by_ref = encode_limited(&FromWorkerRef::Done(&done), DEFAULT_MAX_FRAME).unwrap();
-        let owned = encode_limited(&FromWorker::Done(done), DEFAULT_MAX_FRAME).unwrap();
+        let by_ref = encode_message(&FromWorkerRef::Done(&done), 1 << 20).unwrap();
+        let owned = encode_message(&FromWorker::Done(done), 1 << 20).unwrap();
         assert_eq!(by_ref, owned);
         let released: Vec<Released> = vec![(1, 2, None), (1, 3, Some(Arc::new(Batch::empty())))];
-        let by_ref =
-            encode_limited(&FromWorkerRef::Released(&released), DEFAULT_MAX_FRAME).unwrap();
-        let owned = encode_limited(&FromWorker::Released(released), DEFAULT_MAX_FRAME).unwrap();
+        let by_ref = encode_message(&FromWorkerRef::Released(&released), 1 << 20).unwrap();
+        let owned = encode_message(&FromWorker::Released(released), 1 << 20).unwrap();
         assert_eq!(by_ref, owned);
-        let frames = frames_from_worker(FromWorker::Done(vec![outcome(7)])).unwrap();
+        let frames = frames_from_worker(FromWorker::Done(vec![outcome(7)]), 1 << 20).unwrap();
         assert_eq!(frames.len(), 1);
         match crate::wire::frame::decode::<FromWorker>(&frames[0][4..]).unwrap() {
             FromWorker::Done(o) => assert_eq!(o[0].run, 7),

@@ -9,10 +9,10 @@ use crate::actors::messages::{
     TaskResult, TasksDone,
 };
 use crate::actors::scheduler::{AddWorker, Scheduler, WorkerLost};
-use crate::wire::frame::{encode, DEFAULT_MAX_FRAME};
+use crate::wire::frame::encode;
 
-/// The outcome of a task whose message is bigger than a frame may be.
-fn too_large_outcome(e: TaskEnvelope, size: u64) -> TaskOutcome {
+/// The outcome of a task whose message is bigger than a message may be.
+fn too_large_outcome(e: TaskEnvelope, size: u64, limit: u64) -> TaskOutcome {
     let now = Instant::now();
     TaskOutcome {
         ready_s: e.ready_s,
@@ -21,17 +21,13 @@ fn too_large_outcome(e: TaskEnvelope, size: u64) -> TaskOutcome {
         resources: e.resources,
         started: now,
         finished: now,
-        result: TaskResult::TooLarge {
-            size,
-            limit: DEFAULT_MAX_FRAME,
-        },
+        result: TaskResult::TooLarge { size, limit },
     }
 }
 use crate::wire::handshake::{Admitted, Channel, WorkerIdentity};
 use actix::prelude::*;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt;
 
 /// The scheduler-side proxy of one connected worker process.
 pub struct RemoteWorker {
@@ -45,6 +41,22 @@ pub struct RemoteWorker {
     last_seen: Instant,
     heartbeat_timeout: Duration,
     lost: bool,
+    /// The largest message to or from the worker.
+    max_message: u64,
+}
+
+/// The connection's reader: a frame of a long message came in (the worker is
+/// alive while its transfer goes on).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Progress;
+
+impl Handler<Progress> for RemoteWorker {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Progress, _ctx: &mut Context<Self>) {
+        self.last_seen = Instant::now();
+    }
 }
 
 impl RemoteWorker {
@@ -57,7 +69,7 @@ impl RemoteWorker {
     ) -> Self {
         Self {
             identity: admitted.identity,
-            channel: Some(admitted.channel),
+            channel: None,
             stream: Some(stream),
             scheduler,
             id: None,
@@ -66,7 +78,14 @@ impl RemoteWorker {
             last_seen: Instant::now(),
             heartbeat_timeout,
             lost: false,
+            max_message: admitted.channel.max_message,
         }
+        .with_channel(admitted.channel)
+    }
+
+    fn with_channel(mut self, channel: Channel) -> Self {
+        self.channel = Some(channel);
+        self
     }
 
     fn send(&self, msg: &ToWorker) {
@@ -129,14 +148,18 @@ impl Actor for RemoteWorker {
         let Channel {
             mut outbound,
             mut inbound,
+            max_message,
         } = self.channel.take().expect("channel given");
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
         self.out = Some(tx);
         let me = ctx.address();
+        let progress = me.clone();
         actix_rt::spawn(async move {
+            // Each frame of a long message counts as a sign of life.
+            let mut alive = move || progress.do_send(Progress);
             loop {
                 match inbound
-                    .read_msg::<_, FromWorker>(&mut rd, DEFAULT_MAX_FRAME)
+                    .read_msg_with::<_, FromWorker>(&mut rd, max_message, None, &mut alive)
                     .await
                 {
                     Ok(m) => me.do_send(FromConn(m)),
@@ -148,9 +171,10 @@ impl Actor for RemoteWorker {
             }
         });
         actix_rt::spawn(async move {
-            // Frames are sealed here, in the order they are written.
-            while let Some(mut bytes) = rx.recv().await {
-                if outbound.protect(&mut bytes).is_err() || wr.write_all(&bytes).await.is_err() {
+            // Frames are sealed here, in the order they are written; a long
+            // message streams in several.
+            while let Some(message) = rx.recv().await {
+                if outbound.write_message(&mut wr, message).await.is_err() {
                     break;
                 }
             }
@@ -207,7 +231,8 @@ impl Handler<RunTasks> for RemoteWorker {
             }
             return;
         }
-        let crate::wire::frame::Split { frames, oversized } = match frames_to_worker(&msg.0) {
+        let split = frames_to_worker(&msg.0, self.max_message);
+        let crate::wire::frame::Split { frames, oversized } = match split {
             Ok(f) => f,
             Err(e) => {
                 self.lose(format!("cannot encode tasks: {e}"), ctx);
@@ -225,7 +250,7 @@ impl Handler<RunTasks> for RemoteWorker {
         let mut sizes = oversized.into_iter().peekable();
         for (i, e) in msg.0.into_iter().enumerate() {
             match sizes.next_if(|(j, _)| *j == i) {
-                Some((_, size)) => too_large.push(too_large_outcome(e, size)),
+                Some((_, size)) => too_large.push(too_large_outcome(e, size, self.max_message)),
                 None => {
                     self.in_flight.insert((e.run, e.task), e);
                 }

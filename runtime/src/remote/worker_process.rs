@@ -20,7 +20,6 @@ use crate::actors::worker::execute;
 use crate::batch::Batch;
 use crate::resources::Resources;
 use crate::wire::auth::{build_identity, Secret};
-use crate::wire::frame::DEFAULT_MAX_FRAME;
 use crate::wire::handshake::{worker_side, Channel, WorkerIdentity};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -158,6 +157,7 @@ async fn serve(
     let Channel {
         mut outbound,
         mut inbound,
+        max_message,
     } = channel;
     let (mut rd, mut wr) = stream.into_split();
     let (task_tx, task_rx) = std::sync::mpsc::channel::<ExecItem>();
@@ -175,19 +175,19 @@ async fn serve(
                 m = out_rx.recv() => match m { Some(m) => m, None => break },
                 _ = beat.tick() => FromWorker::Heartbeat,
             };
-            // Several frames when the message does not fit in one; a result too
-            // big for any frame goes back as `TooLarge`, never as a frame the
-            // scheduler would refuse.
-            let mut frames = match frames_from_worker(msg) {
-                Ok(f) => f,
+            // Several messages when the results do not fit in one (each streams
+            // in frames); a result too big for any message goes back as
+            // `TooLarge`, never as a message the scheduler would refuse.
+            let messages = match frames_from_worker(msg, max_message) {
+                Ok(m) => m,
                 Err(e) => {
                     eprintln!("gridpipe worker: cannot encode a message: {e}");
                     break;
                 }
             };
             let mut ok = true;
-            for f in &mut frames {
-                if outbound.protect(f).is_err() || wr.write_all(f).await.is_err() {
+            for m in messages {
+                if outbound.write_message(&mut wr, m).await.is_err() {
                     ok = false;
                     break;
                 }
@@ -198,22 +198,21 @@ async fn serve(
         }
     });
     let result = loop {
-        // Anything from the scheduler, heartbeats included, proves it alive.
-        let msg = match tokio::time::timeout(
-            timeout,
-            inbound.read_msg::<_, ToWorker>(&mut rd, DEFAULT_MAX_FRAME),
-        )
-        .await
-        {
-            Err(_) => {
+        // Anything from the scheduler, heartbeats and each frame of a long
+        // message included, proves it alive.
+        let read = inbound
+            .read_msg_with::<_, ToWorker>(&mut rd, max_message, Some(timeout), &mut || {})
+            .await;
+        let msg = match read {
+            Err(crate::wire::WireError::Timeout) => {
                 break Err(format!(
                     "no word from the scheduler for {timeout:?}: exiting"
                 ))
             }
             // The scheduler closing the connection is the normal end of a worker.
-            Ok(Err(crate::wire::WireError::Closed)) => break Ok(()),
-            Ok(Err(e)) => break Err(format!("scheduler connection lost: {e}")),
-            Ok(Ok(m)) => m,
+            Err(crate::wire::WireError::Closed) => break Ok(()),
+            Err(e) => break Err(format!("scheduler connection lost: {e}")),
+            Ok(m) => m,
         };
         match msg {
             ToWorker::Run { stages, tasks } => match unpack(&stages, tasks) {

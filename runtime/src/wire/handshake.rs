@@ -82,7 +82,7 @@ struct Introduce {
 #[derive(Debug, Serialize, Deserialize)]
 enum Verdict {
     Proceed,
-    Welcome { worker_id: u32 },
+    Welcome { worker_id: u32, max_message: u64 },
     Reject { reason: String },
 }
 
@@ -93,6 +93,9 @@ pub struct Channel {
     pub outbound: Outbound,
     /// The receiving half (opens and checks them).
     pub inbound: Inbound,
+    /// The largest message either side sends or takes (the scheduler's
+    /// setting, told to the worker in its welcome).
+    pub max_message: u64,
 }
 
 /// A worker the scheduler admitted.
@@ -173,7 +176,17 @@ pub async fn worker_side<S: AsyncRead + AsyncWrite + Unpin>(
     };
     send(stream, &mut outbound, &intro).await?;
     match inbound.read_msg(stream, HANDSHAKE_MAX_FRAME).await? {
-        Verdict::Welcome { worker_id } => Ok((worker_id, Channel { outbound, inbound })),
+        Verdict::Welcome {
+            worker_id,
+            max_message,
+        } => Ok((
+            worker_id,
+            Channel {
+                outbound,
+                inbound,
+                max_message,
+            },
+        )),
         Verdict::Reject { reason } => Err(WireError::Refused(reason)),
         Verdict::Proceed => Err(WireError::Garbage("a second proceed".into())),
     }
@@ -188,6 +201,7 @@ pub async fn scheduler_side<S: AsyncRead + AsyncWrite + Unpin>(
     build: &str,
     worker_id: u32,
     sealed: bool,
+    max_message: u64,
 ) -> Result<Admitted, WireError> {
     let hello: Hello = read_msg(stream, HANDSHAKE_MAX_FRAME).await?;
     if hello.magic != MAGIC {
@@ -248,10 +262,18 @@ pub async fn scheduler_side<S: AsyncRead + AsyncWrite + Unpin>(
         .await;
         return Err(WireError::Refused(reason));
     }
-    send(stream, &mut outbound, &Verdict::Welcome { worker_id }).await?;
+    let welcome = Verdict::Welcome {
+        worker_id,
+        max_message,
+    };
+    send(stream, &mut outbound, &welcome).await?;
     Ok(Admitted {
         identity: intro.identity,
-        channel: Channel { outbound, inbound },
+        channel: Channel {
+            outbound,
+            inbound,
+            max_message,
+        },
     })
 }
 
@@ -292,10 +314,17 @@ mod tests {
             for id in 0..n {
                 let (mut s, _) = l.accept().await.unwrap();
                 out.push(
-                    scheduler_side(&mut s, &secret, "build-a", id as u32, sealed)
-                        .await
-                        .map(|a| a.identity)
-                        .map_err(|e| e.to_string()),
+                    scheduler_side(
+                        &mut s,
+                        &secret,
+                        "build-a",
+                        id as u32,
+                        sealed,
+                        crate::wire::session::DEFAULT_MAX_MESSAGE,
+                    )
+                    .await
+                    .map(|a| a.identity)
+                    .map_err(|e| e.to_string()),
                 );
             }
             out
@@ -397,7 +426,15 @@ mod tests {
         let server = tokio::spawn(async move {
             for id in 0..2 {
                 let (mut s, _) = l.accept().await.unwrap();
-                let _ = scheduler_side(&mut s, &secret, build, id, false).await;
+                let _ = scheduler_side(
+                    &mut s,
+                    &secret,
+                    build,
+                    id,
+                    false,
+                    crate::wire::session::DEFAULT_MAX_MESSAGE,
+                )
+                .await;
             }
         });
         // A stranger that speaks the protocol, with a made-up proof.
@@ -444,9 +481,16 @@ mod tests {
         let s2 = secret.clone();
         let server = tokio::spawn(async move {
             let (mut s, _) = l.accept().await.unwrap();
-            let mut admitted = scheduler_side(&mut s, &s2, "build-a", 3, true)
-                .await
-                .unwrap();
+            let mut admitted = scheduler_side(
+                &mut s,
+                &s2,
+                "build-a",
+                3,
+                true,
+                crate::wire::session::DEFAULT_MAX_MESSAGE,
+            )
+            .await
+            .unwrap();
             let got: String = admitted
                 .channel
                 .inbound

@@ -14,7 +14,7 @@ pub mod session;
 use thiserror::Error;
 
 /// The wire protocol version; both sides must speak the same one.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Something went wrong on a connection; the connection is closed, nothing else.
 #[derive(Debug, Error)]

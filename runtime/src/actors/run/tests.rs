@@ -277,7 +277,7 @@ fn partitions_held_by_a_lost_worker_start_again_from_their_source() {
 }
 
 #[test]
-fn a_task_too_large_for_a_frame_fails_the_run_naming_it() {
+fn a_task_over_the_largest_message_fails_the_run_naming_it() {
     let (mut run, _) = started(vec![Step::new("a", Shift(1.0))], 3, false);
     let mut outbox = RunOutbox::default();
     let task = TaskKind::Chain {
@@ -287,7 +287,7 @@ fn a_task_too_large_for_a_frame_fails_the_run_naming_it() {
     run.on_too_large(0, task, (300, 256), TaskTimes::default(), &mut outbox);
     let err = outbox.failed.expect("the run fails").to_string();
     assert!(
-        err.contains("of partition 2") && err.contains("frame limit"),
+        err.contains("of partition 2") && err.contains("max_message"),
         "{err}"
     );
     assert_eq!(run.tasks[0].partition, Some(2));

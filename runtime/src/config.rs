@@ -111,7 +111,7 @@ impl RuntimeConfig {
             max_task_kills: 3,
             max_workers_lost: 50,
             heartbeat_timeout: Duration::from_secs(10),
-            max_message: crate::wire::session::DEFAULT_MAX_MESSAGE,
+            max_message: crate::wire::stream::DEFAULT_MAX_MESSAGE,
             bind: "127.0.0.1:0".to_string(),
             wire_encryption: WireEncryption::BeyondLoopback,
             max_pending_handshakes: 64,

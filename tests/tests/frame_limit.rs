@@ -5,7 +5,7 @@
 
 use gridpipe_estimators::Pipeline;
 use gridpipe_runtime::actors::scheduler::LiveWorkers;
-use gridpipe_runtime::wire::session::CHUNK;
+use gridpipe_runtime::wire::stream::CHUNK;
 use gridpipe_runtime::{Bag, Partitioning, RunError, Runtime, RuntimeConfig, DATA};
 use gridpipe_tests::*;
 use ndarray::ArrayD;

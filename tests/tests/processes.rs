@@ -192,7 +192,7 @@ fn a_worker_exits_when_its_scheduler_goes_away_or_falls_silent() {
             &build,
             0,
             false,
-            gridpipe_runtime::wire::session::DEFAULT_MAX_MESSAGE,
+            gridpipe_runtime::wire::stream::DEFAULT_MAX_MESSAGE,
         )
         .await
         .unwrap();
@@ -211,7 +211,7 @@ fn a_worker_exits_when_its_scheduler_goes_away_or_falls_silent() {
             &build,
             1,
             false,
-            gridpipe_runtime::wire::session::DEFAULT_MAX_MESSAGE,
+            gridpipe_runtime::wire::stream::DEFAULT_MAX_MESSAGE,
         )
         .await
         .unwrap();
@@ -229,7 +229,7 @@ fn a_worker_exits_when_its_scheduler_goes_away_or_falls_silent() {
             &build,
             2,
             false,
-            gridpipe_runtime::wire::session::DEFAULT_MAX_MESSAGE
+            gridpipe_runtime::wire::stream::DEFAULT_MAX_MESSAGE
         )
         .await
         .is_err());

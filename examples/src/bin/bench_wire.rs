@@ -10,7 +10,8 @@ use gridpipe_examples::failure::Failure;
 use gridpipe_runtime::wire::auth::{random_bytes, Secret};
 use gridpipe_runtime::wire::frame::encode_message;
 use gridpipe_runtime::wire::raw;
-use gridpipe_runtime::wire::session::{Inbound, Outbound, SessionKeys, CHUNK, DEFAULT_MAX_MESSAGE};
+use gridpipe_runtime::wire::session::{Inbound, Outbound, SessionKeys};
+use gridpipe_runtime::wire::stream::{CHUNK, DEFAULT_MAX_MESSAGE};
 use ndarray::{ArrayD, IxDyn};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
@@ -23,7 +24,7 @@ struct Args {
     #[arg(long, default_value_t = 1024)]
     mib: usize,
     /// MiB per message.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 8)]
     message_mib: usize,
     /// Seal every frame (encrypt and authenticate).
     #[arg(long)]

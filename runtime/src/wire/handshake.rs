@@ -320,7 +320,7 @@ mod tests {
                         "build-a",
                         id as u32,
                         sealed,
-                        crate::wire::session::DEFAULT_MAX_MESSAGE,
+                        crate::wire::stream::DEFAULT_MAX_MESSAGE,
                     )
                     .await
                     .map(|a| a.identity)
@@ -432,7 +432,7 @@ mod tests {
                     build,
                     id,
                     false,
-                    crate::wire::session::DEFAULT_MAX_MESSAGE,
+                    crate::wire::stream::DEFAULT_MAX_MESSAGE,
                 )
                 .await;
             }
@@ -487,7 +487,7 @@ mod tests {
                 "build-a",
                 3,
                 true,
-                crate::wire::session::DEFAULT_MAX_MESSAGE,
+                crate::wire::stream::DEFAULT_MAX_MESSAGE,
             )
             .await
             .unwrap();

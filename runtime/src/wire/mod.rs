@@ -10,6 +10,7 @@ pub mod frame;
 pub mod handshake;
 pub mod raw;
 pub mod session;
+pub mod stream;
 
 use thiserror::Error;
 

@@ -40,6 +40,28 @@ pub struct TaskLabel {
 }
 
 impl TaskLabel {
+    /// The labels of a plan's tasks: each stage's, then each fit's; `name` gives
+    /// a step's name by its index.
+    pub fn all_of(plan: &crate::plan::Plan, name: impl Fn(usize) -> String) -> Vec<TaskLabel> {
+        let stages = plan.stages.iter().map(|s| TaskLabel {
+            op: TaskOp::Transform,
+            steps: s.ops.iter().map(|o| name(o.step)).collect(),
+            resources: s.resources.clone(),
+            after_fit: s.after_fit,
+            feeds_fit: s.feeds_fit,
+        });
+        let fits = plan.fits.iter().map(|f| TaskLabel {
+            op: TaskOp::Fit,
+            steps: vec![name(f.step)],
+            resources: f.resources.clone(),
+            after_fit: None,
+            feeds_fit: None,
+        });
+        stages.chain(fits).collect()
+    }
+}
+
+impl TaskLabel {
     /// The steps joined with `+` (`-` when none).
     pub fn step_names(&self) -> String {
         if self.steps.is_empty() {

@@ -279,6 +279,33 @@ async fn wait_until(mut f: impl FnMut() -> bool) {
     panic!("condition not reached");
 }
 
+/// Stage 0 of partitions `0..n` of run 3, each two samples of one value.
+fn chain_tasks(
+    stage: &Arc<StageExec>,
+    n: u32,
+    contribute_to: Option<Recipient<Contribute>>,
+) -> Vec<TaskEnvelope> {
+    (0..n)
+        .map(|p| TaskEnvelope {
+            ready_s: 0.0,
+            run: 3,
+            task: TaskKind::Chain {
+                stage: 0,
+                partition: p,
+            },
+            resources: Resources::none(),
+            payload: TaskPayload::Chain {
+                input: ChainInput::Here(Arc::new(
+                    Batch::from_samples(samples(2, &[1], p as f64)).unwrap(),
+                )),
+                stage: stage.clone(),
+                hold: false,
+            },
+            contribute_to: contribute_to.clone(),
+        })
+        .collect()
+}
+
 #[actix::test]
 async fn worker_actor_runs_batches_off_the_event_loop_and_reports_in_groups() {
     let collector = Collector::default();
@@ -297,25 +324,7 @@ async fn worker_actor_runs_batches_off_the_event_loop_and_reports_in_groups() {
         }],
         feeds: None,
     });
-    let envelopes = (0..5)
-        .map(|p| TaskEnvelope {
-            ready_s: 0.0,
-            run: 3,
-            task: TaskKind::Chain {
-                stage: 0,
-                partition: p,
-            },
-            resources: Resources::none(),
-            payload: TaskPayload::Chain {
-                input: ChainInput::Here(Arc::new(
-                    Batch::from_samples(samples(2, &[1], p as f64)).unwrap(),
-                )),
-                stage: stage.clone(),
-                hold: false,
-            },
-            contribute_to: None,
-        })
-        .collect();
+    let envelopes = chain_tasks(&stage, 5, None);
     worker.do_send(RunTasks(envelopes));
     wait_until(|| {
         done.lock()
@@ -449,25 +458,7 @@ async fn a_worker_hands_contributions_to_the_estimator_actor_not_the_scheduler()
             reduce: false,
         }),
     });
-    let envelopes = (0..3)
-        .map(|p| TaskEnvelope {
-            ready_s: 0.0,
-            run: 3,
-            task: TaskKind::Chain {
-                stage: 0,
-                partition: p,
-            },
-            resources: Resources::none(),
-            payload: TaskPayload::Chain {
-                input: ChainInput::Here(Arc::new(
-                    Batch::from_samples(samples(2, &[1], p as f64)).unwrap(),
-                )),
-                stage: stage.clone(),
-                hold: false,
-            },
-            contribute_to: Some(estimator.clone().recipient()),
-        })
-        .collect();
+    let envelopes = chain_tasks(&stage, 3, Some(estimator.clone().recipient()));
     worker.do_send(RunTasks(envelopes));
     wait_until(|| {
         let reported: usize = done.lock().unwrap().iter().map(|d| d.outcomes.len()).sum();

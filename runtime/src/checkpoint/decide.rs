@@ -116,7 +116,7 @@ pub fn decide_stage(question: &StageQuestion) -> Result<StageDecision, Checkpoin
 pub fn plan_touches_files(steps: &[StepRun]) -> bool {
     steps
         .iter()
-        .any(|s| s.fit && s.step.requires_fit() && has_model_file(&s.step))
+        .any(|s| s.fits_here() && has_model_file(&s.step))
 }
 
 /// Replaces each fit whose saved model still holds by that model, before the run
@@ -128,13 +128,7 @@ pub fn resolve_saved_fits(steps: &mut [StepRun]) -> Result<Vec<String>, Checkpoi
     let mut loaded = Vec::new();
     let mut known: Vec<Option<Applied>> = Vec::with_capacity(steps.len());
     for s in steps.iter_mut() {
-        let stateless = !s.step.requires_fit();
-        let fit = s.fit && !stateless;
-        let model = if stateless {
-            Some(s.step.estimator.clone())
-        } else {
-            s.fitted.clone()
-        };
+        let (fit, model) = (s.fits_here(), s.known_model());
         if fit && has_model_file(&s.step) && known.iter().all(Option::is_some) {
             let upstream = upstream_hash(
                 known
@@ -163,27 +157,7 @@ pub fn resolve_saved_fits(steps: &mut [StepRun]) -> Result<Vec<String>, Checkpoi
 mod tests {
     use super::*;
     use crate::checkpoint::Checkpoint;
-    use crate::estimator::{Extra, Transformed};
-    use crate::graph::error::EstimatorError;
-    use ndarray::ArrayViewD;
-    use serde::{Deserialize, Serialize};
-
-    #[derive(Clone, Debug, Serialize, Deserialize)]
-    struct Shift(f64);
-
-    #[typetag::serde]
-    impl Estimator for Shift {
-        fn requires_fit(&self) -> bool {
-            false
-        }
-        fn transform(
-            &self,
-            x: ArrayViewD<'_, f64>,
-            _e: &Extra,
-        ) -> Result<Transformed, EstimatorError> {
-            Ok(x.mapv(|v| v + self.0).into())
-        }
-    }
+    use crate::graph::test_estimators::Shift;
 
     fn applied(step: Step) -> Applied {
         let model = step.estimator.clone();

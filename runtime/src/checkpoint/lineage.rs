@@ -111,27 +111,8 @@ impl ModelProvenance {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::estimator::{Extra, Transformed};
-    use crate::graph::error::EstimatorError;
-    use ndarray::ArrayViewD;
+    use crate::graph::test_estimators::Shift;
     use std::sync::Arc;
-
-    #[derive(Clone, Debug, Serialize, Deserialize)]
-    struct Shift(f64);
-
-    #[typetag::serde]
-    impl Estimator for Shift {
-        fn requires_fit(&self) -> bool {
-            false
-        }
-        fn transform(
-            &self,
-            x: ArrayViewD<'_, f64>,
-            _e: &Extra,
-        ) -> Result<Transformed, EstimatorError> {
-            Ok(x.mapv(|v| v + self.0).into())
-        }
-    }
 
     fn step(name: &str, shift: f64) -> (Step, Arc<dyn Estimator>) {
         let e: Arc<dyn Estimator> = Arc::new(Shift(shift));

@@ -8,3 +8,5 @@ pub mod plan;
 pub mod resources;
 pub mod run;
 pub mod step;
+#[cfg(test)]
+pub(crate) mod test_estimators;

@@ -20,6 +20,23 @@ pub struct StepRun {
     pub apply: Option<OpKind>,
 }
 
+impl StepRun {
+    /// Whether the run fits the step (a stateless step is never fitted).
+    pub fn fits_here(&self) -> bool {
+        self.fit && self.step.requires_fit()
+    }
+
+    /// The model known before the run: the estimator itself for a stateless
+    /// step, else the fitted one given (if any).
+    pub fn known_model(&self) -> Option<Arc<dyn Estimator>> {
+        if self.step.requires_fit() {
+            self.fitted.clone()
+        } else {
+            Some(self.step.estimator.clone())
+        }
+    }
+}
+
 /// A graph to compute: steps and the bag they run on.
 #[derive(Clone, Debug)]
 pub struct RunRequest {

@@ -177,8 +177,31 @@ async fn serve(
             };
             // Several messages when the results do not fit in one (each streams
             // in frames); a result too big for any message goes back as
-            // `TooLarge`, never as a message the scheduler would refuse.
-            let messages = match frames_from_worker(msg, max_message) {
+            // `TooLarge`, never as a message the scheduler would refuse. Results
+            // are encoded on a blocking thread, with heartbeats going on
+            // meanwhile: encoding a large result is no silence.
+            let encoded = if matches!(msg, FromWorker::Heartbeat) {
+                frames_from_worker(msg, max_message)
+            } else {
+                let encoding =
+                    tokio::task::spawn_blocking(move || frames_from_worker(msg, max_message));
+                tokio::pin!(encoding);
+                loop {
+                    tokio::select! {
+                        r = &mut encoding => break r.unwrap_or_else(|e| Err(crate::wire::WireError::Garbage(e.to_string()))),
+                        _ = beat.tick() => {
+                            let mut beat_frame = match crate::wire::frame::encode(&FromWorker::Heartbeat) {
+                                Ok(f) => f,
+                                Err(_) => continue,
+                            };
+                            if outbound.protect(&mut beat_frame).is_err() || wr.write_all(&beat_frame).await.is_err() {
+                                break Err(crate::wire::WireError::Closed);
+                            }
+                        }
+                    }
+                }
+            };
+            let messages = match encoded {
                 Ok(m) => m,
                 Err(e) => {
                     eprintln!("gridpipe worker: cannot encode a message: {e}");

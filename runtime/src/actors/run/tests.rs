@@ -5,39 +5,11 @@ use super::*;
 use crate::actors::partition::PartitionState;
 use crate::checkpoint::decide::StageDecision;
 use crate::checkpoint::{Checkpoint, CheckpointError};
-use crate::estimator::{Extra, Transformed};
+use crate::estimator::Extra;
 use crate::exec::{ChainOutput, Contribution};
+use crate::graph::test_estimators::{Center, Shift};
 use crate::plan::{OpKind, StepWork};
-use crate::report::TaskOp;
 use crate::resources::Resources;
-use crate::EstimatorError;
-use ndarray::ArrayViewD;
-use serde::{Deserialize, Serialize};
-
-/// Adds a constant; learns nothing.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct Shift(f64);
-
-#[typetag::serde]
-impl Estimator for Shift {
-    fn requires_fit(&self) -> bool {
-        false
-    }
-    fn transform(&self, x: ArrayViewD<'_, f64>, _e: &Extra) -> Result<Transformed, EstimatorError> {
-        Ok(x.mapv(|v| v + self.0).into())
-    }
-}
-
-/// Must be fitted (the reactor never fits it: tests hand it a model).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct Center;
-
-#[typetag::serde]
-impl Estimator for Center {
-    fn transform(&self, x: ArrayViewD<'_, f64>, _e: &Extra) -> Result<Transformed, EstimatorError> {
-        Ok(x.to_owned().into())
-    }
-}
 
 /// A run of `steps` (each fitted when it must be, then applied) over
 /// `partitions` empty partitions, started.
@@ -59,24 +31,7 @@ fn started(steps: Vec<Step>, partitions: usize, keep_sources: bool) -> (RunState
         .iter()
         .map(|s| (!s.requires_fit()).then(|| s.estimator.clone()))
         .collect();
-    let mut labels: Vec<TaskLabel> = plan
-        .stages
-        .iter()
-        .map(|s| TaskLabel {
-            op: TaskOp::Transform,
-            steps: s.ops.iter().map(|o| steps[o.step].name.clone()).collect(),
-            resources: s.resources.clone(),
-            after_fit: s.after_fit,
-            feeds_fit: s.feeds_fit,
-        })
-        .collect();
-    labels.extend(plan.fits.iter().map(|f| TaskLabel {
-        op: TaskOp::Fit,
-        steps: vec![steps[f.step].name.clone()],
-        resources: f.resources.clone(),
-        after_fit: None,
-        feeds_fit: None,
-    }));
+    let labels = TaskLabel::all_of(&plan, |i| steps[i].name.clone());
     let new = NewRun {
         id: "test".into(),
         plan,

@@ -9,7 +9,7 @@ use crate::checkpoint::decide::{plan_touches_files, resolve_saved_fits};
 use crate::error::RunError;
 use crate::estimator::Estimator;
 use crate::plan::{Plan, StepWork};
-use crate::report::{TaskLabel, TaskOp};
+use crate::report::TaskLabel;
 use crate::resources::Resources;
 use crate::run::RunRequest;
 use crate::step::Step;
@@ -38,13 +38,7 @@ impl Scheduler {
         let mut models: Vec<Option<Arc<dyn Estimator>>> = Vec::with_capacity(steps.len());
         let mut work = Vec::with_capacity(steps.len());
         for s in &steps {
-            let stateless = !s.step.requires_fit();
-            let fit = s.fit && !stateless;
-            let model = if stateless {
-                Some(s.step.estimator.clone())
-            } else {
-                s.fitted.clone()
-            };
+            let (fit, model) = (s.fits_here(), s.known_model());
             if s.apply.is_some() && !fit && model.is_none() {
                 return Err(RunError::NotFitted {
                     step: s.step.name.clone(),
@@ -94,24 +88,7 @@ impl Scheduler {
                 });
             }
         }
-        let mut labels: Vec<TaskLabel> = plan
-            .stages
-            .iter()
-            .map(|s| TaskLabel {
-                op: TaskOp::Transform,
-                steps: s.ops.iter().map(|o| steps[o.step].name.clone()).collect(),
-                resources: s.resources.clone(),
-                after_fit: s.after_fit,
-                feeds_fit: s.feeds_fit,
-            })
-            .collect();
-        labels.extend(plan.fits.iter().map(|f| TaskLabel {
-            op: TaskOp::Fit,
-            steps: vec![steps[f.step].name.clone()],
-            resources: f.resources.clone(),
-            after_fit: None,
-            feeds_fit: None,
-        }));
+        let labels = TaskLabel::all_of(&plan, |i| steps[i].name.clone());
         let run = self.next_run;
         self.next_run = self.next_run.wrapping_add(1);
         let id = uuid::Uuid::new_v4().to_string();

@@ -79,4 +79,11 @@ cargo test --workspace 2>&1 | tee "$target/test-output.txt"
 passed=$(grep -Eo 'test result: ok\. [0-9]+ passed' "$target/test-output.txt" | awk '{s += $4} END {print s + 0}')
 failed=$(grep -Eo '[0-9]+ failed' "$target/test-output.txt" | awk '{s += $1} END {print s + 0}')
 echo "$passed passed, $failed failed"
+# A gather fit over 2 GiB of data (2M x 128) on worker processes: the fit's
+# inputs stream to one worker in frames. Release build; about 5 minutes and
+# 13 GiB on 2 cores, most of it linfa's PCA fit itself.
+echo "== a 2 GiB gather fit on worker processes"
+cargo build --release -p gridpipe-examples --bin bench_pipeline --quiet
+"$target/release/bench_pipeline" --samples 2000000 --dim 128 --fit pca --mode processes | tee "$target/gather-2gib.json"
+grep -q '"ok":true' "$target/gather-2gib.json"
 echo "== build folder $target: $(du -sh "$target" | cut -f1)"

@@ -48,7 +48,8 @@ pub enum TaskPayload {
         template: Arc<dyn Estimator>,
         /// Reduce or gather.
         reduce: bool,
-        /// The hash of everything upstream of the step (recorded with a saved model).
+        /// The hash of everything upstream of the step, recorded with a saved
+        /// model (empty when the step saves none).
         upstream: String,
         /// Contributions in partition order, put in by the fit's estimator actor,
         /// which holds them (the scheduler sends the envelope without them);

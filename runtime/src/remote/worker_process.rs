@@ -190,11 +190,10 @@ async fn serve(
                     tokio::select! {
                         r = &mut encoding => break r.unwrap_or_else(|e| Err(crate::wire::WireError::Garbage(e.to_string()))),
                         _ = beat.tick() => {
-                            let mut beat_frame = match crate::wire::frame::encode(&FromWorker::Heartbeat) {
-                                Ok(f) => f,
-                                Err(_) => continue,
+                            let Ok(beat) = crate::wire::frame::encode(&FromWorker::Heartbeat) else {
+                                continue;
                             };
-                            if outbound.protect(&mut beat_frame).is_err() || wr.write_all(&beat_frame).await.is_err() {
+                            if outbound.write_message(&mut wr, beat).await.is_err() {
                                 break Err(crate::wire::WireError::Closed);
                             }
                         }

@@ -219,7 +219,17 @@ impl Scheduler {
                     let node = &run.plan.fits[fit as usize];
                     (node.step, node.reduce)
                 };
-                let upstream = run.upstream_of(i).ok()?;
+                // The lineage hash goes with a saved model only; the stage that
+                // feeds such a fit computed it off the event loop (cached here).
+                let saves_model = run.steps[i]
+                    .checkpoint
+                    .as_ref()
+                    .is_some_and(|c| c.model_path.is_some());
+                let upstream = if saves_model {
+                    run.upstream_of(i).ok()?
+                } else {
+                    String::new()
+                };
                 let barrier = &mut run.fits[fit as usize];
                 if !matches!(barrier, FitBarrier::Gathered) {
                     return None;

@@ -17,7 +17,10 @@ pub struct WorkerSpec {
 /// The tunables of a runtime.
 #[derive(Clone, Debug)]
 pub struct RuntimeConfig {
-    /// The in-process worker pool (each worker is one OS thread).
+    /// The runtime's own workers: OS threads of this process
+    /// ([`WorkerMode::Threads`] and, beside the workers that connect,
+    /// [`WorkerMode::External`]) or local worker processes
+    /// ([`WorkerMode::Processes`]).
     pub workers: Vec<WorkerSpec>,
     /// How much work (in estimated seconds) the scheduler keeps queued per worker:
     /// enough that a worker never waits for the scheduler, little enough that a
@@ -87,9 +90,10 @@ pub enum WorkerMode {
         /// The worker executable.
         program: Option<std::path::PathBuf>,
     },
-    /// No workers of its own: worker processes of `program` (default: this
-    /// executable) started elsewhere, e.g. by a batch system, connect to
-    /// [`RuntimeConfig::bind`] with the runtime's secret.
+    /// Worker processes of `program` (default: this executable) started
+    /// elsewhere, e.g. by a batch system or by hand on other hosts, connect to
+    /// [`RuntimeConfig::bind`] with the runtime's secret; the runtime's own
+    /// `workers` (none by [`RuntimeConfig::external`]) run as threads beside them.
     External {
         /// The worker executable the connecting workers run.
         program: Option<std::path::PathBuf>,

@@ -9,8 +9,7 @@ use crate::actors::messages::{GetBacklog, ShapeBacklog, Submit, TasksDone};
 use crate::actors::scheduler::{AddWorker, LiveWorkers, Scheduler};
 use crate::actors::worker::WorkerActor;
 use crate::bag::{Bag, Partitioning};
-use crate::config::RuntimeConfig;
-use crate::config::WorkerMode;
+use crate::config::{RuntimeConfig, WorkerMode, WorkerSpec};
 #[cfg(feature = "view")]
 use crate::dashboard::access::Access;
 #[cfg(feature = "view")]
@@ -122,14 +121,19 @@ impl Runtime {
 
     fn start_pool(config: RuntimeConfig) -> Result<Runtime, RunError> {
         match &config.mode {
-            WorkerMode::Threads => Self::start_threads(config),
+            WorkerMode::Threads => {
+                let threads = config.workers.clone();
+                Self::start_threads(config, &threads)
+            }
             WorkerMode::Processes { program } => {
                 let program = worker_program(program.as_deref())?;
                 Self::start_processes(config.clone(), &program)
             }
             WorkerMode::External { program } => {
+                // Its own workers (if any) are threads beside the ones that connect.
                 let build = build_identity_for(&worker_program(program.as_deref())?)?;
-                let mut rt = Self::start_threads(config)?;
+                let threads = config.workers.clone();
+                let mut rt = Self::start_threads(config, &threads)?;
                 rt.listen(build)?;
                 Ok(rt)
             }
@@ -170,11 +174,9 @@ impl Runtime {
         config: RuntimeConfig,
         program: &std::path::Path,
     ) -> Result<Runtime, RunError> {
+        // The pool is worker processes: the scheduler starts no thread of its own.
         let specs = config.workers.clone();
-        let mut threadless = config.clone();
-        threadless.workers.clear();
-        let mut rt = Self::start_threads(threadless)?;
-        rt.config = config.clone();
+        let mut rt = Self::start_threads(config, &[])?;
         rt.workers = specs.len();
         let addr = rt.listen(build_identity_for(program)?)?;
         let secret = rt.secret.clone().expect("listen sets the secret");
@@ -242,16 +244,19 @@ impl Runtime {
             .unwrap_or_default()
     }
 
-    fn start_threads(config: RuntimeConfig) -> Result<Runtime, RunError> {
+    /// Starts the scheduler with one worker thread per entry of `threads`.
+    fn start_threads(config: RuntimeConfig, threads: &[WorkerSpec]) -> Result<Runtime, RunError> {
         let (tx, rx) = std::sync::mpsc::channel();
         let cfg = config.clone();
+        let thread_count = threads.len();
+        let threads = threads.to_vec();
         let thread = std::thread::Builder::new()
             .name("gridpipe-runtime".into())
             .spawn(move || {
                 let sys = System::new();
                 sys.block_on(async move {
                     let scheduler = Scheduler::new(cfg.clone()).start();
-                    for (i, w) in cfg.workers.iter().enumerate() {
+                    for (i, w) in threads.iter().enumerate() {
                         let results: Recipient<TasksDone> = scheduler.clone().recipient();
                         let (interval, max) = (cfg.flush_interval, cfg.flush_max);
                         let addr = SyncArbiter::start(1, move || {
@@ -279,7 +284,7 @@ impl Runtime {
         let (scheduler, system) = rx
             .recv()
             .map_err(|_| RunError::Start("runtime thread ended during start".into()))?;
-        tracing::info!(workers = config.workers.len(), "runtime started");
+        tracing::info!(threads = thread_count, "runtime started");
         #[cfg(feature = "view")]
         let progress = (config.progress && std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .then(|| crate::progress::ProgressWatch::new(scheduler.clone()));
@@ -289,7 +294,7 @@ impl Runtime {
             scheduler,
             system,
             thread: Some(thread),
-            workers: config.workers.len(),
+            workers: thread_count,
             config,
             processes: None,
             address: None,

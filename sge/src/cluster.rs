@@ -5,7 +5,7 @@ use crate::batch_system::script::{job_name, job_script, JobTemplate};
 use crate::batch_system::BatchSystem;
 use crate::cluster_error::ClusterError;
 use crate::cluster_options::{advertised_address, host_memory_bytes, host_name, ClusterOptions};
-use crate::control::adaptive::{AdaptOptions, AdaptReport, GetAdaptReport, StartAdapt};
+use crate::control::adaptive::{AdaptNow, AdaptOptions, AdaptReport, GetAdaptReport, StartAdapt};
 use crate::control::controller::{
     CloseAll, ClusterController, ClusterStatus, Poll, SetTarget, Status, WatchedQueueSpec,
 };
@@ -81,15 +81,15 @@ impl SgeCluster {
                 tracing::warn!("{warning}");
             }
         }
-        let mut config = options.runtime.clone();
+        let config = options.runtime.clone();
         let program = match &config.mode {
             WorkerMode::External { program } => worker_program(program.as_deref())?,
-            _ => worker_program(None)?,
+            other => {
+                return Err(ClusterError::NotExternal {
+                    mode: format!("{other:?}"),
+                })
+            }
         };
-        config.mode = WorkerMode::External {
-            program: Some(program.clone()),
-        };
-        config.workers.clear();
         let root = match &options.work_dir {
             Some(root) => root.clone(),
             None => work_root_from_env()?,
@@ -242,6 +242,14 @@ impl SgeCluster {
     pub fn adapt(&self, options: AdaptOptions) -> Result<(), ClusterError> {
         futures::executor::block_on(self.watch.send(StartAdapt(options)))
             .map_err(|_| ClusterError::Stopped)?
+    }
+
+    /// Runs an adaptive round now (after the running one, if any), without
+    /// waiting for the next trigger, and returns the report once that round's
+    /// submissions and deletions are done (e.g. right after submitting a batch
+    /// of runs, or in a test that moves a [`crate::ManualClock`] on).
+    pub fn adapt_now(&self) -> Result<AdaptReport, ClusterError> {
+        futures::executor::block_on(self.watch.send(AdaptNow)).map_err(|_| ClusterError::Stopped)?
     }
 
     /// The decisions adaptive scaling took, with reasons and timings, and the

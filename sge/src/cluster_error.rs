@@ -75,4 +75,13 @@ pub enum ClusterError {
     /// The cluster's actors are gone (it was closed).
     #[error("the cluster has stopped")]
     Stopped,
+    /// A call that needs adaptive scaling before [`crate::SgeCluster::adapt`].
+    #[error("adaptive scaling has not been started (call SgeCluster::adapt first)")]
+    NotAdapting,
+    /// `ClusterOptions::runtime` asks for workers a cluster does not start.
+    #[error("ClusterOptions::runtime.mode is {mode}: a cluster's workers are its grid jobs, so its runtime must be WorkerMode::External (as ClusterOptions::default() makes it)")]
+    NotExternal {
+        /// The mode that was given.
+        mode: String,
+    },
 }

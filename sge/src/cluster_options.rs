@@ -12,10 +12,11 @@ use std::time::Duration;
 /// checkpoint folders must be on paths every exec host shares.
 #[derive(Clone, Debug)]
 pub struct ClusterOptions {
-    /// The runtime's tunables; its mode is always
-    /// [`WorkerMode::External`] (workers come from the batch system) and its
-    /// `bind` is where the scheduler listens (default `127.0.0.1:0`: this host
-    /// only, any free port).
+    /// The runtime's tunables. Its mode must be [`WorkerMode::External`]
+    /// (workers come from the batch system; another mode is an error at start,
+    /// never rewritten), its `bind` is where the scheduler listens (default
+    /// `127.0.0.1:0`: this host only, any free port), and its `workers` (none by
+    /// default) are threads of this process beside the grid's workers.
     pub runtime: RuntimeConfig,
     /// The address written into job scripts for workers to connect to. Default:
     /// the bound address; when bound to `0.0.0.0` or `::`, this host's name and

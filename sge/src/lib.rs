@@ -105,8 +105,9 @@ pub use cluster_error::ClusterError;
 pub use cluster_options::{advertised_address, host_name, ClusterOptions};
 pub use control::adapt_state::submit_backoff;
 pub use control::adaptive::{
-    AdaptOptions, AdaptReport, DecisionRecord, GetAdaptReport, StartAdapt, TimelinePoint,
+    AdaptNow, AdaptOptions, AdaptReport, DecisionRecord, GetAdaptReport, StartAdapt, TimelinePoint,
 };
+pub use control::clock::{Clock, ClockHandle, ManualClock, SystemClock};
 pub use control::controller::{
     CloseAll, ClusterController, ClusterStatus, JobProblem, Poll, QueueStatus, SetTarget, Status,
     WatchedQueueSpec,

@@ -3,6 +3,10 @@
 //! a queue up, and the decision report. No worker ever connects (the fake starts no
 //! processes), so ready tasks stay ready and the supervisor's decisions show.
 //!
+//! Rounds run when a test asks for one (`SgeCluster::adapt_now`) or the cluster
+//! sees a change; the safety-net tick is an hour, and time-driven behaviour
+//! (back-off) reads a [`ManualClock`] the test moves on, so nothing sleeps.
+//!
 //! `SgeCluster`'s API blocks, so these are plain `#[test]`s, never async.
 
 use std::sync::{Arc, Mutex};
@@ -14,8 +18,8 @@ use gridpipe_runtime::{
     Bag, Partitioning, Resources, RunError, RunOutput, RunRequest, Step, StepRun,
 };
 use gridpipe_sge::{
-    Action, AdaptOptions, BatchSystem, ClusterError, FakeBatchSystem, JobId, JobStatus, QueueSpec,
-    QueueSpecs, SgeCluster, SgeError,
+    Action, AdaptOptions, BatchSystem, ClockHandle, ClusterError, FakeBatchSystem, JobId,
+    JobStatus, ManualClock, QueueSpec, QueueSpecs, SgeCluster, SgeError,
 };
 use tokio::sync::oneshot;
 
@@ -24,7 +28,8 @@ use common::{fake_cluster_options, gpu_queue, TempDir};
 
 /// How long to wait for something the cluster does in the background.
 const DEADLINE: Duration = Duration::from_secs(10);
-const TICK: Duration = Duration::from_millis(50);
+/// How often the cluster reads the fake's job states.
+const POLL: Duration = Duration::from_millis(50);
 
 type RunReply = oneshot::Receiver<Result<RunOutput, RunError>>;
 
@@ -66,7 +71,7 @@ fn specs() -> QueueSpecs {
 }
 
 fn start_on(dir: &TempDir, specs: QueueSpecs, backend: Arc<dyn BatchSystem>) -> SgeCluster {
-    SgeCluster::with_backend(specs, fake_cluster_options(dir, TICK), backend).unwrap()
+    SgeCluster::with_backend(specs, fake_cluster_options(dir, POLL), backend).unwrap()
 }
 
 fn start(dir: &TempDir) -> (SgeCluster, Arc<FakeBatchSystem>) {
@@ -74,11 +79,20 @@ fn start(dir: &TempDir) -> (SgeCluster, Arc<FakeBatchSystem>) {
     (start_on(dir, specs(), fake.clone()), fake)
 }
 
-/// Every queue between 0 and 10 jobs, `gpu` at most 1; rounds every [`TICK`].
+/// Every queue between 0 and 10 jobs, `gpu` at most 1; a safety-net round only
+/// every hour (tests ask for rounds), time read from a manual clock.
 fn adapt_options() -> AdaptOptions {
     let mut options = AdaptOptions::new(0, 10).queue("gpu", 0, 1);
-    options.tick = TICK;
+    options.tick = Duration::from_secs(3600);
+    options.clock = ClockHandle(ManualClock::new());
     options
+}
+
+/// Runs `n` rounds, one after the other, each started after the last ended.
+fn rounds(cluster: &SgeCluster, n: usize) {
+    for _ in 0..n {
+        cluster.adapt_now().unwrap();
+    }
 }
 
 /// Submits, without waiting, a fit of a scaler over 8 partitions (so 8 ready
@@ -151,12 +165,11 @@ fn wait_result(run: &mut RunReply) -> Result<RunOutput, RunError> {
     })
 }
 
-/// Checks `cond` repeatedly for `span`; panics naming `what` when it fails once.
-fn holds_for(what: &str, span: Duration, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while start.elapsed() < span {
+/// Checks `cond` after each of 5 rounds; panics naming `what` when it fails once.
+fn holds_for_rounds(what: &str, cluster: &SgeCluster, mut cond: impl FnMut() -> bool) {
+    for _ in 0..5 {
+        cluster.adapt_now().unwrap();
         assert!(cond(), "{what}");
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -218,12 +231,9 @@ fn with_minimum_zero_and_no_run_nothing_is_submitted() {
     cluster.adapt(adapt_options()).unwrap();
     let checks = fake.submissions();
     assert_eq!(checks, 2, "the two queue checks");
-    // Rounds run (the first one records each queue's counts) ...
-    wait_until("a first round", || {
-        cluster.adapt_report().unwrap().timeline.len() >= 2
-    });
-    // ... and over several ticks submit nothing.
-    std::thread::sleep(TICK * 10);
+    // Rounds run (the first one records each queue's counts) and submit nothing.
+    rounds(&cluster, 10);
+    assert!(cluster.adapt_report().unwrap().timeline.len() >= 2);
     cluster.refresh().unwrap();
     assert_eq!(fake.submissions(), checks, "{:?}", fake.jobs());
     assert!(fake.active_jobs().is_empty());
@@ -246,9 +256,9 @@ fn a_waiting_run_gets_bounded_default_jobs_and_no_gpu_job_before_its_fit_is_read
 
     wait_until("4 pending default jobs", || active(&fake, "default") == 4);
     let submitted = fake.submissions();
-    holds_for(
+    holds_for_rounds(
         "no gpu job, 4 default jobs, nothing more submitted",
-        Duration::from_secs(1),
+        &cluster,
         || gpu_jobs(&fake) == 0 && active(&fake, "default") == 4 && fake.submissions() == submitted,
     );
 
@@ -258,7 +268,7 @@ fn a_waiting_run_gets_bounded_default_jobs_and_no_gpu_job_before_its_fit_is_read
     fake.start_pending();
     wait_until("10 default jobs", || active(&fake, "default") == 10);
     let submitted = fake.submissions();
-    holds_for("the maximum holds, still no gpu job", TICK * 10, || {
+    holds_for_rounds("the maximum holds, still no gpu job", &cluster, || {
         gpu_jobs(&fake) == 0 && active(&fake, "default") == 10 && fake.submissions() == submitted
     });
     let status = cluster.refresh().unwrap();
@@ -269,31 +279,57 @@ fn a_waiting_run_gets_bounded_default_jobs_and_no_gpu_job_before_its_fit_is_read
     assert!(fake.active_jobs().is_empty(), "close deletes every job");
 }
 
-/// Failing submissions back off (1 s, 2 s, 4 s, ...) instead of retrying every
-/// tick, and the queue is given up after 5 in a row. (About 15 s: fixed back-off.)
+/// Failing submissions back off (100 ms, 200 ms, 400 ms, 800 ms by the manual
+/// clock) instead of retrying every round, and the queue is given up after 5 in
+/// a row: no attempt before its pause is over, one as soon as it is.
 #[test]
 fn failing_submissions_back_off_and_the_queue_is_given_up_after_five() {
     let dir = TempDir::new("sge-adaptive-fake", "giveup");
     let (cluster, fake) = start(&dir);
-    // Pauses of 100, 200, 400, 800 ms between the five failures.
+    let clock = ManualClock::new();
     let mut options = adapt_options();
+    options.clock = ClockHandle(clock.clone());
     options.submit_backoff_first = Duration::from_millis(100);
     cluster.adapt(options).unwrap();
     fake.fail_next_submits(100);
+    // Only `default`'s attempts count: the gpu queue serves no plain task until
+    // `default` is given up.
+    let default_attempts = |cluster: &SgeCluster| {
+        let report = cluster.adapt_report().unwrap();
+        report
+            .decisions
+            .iter()
+            .filter(|d| d.label == "default" && matches!(d.action, Action::Submit(_)))
+            .count()
+    };
     let _run = submit_run(&cluster, false);
 
-    // In 250 ms the back-off lets at most three attempts through (at 0, 100 and
-    // 300 ms), where rounds every tick would have made five or more.
     wait_until("a failed submission", || fake.failed_submissions() >= 1);
-    std::thread::sleep(Duration::from_millis(250));
-    let failures = fake.failed_submissions();
-    assert!(failures <= 3, "{failures} attempts in about 250 ms");
+    rounds(&cluster, 1);
+    assert_eq!(default_attempts(&cluster), 1);
+    for (failures, pause_ms) in [(1, 100), (2, 200), (3, 400), (4, 800)] {
+        // Just before the pause is over: rounds make no attempt.
+        clock.advance(Duration::from_millis(pause_ms - 1));
+        rounds(&cluster, 3);
+        assert_eq!(
+            default_attempts(&cluster),
+            failures,
+            "an attempt {} ms into a {pause_ms} ms pause",
+            pause_ms - 1
+        );
+        // Once it is over: exactly one.
+        clock.advance(Duration::from_millis(1));
+        rounds(&cluster, 3);
+        assert_eq!(
+            default_attempts(&cluster),
+            failures + 1,
+            "after {pause_ms} ms"
+        );
+    }
 
-    let reason = wait_given_up(&cluster, Duration::from_secs(25));
+    let reason = wait_given_up(&cluster, DEADLINE);
     assert!(reason.contains("5 submissions in a row failed"), "{reason}");
     assert!(reason.contains("failure injected"), "{reason}");
-    // Once `default` is given up its plain tasks may go to the gpu queue, whose
-    // submissions fail too: only `default`'s attempts are counted here.
     assert!(fake.failed_submissions() >= 5);
     assert_eq!(fake.submissions(), 2, "only the queue checks succeeded");
 
@@ -304,19 +340,13 @@ fn failing_submissions_back_off_and_the_queue_is_given_up_after_five() {
         .filter(|d| d.error.is_some() && d.label == "default");
     assert_eq!(failed.clone().count(), 5, "{:?}", report.decisions);
     for d in failed {
-        assert_eq!(d.label, "default");
         assert!(matches!(d.action, Action::Submit(_)), "{d:?}");
         assert!(d.jobs.is_empty(), "{d:?}");
     }
-    // Given up: no more attempts for `default`.
-    std::thread::sleep(TICK * 6);
-    let report = cluster.adapt_report().unwrap();
-    let default_attempts = report
-        .decisions
-        .iter()
-        .filter(|d| d.label == "default" && matches!(d.action, Action::Submit(_)))
-        .count();
-    assert_eq!(default_attempts, 5, "{:?}", report.decisions);
+    // Given up: no more attempts for `default`, however long one waits.
+    clock.advance(Duration::from_secs(3600));
+    rounds(&cluster, 3);
+    assert_eq!(default_attempts(&cluster), 5, "{:?}", report.decisions);
 
     cluster.close().unwrap();
 }

@@ -414,3 +414,32 @@ fn wait_for_workers_times_out_with_the_job_states() {
 
     cluster.close().unwrap();
 }
+
+/// A cluster's workers are its jobs: options whose runtime would start worker
+/// processes or threads only are refused, naming the mode, and no job is
+/// submitted; the configuration is never rewritten behind the user's back.
+#[test]
+fn a_cluster_refuses_a_runtime_that_is_not_external() {
+    let dir = TempDir::new("sge-cluster-fake", "notexternal");
+    let fake = Arc::new(FakeBatchSystem::new());
+    for config in [
+        gridpipe_runtime::RuntimeConfig::processes(2),
+        gridpipe_runtime::RuntimeConfig::in_process(2),
+    ] {
+        let mut options = fake_cluster_options(&dir, POLL);
+        options.runtime = config;
+        match SgeCluster::with_backend(specs(), options, fake.clone()) {
+            Err(e @ ClusterError::NotExternal { .. }) => {
+                let text = e.to_string();
+                assert!(text.contains("WorkerMode::External"), "{text}");
+                assert!(
+                    text.contains("Processes") || text.contains("Threads"),
+                    "{text}"
+                );
+            }
+            Err(other) => panic!("expected NotExternal, got {other}"),
+            Ok(_) => panic!("a cluster started with a runtime that is not external"),
+        }
+    }
+    assert_eq!(fake.submissions(), 0);
+}

@@ -2,9 +2,11 @@
 //! what serves it: Grid Engine's commands ([`grid_engine`], run through
 //! [`command`], `qstat -xml` read by [`qstat`]), the in-memory fake ([`fake`]),
 //! job scripts ([`script`]), job ids and states ([`job`]), how a job ended
-//! ([`job_ending`]), its log files ([`job_log`]) and the errors ([`error`]).
+//! ([`job_ending`]), its log files ([`job_log`]), deleting jobs for good
+//! ([`deletion`]) and the errors ([`error`]).
 
 pub(crate) mod command;
+pub(crate) mod deletion;
 pub(crate) mod error;
 pub(crate) mod fake;
 pub(crate) mod grid_engine;

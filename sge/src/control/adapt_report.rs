@@ -50,6 +50,8 @@ pub struct AdaptReport {
     pub decisions: Vec<DecisionRecord>,
     /// Jobs per queue whenever they changed.
     pub timeline: Vec<TimelinePoint>,
+    /// Decision rounds finished so far.
+    pub rounds: u64,
 }
 
 impl AdaptReport {

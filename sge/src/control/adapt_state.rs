@@ -5,6 +5,7 @@
 
 use crate::batch_system::job::JobId;
 use crate::control::adapt_report::AdaptReport;
+use crate::control::clock::ClockHandle;
 use crate::policy::{Bounds, PolicyConfig};
 use actix::SpawnHandle;
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,6 +35,10 @@ pub struct AdaptOptions {
     pub submit_backoff_first: Duration,
     /// The longest pause between failed submissions (default 60 s).
     pub submit_backoff_max: Duration,
+    /// Where rounds read the time (default: the real clock; a test's
+    /// [`crate::ManualClock`] moves idle timeouts and back-off on without
+    /// waiting).
+    pub clock: ClockHandle,
 }
 
 /// The pause before the next submission to a queue after `failures` failed ones
@@ -55,6 +60,7 @@ impl AdaptOptions {
             max_submit_failures: 5,
             submit_backoff_first: Duration::from_secs(1),
             submit_backoff_max: Duration::from_secs(60),
+            clock: ClockHandle::default(),
         }
     }
 
@@ -78,6 +84,10 @@ pub(crate) struct AdaptState {
     pub(crate) last_counts: BTreeMap<String, (usize, usize, usize)>,
     pub(crate) round_running: bool,
     pub(crate) round_again: bool,
+    /// Who waits for the running round to end ([`crate::SgeCluster::adapt_now`]).
+    pub(crate) waiting_this: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// Who waits for the next round to end.
+    pub(crate) waiting_next: Vec<tokio::sync::oneshot::Sender<()>>,
     /// Jobs being retired (drain, then delete).
     pub(crate) retiring: BTreeSet<JobId>,
     /// Per queue: failures in a row and no submission before this instant.

@@ -37,6 +37,12 @@ pub struct StartAdapt(pub AdaptOptions);
 #[rtype(result = "AdaptReport")]
 pub struct GetAdaptReport;
 
+/// Runs a decision round now (after the running one, if any) and answers with
+/// the report once that round's submissions and deletions are done.
+#[derive(Message)]
+#[rtype(result = "Result<AdaptReport, ClusterError>")]
+pub struct AdaptNow;
+
 /// What one round gathered.
 struct Gathered {
     backlog: Vec<ShapeBacklog>,
@@ -127,17 +133,20 @@ impl ClusterController {
 
     /// Asks for a decision round (now, or right after the running one).
     pub(crate) fn request_round(&mut self, ctx: &mut Context<Self>) {
-        if self.closing {
-            return;
-        }
         let Some(a) = self.adapt.as_mut() else {
             return;
         };
+        if self.closing {
+            // Nobody waits for a round that will not run.
+            a.waiting_next.clear();
+            return;
+        }
         if a.round_running {
             a.round_again = true;
             return;
         }
         a.round_running = true;
+        a.waiting_this = std::mem::take(&mut a.waiting_next);
         let scheduler = self.scheduler.clone();
         let queues: Vec<(String, Addr<crate::control::queue_actor::QueueActor>)> = self
             .queues
@@ -162,6 +171,10 @@ impl ClusterController {
             work.map(|_, act, ctx| {
                 let again = act.adapt.as_mut().is_some_and(|a| {
                     a.round_running = false;
+                    a.report.rounds += 1;
+                    for waiter in a.waiting_this.drain(..) {
+                        let _ = waiter.send(());
+                    }
                     std::mem::take(&mut a.round_again)
                 });
                 if again {
@@ -174,8 +187,10 @@ impl ClusterController {
     /// Decides on what was gathered and starts acting; returns when the
     /// submissions and pending deletions are done (retirements go on alone).
     fn act_on(&mut self, g: Gathered, ctx: &mut Context<Self>) -> ResponseActFuture<Self, ()> {
-        let now = Instant::now();
-        if self.adapt.is_none() || self.closing {
+        let Some(now) = self.adapt.as_ref().map(|a| a.options.clock.now()) else {
+            return Box::pin(fut::ready(()));
+        };
+        if self.closing {
             return Box::pin(fut::ready(()));
         }
         let input = self.policy_input(&g, now);
@@ -184,8 +199,9 @@ impl ClusterController {
         let a = self.adapt.as_ref().expect("adaptive");
         let decisions = decide(&input, &a.options.policy);
         let idle_timeout = a.options.policy.idle_timeout;
-        let at_s = now.duration_since(self.origin).as_secs_f64();
+        let at_s = now.saturating_duration_since(self.origin).as_secs_f64();
         let mut calls = Vec::new();
+        let clock = a.options.clock.clone();
         for d in decisions {
             tracing::info!(queue = %d.label, action = ?d.action, reason = %d.reason, "scaling decision");
             let idx = self.note_decision(&d, at_s);
@@ -200,9 +216,10 @@ impl ClusterController {
                         Action::Retire(_) => unreachable!("matched above"),
                     };
                     let call = q.addr.send(ScaleBy(delta));
+                    let clock = clock.clone();
                     calls.push(async move {
                         let r = call.await;
-                        (idx, d, r, cause, Instant::now())
+                        (idx, d, r, cause, clock.now())
                     });
                 }
                 Action::Retire(job) => {
@@ -337,12 +354,13 @@ impl ClusterController {
         let scheduler = self.scheduler.clone();
         let queue = self.queues[&d.label].addr.clone();
         let j = job.clone();
+        let clock = self.adapt.as_ref().map(|a| a.options.clock.clone());
         let work = async move {
             if let Some(w) = worker {
                 let _ = scheduler.send(Drain(w)).await;
             }
             let r = queue.send(DeleteJobs(vec![j])).await;
-            (r, Instant::now())
+            (r, clock.map_or_else(Instant::now, |c| c.now()))
         };
         ctx.spawn(work.into_actor(self).map(move |(r, done), act, ctx| {
             let error = match r {
@@ -367,10 +385,15 @@ impl ClusterController {
     }
 
     fn record_timeline(&mut self, input: &PolicyInput) {
-        let at_ms = self.origin.elapsed().as_millis() as u64;
         let Some(a) = self.adapt.as_mut() else {
             return;
         };
+        let at_ms = a
+            .options
+            .clock
+            .now()
+            .saturating_duration_since(self.origin)
+            .as_millis() as u64;
         let mut demand = vec![0; input.queues.len()];
         for d in &input.demand {
             for i in crate::policy::candidates(&d.resources, &input.queues, &a.options.policy) {
@@ -490,6 +513,8 @@ impl Handler<StartAdapt> for ClusterController {
                 last_counts: BTreeMap::new(),
                 round_running: false,
                 round_again: false,
+                waiting_this: Vec::new(),
+                waiting_next: Vec::new(),
                 retiring: BTreeSet::new(),
                 backoff: BTreeMap::new(),
                 timer: None,
@@ -513,5 +538,25 @@ impl Handler<GetAdaptReport> for ClusterController {
                 .map(|a| a.report.clone())
                 .unwrap_or_default(),
         )
+    }
+}
+
+impl Handler<AdaptNow> for ClusterController {
+    type Result = ResponseActFuture<Self, Result<AdaptReport, ClusterError>>;
+
+    fn handle(&mut self, _msg: AdaptNow, ctx: &mut Context<Self>) -> Self::Result {
+        let Some(a) = self.adapt.as_mut() else {
+            return Box::pin(fut::ready(Err(ClusterError::NotAdapting)));
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        a.waiting_next.push(tx);
+        self.request_round(ctx);
+        Box::pin(rx.into_actor(self).map(|done, act, _ctx| {
+            done.map_err(|_| ClusterError::Stopped)?;
+            act.adapt
+                .as_ref()
+                .map(|a| a.report.clone())
+                .ok_or(ClusterError::Stopped)
+        }))
     }
 }

@@ -585,3 +585,83 @@ fn plain_work_after_a_tagged_step_moves_to_the_plain_worker() {
         .unwrap();
     assert_eq!(out.bag.stack(DATA).unwrap(), local.bag.stack(DATA).unwrap());
 }
+
+/// A worker process holding partitions between stages is killed while they wait
+/// for a slow fit: each of its partitions is rebuilt from its input in one task,
+/// at the stage it stood at, starting from the nearest checkpoint on its lineage
+/// (the slow first stage does not run again), and the results are unchanged.
+#[test]
+fn a_killed_holders_partitions_are_rebuilt_from_the_nearest_checkpoint_in_one_task() {
+    use gridpipe_runtime::{Checkpoint, Step};
+    let dir = std::env::temp_dir().join(unique(&format!(
+        "gridpipe-proc-catchup-{}",
+        std::process::id()
+    )));
+    let pipeline = |late_ms: u64| {
+        Pipeline::new()
+            .add("slow", Sleepy { ms: 30 })
+            .add("mean", SlowFit { ms: 0, mean: None })
+            .step(Step::new("kept", AddOffset(1.0)).checkpoint(Checkpoint::features(&dir)))
+            .add(
+                "late",
+                SlowFit {
+                    ms: late_ms,
+                    mean: None,
+                },
+            )
+    };
+    let reference = pipeline(0)
+        .fit_transform(&Runtime::in_process(1).unwrap(), data(240, 3))
+        .unwrap()
+        .bag
+        .stack(DATA)
+        .unwrap()
+        .array;
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let rt = processes(2);
+    let victim = rt.worker_pids()[0];
+    let out = std::thread::scope(|s| {
+        let run = s.spawn(|| pipeline(2500).fit_transform(&rt, data(240, 3)).unwrap());
+        // Every sample's file of `kept` is written: all partitions ran stage 1 and
+        // wait, held by their workers, for the 2.5 s fit of `late`.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while count_files(&dir) < 240 {
+            assert!(Instant::now() < deadline, "stage 1 did not finish");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        kill9(victim);
+        run.join().unwrap()
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+
+    assert_eq!(out.bag.stack(DATA).unwrap().array, reference);
+    assert_eq!(out.report.workers_lost, 1);
+    let first_stage = out
+        .report
+        .tasks
+        .iter()
+        .filter(|t| out.report.label(t).steps == ["slow"])
+        .count();
+    assert_eq!(first_stage, 12, "no partition ran its first stage twice");
+    let read = out.report.checkpoints["kept"].cached;
+    assert!(
+        read > 0 && read < 240,
+        "the rebuilt partitions started from `kept`'s files: {read} read"
+    );
+}
+
+/// Regular files under `dir`, at any depth (0 when it does not exist).
+fn count_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => count_files(&e.path()),
+            Ok(t) if t.is_file() && e.path().extension().is_some_and(|x| x == "npy") => 1,
+            _ => 0,
+        })
+        .sum()
+}

@@ -9,6 +9,8 @@
 //! `dispatch` -> `complete` -> (`release`) -> ... -> done. Illegal transitions are
 //! errors, tested below. Memory stays bounded: a slot is a few words plus the
 //! partition's data handle, and data is dropped as soon as it has been handed on.
+//! A partition whose holder is lost either goes back to its first stage
+//! (`rebuild`) or keeps its place and catches up in its next task (`catch_up`).
 
 use crate::batch::Batch;
 use std::sync::Arc;
@@ -79,6 +81,9 @@ pub struct PartitionSlot {
     held_by: Option<u32>,
     owner: Option<u32>,
     stages_done: u16,
+    /// Its data is its source although its next stage is a later one: that
+    /// stage's task runs the earlier stages first (see [`PartitionSlot::catch_up`]).
+    catching_up: bool,
 }
 
 /// Where a dispatched stage finds its input.
@@ -100,6 +105,7 @@ impl PartitionSlot {
             held_by: None,
             owner: None,
             stages_done: 0,
+            catching_up: false,
         }
     }
 
@@ -168,10 +174,35 @@ impl PartitionSlot {
                 self.data = Some(source);
                 self.held_by = None;
                 self.stages_done = 0;
+                self.catching_up = false;
                 Ok(())
             }
             _ => Err(self.violation("rebuild")),
         }
+    }
+
+    /// The worker holding the partition is gone, and one worker can run every
+    /// stage up to the one it stands at: it keeps its place (ready or waiting for
+    /// that stage) with `source` as its data, and that stage's task runs the
+    /// earlier stages first, from the nearest checkpoint on the way. Not for a
+    /// running partition (see `requeue`).
+    pub fn catch_up(&mut self, source: Arc<Batch>) -> Result<(), ProtocolError> {
+        match self.state {
+            PartitionState::Ready { .. } | PartitionState::Waiting { .. } => {
+                self.data = Some(source);
+                self.held_by = None;
+                self.stages_done = 0;
+                self.catching_up = true;
+                Ok(())
+            }
+            _ => Err(self.violation("catch up")),
+        }
+    }
+
+    /// Whether its data is its source and its next stage's task must run the
+    /// earlier stages first.
+    pub fn catching_up(&self) -> bool {
+        self.catching_up
     }
 
     /// The holder `worker` sent the partition's data back (it is being retired):
@@ -229,6 +260,7 @@ impl PartitionSlot {
                 self.owner = Some(worker);
                 self.data = output;
                 self.held_by = None;
+                self.catching_up = false;
                 self.state = match next {
                     Next::Ready => PartitionState::Ready { stage: stage + 1 },
                     Next::Wait => PartitionState::Waiting { stage: stage + 1 },
@@ -346,6 +378,27 @@ mod tests {
             s.rebuild(Arc::new(Batch::empty())).is_err(),
             "not while running"
         );
+    }
+
+    #[test]
+    fn a_partition_catching_up_keeps_its_stage_with_its_source() {
+        let mut s = slot();
+        s.dispatch_to(1).unwrap();
+        s.complete_held(1, Next::Wait).unwrap();
+        s.catch_up(Arc::new(Batch::empty())).unwrap();
+        assert_eq!(s.state(), PartitionState::Waiting { stage: 1 });
+        assert!(s.catching_up() && s.held_by().is_none() && s.data().is_some());
+        assert_eq!(s.lineage().stages_done, 0, "its data is the source");
+        assert_eq!(s.release().unwrap(), 1);
+        assert!(matches!(s.dispatch_to(0).unwrap(), (1, SlotInput::Here(_))));
+        assert!(
+            s.catch_up(Arc::new(Batch::empty())).is_err(),
+            "not while running"
+        );
+        s.complete(0, Some(Arc::new(Batch::empty())), Next::Done)
+            .unwrap();
+        assert!(!s.catching_up());
+        assert_eq!(s.lineage().stages_done, 2);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use super::{FitBarrier, RunState};
 use crate::actors::messages::TaskKind;
-use crate::actors::partition::{Next, ProtocolError};
+use crate::actors::partition::{Next, PartitionState, ProtocolError};
 use crate::checkpoint::decide::StageQuestion;
 use crate::error::RunError;
 use crate::estimator::Estimator;
@@ -211,21 +211,45 @@ impl RunState {
     }
 
     /// `worker`, which held the data of some partitions between stages, is
-    /// lost: each starts again from its input at the first stage (its lineage).
+    /// lost: each is rebuilt from its input ([`RunState::rebuild_lost`]).
     /// Returns how many.
     pub(crate) fn on_holder_lost(&mut self, worker: u32, outbox: &mut RunOutbox) -> usize {
+        let held: Vec<usize> = (0..self.parts.len())
+            .filter(|&p| self.parts[p].held_by() == Some(worker))
+            .collect();
         let mut n = 0;
-        for (p, slot) in self.parts.iter_mut().enumerate() {
-            if slot.held_by() != Some(worker) {
-                continue;
-            }
-            if let Some(source) = self.sources[p].clone() {
-                if slot.rebuild(source).is_ok() {
-                    outbox.ready.push((p as u32, 0));
-                    n += 1;
+        for p in held {
+            if let Some(ready) = self.rebuild_lost(p) {
+                n += 1;
+                if let Some(stage) = ready {
+                    outbox.ready.push((p as u32, stage));
                 }
             }
         }
         n
+    }
+
+    /// Partition `p`'s data is gone with its worker: it starts again from its
+    /// input (its lineage). Where one worker can run every stage up to the one
+    /// it stood at, it keeps its place and that stage's task catches up (the
+    /// earlier stages run in it, from the nearest checkpoint on the way);
+    /// otherwise it goes back to the first stage. Returns `None` when it cannot
+    /// be rebuilt (no input kept, or running), else the stage now ready, if any
+    /// (a partition waiting for a fit stays waiting).
+    pub(crate) fn rebuild_lost(&mut self, p: usize) -> Option<Option<usize>> {
+        let source = self.sources[p].clone()?;
+        let stage = match self.parts[p].state() {
+            PartitionState::Ready { stage } | PartitionState::Waiting { stage } => stage as usize,
+            _ => return None,
+        };
+        if stage > 0 && self.can_catch_up(stage) {
+            let slot = &mut self.parts[p];
+            slot.catch_up(source).ok()?;
+            let ready = matches!(slot.state(), PartitionState::Ready { .. });
+            Some(ready.then_some(stage))
+        } else {
+            self.parts[p].rebuild(source).ok()?;
+            Some(Some(0))
+        }
     }
 }

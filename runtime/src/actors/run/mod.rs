@@ -105,6 +105,9 @@ pub(crate) struct RunState {
     pub(crate) models: Vec<Option<Arc<dyn Estimator>>>,
     /// Per stage: built, being decided, or waiting for its models.
     pub(crate) stages: Vec<StageBuild>,
+    /// Per stage, once a rebuilt partition needed it: the stage's task with
+    /// every earlier stage fused in front (see `catch_up_exec`).
+    pub(crate) catch_ups: Vec<Option<Arc<StageExec>>>,
     pub(crate) labels: Vec<TaskLabel>,
     pub(crate) parts: Vec<PartitionSlot>,
     pub(crate) estimators: Vec<Addr<EstimatorActor>>,
@@ -173,6 +176,7 @@ impl RunState {
             steps,
             models,
             stages: vec![StageBuild::Unbuilt; nstages],
+            catch_ups: vec![None; nstages],
             labels,
             parts,
             estimators,

@@ -206,4 +206,38 @@ impl RunState {
             _ => None,
         }
     }
+
+    /// Whether a partition rebuilt from its source can run stages `0..=s` in
+    /// one task: a worker that runs stage `s` offers what each earlier stage
+    /// needs.
+    pub(crate) fn can_catch_up(&self, s: usize) -> bool {
+        let needs = &self.plan.stages[s].resources;
+        self.plan.stages[..s]
+            .iter()
+            .all(|earlier| needs.covers(&earlier.resources))
+    }
+
+    /// Stage `s`'s task for a partition whose data is its source: the ops of
+    /// every earlier stage, then stage `s`'s own, feeding what stage `s` feeds.
+    /// Fused into one chain, the task starts at the last checkpointed step whose
+    /// files hold every row (`exec::run_chain`), so a rebuild starts from the
+    /// nearest checkpoint on its lineage, not from the first step. Built once
+    /// per stage, when first needed.
+    pub(crate) fn catch_up_exec(&mut self, s: usize) -> Option<Arc<StageExec>> {
+        if let Some(exec) = &self.catch_ups[s] {
+            return Some(exec.clone());
+        }
+        let own = self.stage_exec(s)?;
+        let mut ops = Vec::new();
+        for t in 0..s {
+            ops.extend(self.stage_exec(t)?.ops.iter().cloned());
+        }
+        ops.extend(own.ops.iter().cloned());
+        let exec = Arc::new(StageExec {
+            ops,
+            feeds: own.feeds.clone(),
+        });
+        self.catch_ups[s] = Some(exec.clone());
+        Some(exec)
+    }
 }

@@ -204,7 +204,7 @@ fn a_stage_being_decided_holds_its_partitions_until_its_decision_is_back() {
 }
 
 #[test]
-fn partitions_held_by_a_lost_worker_start_again_from_their_source() {
+fn partitions_held_by_a_lost_worker_catch_up_from_their_source_in_one_task() {
     let gpu = Resources::one("gpu", 1);
     let (mut run, _) = started(
         vec![
@@ -222,13 +222,77 @@ fn partitions_held_by_a_lost_worker_start_again_from_their_source() {
 
     let mut outbox = RunOutbox::default();
     assert_eq!(run.on_holder_lost(3, &mut outbox), 1);
+    // A gpu worker runs plain steps too: the partition keeps its place, and its
+    // stage-1 task runs stage 0's step first, from its input.
+    assert_eq!(outbox.ready, vec![(0, 1)], "at the stage it stood at");
+    assert_eq!(run.parts[0].state(), PartitionState::Ready { stage: 1 });
+    assert!(run.parts[0].catching_up());
+    assert_eq!(run.parts[1].held_by(), Some(4), "the other holder's stays");
+    let exec = run.catch_up_exec(1).expect("both stages are built");
+    let names: Vec<&str> = exec.ops.iter().map(|op| op.step.name.as_str()).collect();
+    assert_eq!(names, ["a", "b"], "stage 0's steps, then stage 1's");
+    assert_eq!(
+        run.stage_exec(1).unwrap().ops.len(),
+        1,
+        "the stage itself is unchanged"
+    );
+    // Done, it is an ordinary partition again.
+    run_stage(&mut run, 0, 1, 5, output(None, false), &mut outbox);
+    assert!(!run.parts[0].catching_up());
+}
+
+#[test]
+fn a_partition_goes_back_to_the_first_stage_when_no_worker_runs_every_stage() {
+    let gpu = Resources::one("gpu", 1);
+    let (mut run, _) = started(
+        vec![
+            Step::new("a", Shift(1.0)).transform_resources(gpu),
+            Step::new("b", Shift(2.0)),
+        ],
+        1,
+        true,
+    );
+    let mut outbox = RunOutbox::default();
+    run_stage(&mut run, 0, 0, 3, output(None, true), &mut outbox);
+    let mut outbox = RunOutbox::default();
+    assert_eq!(run.on_holder_lost(3, &mut outbox), 1);
+    // Stage 1 is plain: a plain worker could not run stage 0's gpu step.
     assert_eq!(
         outbox.ready,
         vec![(0, 0)],
         "from its input, at the first stage"
     );
     assert_eq!(run.parts[0].state(), PartitionState::Ready { stage: 0 });
-    assert_eq!(run.parts[1].held_by(), Some(4), "the other holder's stays");
+    assert!(!run.parts[0].catching_up());
+}
+
+#[test]
+fn a_partition_waiting_for_a_fit_catches_up_once_the_fit_is_done() {
+    let (mut run, _) = started(
+        vec![Step::new("a", Shift(1.0)), Step::new("center", Center)],
+        1,
+        true,
+    );
+    let mut outbox = RunOutbox::default();
+    run_stage(&mut run, 0, 0, 3, output(Some(rows()), true), &mut outbox);
+    assert!(outbox.ready.is_empty(), "the fit is not done");
+    let mut outbox = RunOutbox::default();
+    assert_eq!(run.on_holder_lost(3, &mut outbox), 1);
+    assert!(outbox.ready.is_empty(), "it still waits for the fit");
+    assert_eq!(run.parts[0].state(), PartitionState::Waiting { stage: 1 });
+    let mut outbox = RunOutbox::default();
+    run.on_fit_inputs(0, &mut outbox);
+    let model: Arc<dyn Estimator> = Arc::new(Center);
+    run.on_fit_done(0, 0, Ok(model), TaskTimes::default(), &mut outbox);
+    assert_eq!(outbox.ready, vec![(0, 1)]);
+    assert!(run.parts[0].catching_up());
+    let exec = run.catch_up_exec(1).unwrap();
+    let names: Vec<&str> = exec.ops.iter().map(|op| op.step.name.as_str()).collect();
+    assert_eq!(names, ["a", "center"]);
+    assert!(
+        exec.feeds.is_none(),
+        "stage 0's feed to the done fit is not run again"
+    );
 }
 
 #[test]

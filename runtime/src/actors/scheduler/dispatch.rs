@@ -1,7 +1,7 @@
 //! Handing ready tasks to workers in batches, and queueing tasks that became ready.
 
 use super::super::messages::*;
-use super::super::partition::SlotInput;
+use super::super::partition::{PartitionState, SlotInput};
 use super::super::run::{FitBarrier, RunState};
 use super::suspects::Suspects;
 use super::{Scheduler, TaskRef, WorkerSlot};
@@ -188,6 +188,15 @@ impl Scheduler {
         match task {
             TaskKind::Chain { partition, .. } => {
                 let p = partition as usize;
+                // A partition rebuilt from its source runs its earlier stages in
+                // this task too (from the nearest checkpoint on the way).
+                let exec = match run.parts[p].state() {
+                    PartitionState::Ready { stage } if run.parts[p].catching_up() => {
+                        run.catch_up_exec(stage as usize)?
+                    }
+                    PartitionState::Ready { stage } => run.stage_exec(stage as usize)?,
+                    _ => return None,
+                };
                 let (stage, input) = run.parts[p].dispatch_to(worker.info.id).ok()?;
                 let s = stage as usize;
                 // A worker process keeps the output when it can run the next stage
@@ -210,7 +219,7 @@ impl Scheduler {
                         SlotInput::Here(b) => ChainInput::Here(b),
                         SlotInput::Held => ChainInput::Held,
                     },
-                    stage: run.stage_exec(s)?,
+                    stage: exec,
                     hold,
                 })
             }

@@ -139,7 +139,8 @@ impl Handler<WorkerLost> for Scheduler {
         }
         self.gone_worker_of_lingering(w);
         // Partitions whose data lived on the lost worker start again from their
-        // source: their lineage is the input plus the stages, which run again.
+        // source: their lineage is the input plus the stages, which run again
+        // (in one task where one worker can run them all).
         let ids: Vec<u32> = self.runs.keys().copied().collect();
         let mut rebuilt = 0;
         for id in ids {
@@ -301,8 +302,9 @@ impl Scheduler {
                     return;
                 }
                 if from_source {
-                    let _ = run.parts[p].rebuild(run.sources[p].clone().expect("source"));
-                    self.enqueue_chain(env.run, partition, 0, env.ready_s);
+                    if let Some(Some(stage)) = run.rebuild_lost(p) {
+                        self.enqueue_chain(env.run, partition, stage, env.ready_s);
+                    }
                 } else {
                     self.push_ready(&env.resources, again);
                 }

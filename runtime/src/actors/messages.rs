@@ -28,8 +28,8 @@ pub enum TaskKind {
     },
 }
 
-/// What a worker needs to run one task.
-#[derive(Debug)]
+/// What a worker needs to run one task (cloned cheaply: its data is shared).
+#[derive(Clone, Debug)]
 pub enum TaskPayload {
     /// Run a stage's chain on one partition.
     Chain {
@@ -68,8 +68,8 @@ pub enum ChainInput {
     Held,
 }
 
-/// One task handed to a worker.
-#[derive(Debug)]
+/// One task handed to a worker (cloned cheaply: its data is shared).
+#[derive(Clone, Debug)]
 pub struct TaskEnvelope {
     /// Seconds from the run's start to the task becoming ready.
     pub ready_s: f64,

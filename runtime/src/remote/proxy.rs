@@ -36,7 +36,7 @@ pub struct RemoteWorker {
     stream: Option<std::net::TcpStream>,
     scheduler: Addr<Scheduler>,
     id: Option<u32>,
-    out: Option<tokio::sync::mpsc::UnboundedSender<Vec<u8>>>,
+    out: Option<tokio::sync::mpsc::UnboundedSender<Outgoing>>,
     in_flight: HashMap<(u32, TaskKind), TaskEnvelope>,
     last_seen: Instant,
     heartbeat_timeout: Duration,
@@ -44,6 +44,25 @@ pub struct RemoteWorker {
     /// The largest message to or from the worker.
     max_message: u64,
 }
+
+/// What the connection's writer sends, in order.
+enum Outgoing {
+    /// An encoded message.
+    Message(Vec<u8>),
+    /// Tasks, encoded by the writer on a blocking thread (heartbeats go on
+    /// meanwhile), in as many messages as they need.
+    Tasks(Vec<TaskEnvelope>),
+}
+
+/// The writer found tasks whose message would be over the largest message:
+/// they were not sent (run and task, and the size they would have had).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Oversized(Vec<TooBig>);
+
+/// A task (run and task) whose message would be this many bytes, over the
+/// largest message.
+type TooBig = ((u32, TaskKind), u64);
 
 /// The connection's reader: a frame of a long message came in (the worker is
 /// alive while its transfer goes on).
@@ -90,7 +109,7 @@ impl RemoteWorker {
 
     fn send(&self, msg: &ToWorker) {
         if let (Some(out), Ok(bytes)) = (&self.out, encode(msg)) {
-            let _ = out.send(bytes);
+            let _ = out.send(Outgoing::Message(bytes));
         }
     }
 
@@ -150,10 +169,11 @@ impl Actor for RemoteWorker {
             mut inbound,
             max_message,
         } = self.channel.take().expect("channel given");
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Outgoing>();
         self.out = Some(tx);
         let me = ctx.address();
         let progress = me.clone();
+        let writer_me = me.clone();
         actix_rt::spawn(async move {
             // Each frame of a long message counts as a sign of life.
             let mut alive = move || progress.do_send(Progress);
@@ -172,10 +192,40 @@ impl Actor for RemoteWorker {
         });
         actix_rt::spawn(async move {
             // Frames are sealed here, in the order they are written; a long
-            // message streams in several.
-            while let Some(message) = rx.recv().await {
-                if outbound.write_message(&mut wr, message).await.is_err() {
-                    break;
+            // message streams in several. Tasks are encoded on a blocking thread
+            // (a gathered fit's inputs may take seconds), with heartbeats
+            // meanwhile; the messages after them wait, so order holds.
+            let mut beat = tokio::time::interval(Duration::from_secs(1));
+            while let Some(outgoing) = rx.recv().await {
+                let messages = match outgoing {
+                    Outgoing::Message(m) => vec![m],
+                    Outgoing::Tasks(tasks) => {
+                        let encoded = outbound
+                            .encode_beating(
+                                &mut wr,
+                                move || split_tasks(&tasks, max_message),
+                                &mut beat,
+                                || encode(&ToWorker::Heartbeat),
+                            )
+                            .await;
+                        match encoded {
+                            Ok((frames, oversized)) => {
+                                if !oversized.is_empty() {
+                                    writer_me.do_send(Oversized(oversized));
+                                }
+                                frames
+                            }
+                            Err(e) => {
+                                writer_me.do_send(ConnClosed(format!("cannot send tasks: {e}")));
+                                break;
+                            }
+                        }
+                    }
+                };
+                for m in messages {
+                    if outbound.write_message(&mut wr, m).await.is_err() {
+                        return;
+                    }
                 }
             }
         });
@@ -218,7 +268,7 @@ impl Actor for RemoteWorker {
 impl Handler<RunTasks> for RemoteWorker {
     type Result = ();
 
-    fn handle(&mut self, msg: RunTasks, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: RunTasks, _ctx: &mut Context<Self>) {
         if self.lost {
             // Too late for this worker: hand the tasks straight back.
             if let Some(id) = self.id {
@@ -231,31 +281,45 @@ impl Handler<RunTasks> for RemoteWorker {
             }
             return;
         }
-        let split = frames_to_worker(&msg.0, self.max_message);
-        let crate::wire::frame::Split { frames, oversized } = match split {
-            Ok(f) => f,
-            Err(e) => {
-                self.lose(format!("cannot encode tasks: {e}"), ctx);
-                return;
-            }
-        };
+        // Kept until the worker reports them; encoded and sent by the writer.
+        let tasks: Vec<TaskEnvelope> = msg.0.to_vec();
+        for e in msg.0 {
+            self.in_flight.insert((e.run, e.task), e);
+        }
         if let Some(out) = &self.out {
-            for f in frames {
-                let _ = out.send(f);
-            }
+            let _ = out.send(Outgoing::Tasks(tasks));
         }
-        // A task too big for any frame never leaves: it comes back as such, and
-        // its run fails naming the step and partition (no worker could take it).
-        let mut too_large = Vec::new();
-        let mut sizes = oversized.into_iter().peekable();
-        for (i, e) in msg.0.into_iter().enumerate() {
-            match sizes.next_if(|(j, _)| *j == i) {
-                Some((_, size)) => too_large.push(too_large_outcome(e, size, self.max_message)),
-                None => {
-                    self.in_flight.insert((e.run, e.task), e);
-                }
-            }
-        }
+    }
+}
+
+/// Encodes tasks into messages; returns them and the tasks too big for any
+/// message (with the size they would have had).
+fn split_tasks(
+    tasks: &[TaskEnvelope],
+    max_message: u64,
+) -> Result<(Vec<Vec<u8>>, Vec<TooBig>), crate::wire::WireError> {
+    let crate::wire::frame::Split { frames, oversized } = frames_to_worker(tasks, max_message)?;
+    let oversized = oversized
+        .into_iter()
+        .map(|(i, size)| ((tasks[i].run, tasks[i].task), size))
+        .collect();
+    Ok((frames, oversized))
+}
+
+impl Handler<Oversized> for RemoteWorker {
+    type Result = ();
+
+    /// A task too big for any message never left: it comes back as such, and
+    /// its run fails naming the step and partition (no worker could take it).
+    fn handle(&mut self, msg: Oversized, _ctx: &mut Context<Self>) {
+        let too_large: Vec<TaskOutcome> = msg
+            .0
+            .into_iter()
+            .filter_map(|(key, size)| {
+                let e = self.in_flight.remove(&key)?;
+                Some(too_large_outcome(e, size, self.max_message))
+            })
+            .collect();
         if let (Some(id), false) = (self.id, too_large.is_empty()) {
             self.scheduler.do_send(TasksDone {
                 worker: id,

@@ -183,22 +183,16 @@ async fn serve(
             let encoded = if matches!(msg, FromWorker::Heartbeat) {
                 frames_from_worker(msg, max_message)
             } else {
-                let encoding =
-                    tokio::task::spawn_blocking(move || frames_from_worker(msg, max_message));
-                tokio::pin!(encoding);
-                loop {
-                    tokio::select! {
-                        r = &mut encoding => break r.unwrap_or_else(|e| Err(crate::wire::WireError::Garbage(e.to_string()))),
-                        _ = beat.tick() => {
-                            let Ok(beat) = crate::wire::frame::encode(&FromWorker::Heartbeat) else {
-                                continue;
-                            };
-                            if outbound.write_message(&mut wr, beat).await.is_err() {
-                                break Err(crate::wire::WireError::Closed);
-                            }
-                        }
-                    }
-                }
+                let heartbeat =
+                    || crate::wire::frame::encode_message(&FromWorker::Heartbeat, max_message);
+                outbound
+                    .encode_beating(
+                        &mut wr,
+                        move || frames_from_worker(msg, max_message),
+                        &mut beat,
+                        heartbeat,
+                    )
+                    .await
             };
             let messages = match encoded {
                 Ok(m) => m,

@@ -69,6 +69,33 @@ impl Outbound {
         self.write_chunked(w, message, CHUNK).await
     }
 
+    /// Runs `encode` (long, CPU-bound work such as encoding a large message) on
+    /// a blocking thread and, while it runs, writes the message `heartbeat`
+    /// makes at every tick of `beat`: a long encode is never silence to the
+    /// peer, and the writer's thread stays free. Returns what `encode` returned.
+    pub async fn encode_beating<T, W>(
+        &mut self,
+        w: &mut W,
+        encode: impl FnOnce() -> Result<T, WireError> + Send + 'static,
+        beat: &mut tokio::time::Interval,
+        heartbeat: impl Fn() -> Result<Vec<u8>, WireError>,
+    ) -> Result<T, WireError>
+    where
+        T: Send + 'static,
+        W: AsyncWrite + Unpin,
+    {
+        let encoding = tokio::task::spawn_blocking(encode);
+        tokio::pin!(encoding);
+        loop {
+            tokio::select! {
+                done = &mut encoding => {
+                    return done.unwrap_or_else(|e| Err(WireError::Garbage(e.to_string())));
+                }
+                _ = beat.tick() => self.write_message(w, heartbeat()?).await?,
+            }
+        }
+    }
+
     pub(super) async fn write_chunked<W: AsyncWrite + Unpin>(
         &mut self,
         w: &mut W,

@@ -39,6 +39,11 @@ struct Args {
     /// that writes everything and a second one that loads everything.
     #[arg(long)]
     checkpoint: Option<PathBuf>,
+    /// With `--checkpoint`: another process (`dd`) writes this many MiB into
+    /// the same folder, without syncing, while the first run writes its
+    /// checkpoints (a busy neighbour on the same file system).
+    #[arg(long, requires = "checkpoint")]
+    noise_mib: Option<u64>,
     /// A further fitted step after the scaler: `pca` (PCA with 8 components, a
     /// gather fit).
     #[arg(long, value_enum)]
@@ -107,6 +112,57 @@ fn file_floor(dir: &Path, steps: &[Array2<f64>]) -> std::io::Result<f64> {
         }
     }
     Ok(t.elapsed().as_secs_f64())
+}
+
+/// Another process writing into the checkpoint folder's file system.
+struct Noise {
+    /// Waits for the writer: its exit status and how long it wrote.
+    writer: std::thread::JoinHandle<std::io::Result<(std::process::ExitStatus, f64)>>,
+    mib: u64,
+    file: PathBuf,
+}
+
+impl Noise {
+    /// Starts `dd` writing `mib` MiB of zeros to `dir/noise` (no sync).
+    fn start(dir: &Path, mib: u64) -> Result<Noise, Box<dyn std::error::Error>> {
+        std::fs::create_dir_all(dir)?;
+        let file = dir.join("noise");
+        let started = std::time::Instant::now();
+        let mut child = std::process::Command::new("dd")
+            .arg("if=/dev/zero")
+            .arg(format!("of={}", file.display()))
+            .args(["bs=1M", &format!("count={mib}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start dd for --noise-mib: {e}"))?;
+        let writer = std::thread::spawn(move || {
+            let status = child.wait()?;
+            Ok((status, started.elapsed().as_secs_f64()))
+        });
+        Ok(Noise { writer, mib, file })
+    }
+
+    /// Waits for the writer; records its size, its time and whether it was
+    /// still writing when the first run ended.
+    fn report(
+        self,
+        extra: &mut serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let busy = !self.writer.is_finished();
+        let (status, noise_s) = self
+            .writer
+            .join()
+            .map_err(|_| "the --noise-mib waiter panicked")??;
+        if !status.success() {
+            return Err(format!("the --noise-mib writer failed: {status}").into());
+        }
+        let _ = std::fs::remove_file(&self.file);
+        extra.insert("noise_mib".into(), self.mib.into());
+        extra.insert("noise_s".into(), noise_s.into());
+        extra.insert("noise_busy_after_run1".into(), busy.into());
+        Ok(())
+    }
 }
 
 /// The features folder of the pipeline's last checkpointed step.
@@ -297,6 +353,10 @@ fn main() -> Result<(), Failure> {
         }
     };
     let mut pipeline = make();
+    let noise = match (&args.checkpoint, args.noise_mib) {
+        (Some(dir), Some(mib)) => Some(Noise::start(dir, mib)?),
+        _ => None,
+    };
     let (wall_s, result) = timed(|| -> Result<_, Box<dyn std::error::Error>> {
         let out = pipeline.fit_transform(&rt, bag)?;
         let y: Array2<f64> = out
@@ -307,6 +367,9 @@ fn main() -> Result<(), Failure> {
         Ok((y, out.report))
     });
     let (mut result, report) = result?;
+    if let Some(noise) = noise {
+        noise.report(&mut extra)?;
+    }
     args.view.write_pictures(&report, None)?;
     if let Some((keys, x)) = second_input {
         extra.insert("run1_s".into(), wall_s.into());

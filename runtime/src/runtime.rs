@@ -20,6 +20,7 @@ use crate::remote::launcher::{accept_workers, Admission, LocalWorkers};
 use crate::run::{RunOutput, RunRequest};
 use crate::sample::Sample;
 use crate::wire::auth::{build_identity, Secret};
+use crate::wire::traffic::Traffic;
 use actix::prelude::*;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -37,6 +38,8 @@ pub struct Runtime {
     #[cfg(feature = "view")]
     dashboard: Option<(String, actix_web::dev::ServerHandle)>,
     panel: SharedPanel,
+    /// Bytes between the scheduler and its worker processes.
+    traffic: Arc<Traffic>,
     /// The progress bar of awaited runs (when enabled and stderr is a terminal).
     #[cfg(feature = "view")]
     progress: Option<Arc<crate::progress::ProgressWatch>>,
@@ -154,6 +157,7 @@ impl Runtime {
             timeout: self.config.handshake_timeout,
             heartbeat_timeout: self.config.heartbeat_timeout,
             max_message: self.config.max_message,
+            traffic: self.traffic.clone(),
         };
         // The listener and the handshakes run on an arbiter of their own, never
         // on the scheduler's.
@@ -203,6 +207,12 @@ impl Runtime {
         procs.supervise(rt.scheduler.clone());
         rt.processes = Some(procs);
         Ok(rt)
+    }
+
+    /// The bytes the scheduler sent to and received from worker processes so
+    /// far (every frame, on the sockets): what passed through this process.
+    pub fn wire_traffic(&self) -> &Traffic {
+        &self.traffic
     }
 
     /// How many worker processes were started to replace ones that died
@@ -302,6 +312,7 @@ impl Runtime {
             #[cfg(feature = "view")]
             dashboard: None,
             panel: SharedPanel::default(),
+            traffic: Arc::default(),
         })
     }
 

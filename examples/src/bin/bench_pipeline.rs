@@ -2,11 +2,13 @@
 //! `x -> 2x + 1` and a standard scaler fitted on all samples, checked against the
 //! same arithmetic on one plain array (the floor). `--fit pca` adds a PCA(8)
 //! fitted on every sample's scaled row (a gather fit: all the data goes to one
-//! worker) and applied to all. Prints one JSON line.
+//! worker) and applied to all. Prints one JSON line, with the peak memory of all
+//! processes and of the scheduler's alone, and the bytes that went through the
+//! scheduler's process to and from worker processes.
 
 use clap::Parser;
 use gridpipe_estimators::{Affine, FunctionTransformer, Pca, Pipeline, StandardScaler};
-use gridpipe_examples::bench::{best_of, peak_rss_mib_with, timed};
+use gridpipe_examples::bench::{best_of, peak_rss_mib, peak_rss_mib_with, timed};
 use gridpipe_examples::cli::{Mode, ViewArgs};
 use gridpipe_examples::failure::Failure;
 use gridpipe_runtime::checkpoint::{npy, store};
@@ -421,6 +423,10 @@ fn main() -> Result<(), Failure> {
         "floor_s": floor_s,
         "floor_threads": floor_threads,
         "peak_rss_mib": peak_rss_mib_with(&rt.worker_pids()),
+        // The scheduler's process alone (the caller's: the runtime is embedded),
+        // and the bytes between it and the worker processes.
+        "scheduler_peak_rss_mib": peak_rss_mib(),
+        "bytes_via_scheduler": rt.wire_traffic().sent() + rt.wire_traffic().received(),
         "ok": ok,
     });
     line.as_object_mut().expect("object").extend(extra);

@@ -32,6 +32,8 @@ pub struct Admission {
     pub heartbeat_timeout: Duration,
     /// The largest message between the scheduler and a worker.
     pub max_message: u64,
+    /// Where the admitted connections count their bytes.
+    pub traffic: std::sync::Arc<crate::wire::traffic::Traffic>,
 }
 
 /// Accepts worker connections on `listener` forever (on the listener's own
@@ -79,8 +81,11 @@ pub async fn accept_workers(
             tracing::info!(%peer, worker = %admitted.identity.name, sealed = admitted.channel.outbound.is_sealed(), "worker admitted");
             let arbiter = Arbiter::new();
             let heartbeat_timeout = admission.heartbeat_timeout;
-            let proxy =
-                move || RemoteWorker::new(admitted, std_stream, scheduler, heartbeat_timeout);
+            let traffic = admission.traffic.clone();
+            let proxy = move || {
+                RemoteWorker::new(admitted, std_stream, scheduler, heartbeat_timeout)
+                    .counting_into(traffic)
+            };
             RemoteWorker::start_in_arbiter(&arbiter.handle(), |_| proxy());
         });
     }

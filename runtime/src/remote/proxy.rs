@@ -25,8 +25,10 @@ fn too_large_outcome(e: TaskEnvelope, size: u64, limit: u64) -> TaskOutcome {
     }
 }
 use crate::wire::handshake::{Admitted, Channel, WorkerIdentity};
+use crate::wire::traffic::{Counted, Traffic};
 use actix::prelude::*;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The scheduler-side proxy of one connected worker process.
@@ -43,6 +45,8 @@ pub struct RemoteWorker {
     lost: bool,
     /// The largest message to or from the worker.
     max_message: u64,
+    /// Where the connection's bytes are counted.
+    traffic: Arc<Traffic>,
 }
 
 /// What the connection's writer sends, in order.
@@ -98,8 +102,15 @@ impl RemoteWorker {
             heartbeat_timeout,
             lost: false,
             max_message: admitted.channel.max_message,
+            traffic: Arc::default(),
         }
         .with_channel(admitted.channel)
+    }
+
+    /// Counts the connection's bytes into `traffic` (the runtime's).
+    pub fn counting_into(mut self, traffic: Arc<Traffic>) -> Self {
+        self.traffic = traffic;
+        self
     }
 
     fn with_channel(mut self, channel: Channel) -> Self {
@@ -163,7 +174,9 @@ impl Actor for RemoteWorker {
                 return;
             }
         };
-        let (mut rd, mut wr) = stream.into_split();
+        let (rd, wr) = stream.into_split();
+        let mut rd = Counted::new(rd, self.traffic.clone());
+        let mut wr = Counted::new(wr, self.traffic.clone());
         let Channel {
             mut outbound,
             mut inbound,

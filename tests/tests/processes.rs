@@ -674,3 +674,18 @@ fn count_files(dir: &Path) -> usize {
         })
         .sum()
 }
+
+/// More workers start at once than the scheduler takes handshakes at a time
+/// (a thousand grid jobs starting together): those it closes unanswered try
+/// again after a pause, and every one joins.
+#[test]
+fn workers_beyond_the_handshake_limit_try_again_and_all_join() {
+    let mut config = RuntimeConfig::processes(6).worker_program(WORKER);
+    config.max_pending_handshakes = 1;
+    let rt = Runtime::start(config).expect("every worker joins");
+    let live = futures::executor::block_on(rt.scheduler().send(LiveWorkers)).unwrap();
+    assert_eq!(live, 6);
+    assert_eq!(rt.worker_restarts(), 0, "none died and was replaced");
+    let out = pipeline().fit_transform(&rt, data(600, 2)).unwrap();
+    assert_eq!(out.bag.len(), 600);
+}

@@ -111,16 +111,59 @@ fn worker_main(settings: WorkerArgs) -> Result<(), String> {
     // starting another on the same thread is not allowed.
     std::thread::Builder::new()
         .name("gridpipe-worker".into())
-        .spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            rt.block_on(serve(addr, secret, me, timeout))
-        })
+        .spawn(move || serve_worker(addr, secret, me, timeout))
         .map_err(|e| e.to_string())?
         .join()
         .map_err(|_| "the worker thread panicked".to_string())?
+}
+
+/// Serves as worker `me` of the scheduler at `addr` on the calling thread (its
+/// own event loop; estimators on a thread of their own) until the scheduler
+/// ends it or falls silent for `timeout`. What a worker process runs; called
+/// directly, it makes a worker inside another program (e.g. a simulated grid
+/// job). The thread must not be inside an async runtime.
+pub fn serve_worker(
+    addr: String,
+    secret: Secret,
+    me: WorkerIdentity,
+    timeout: Duration,
+) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(serve(addr, secret, me, timeout))
+}
+
+/// Connects and passes the handshake. A scheduler that closes the connection
+/// before answering (it has as many handshakes in progress as it takes: many
+/// jobs started at once) or takes too long is tried again, after a pause that
+/// grows from 50 ms to 1 s, for up to a minute; a refusal (wrong secret, build or
+/// version) is final.
+async fn admitted(
+    addr: &str,
+    secret: &Secret,
+    me: &WorkerIdentity,
+    timeout: Duration,
+) -> Result<(tokio::net::TcpStream, Channel), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut pause = Duration::from_millis(50);
+    loop {
+        let mut stream = connect(addr).await?;
+        let peer = stream.peer_addr().map_err(|e| e.to_string())?.ip();
+        let handshake = worker_side(&mut stream, peer, secret, build_identity(), me.clone());
+        let why = match tokio::time::timeout(timeout, handshake).await {
+            Ok(Ok((_, channel))) => return Ok((stream, channel)),
+            Ok(Err(e @ crate::wire::WireError::Refused(_))) => return Err(e.to_string()),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "the scheduler did not finish the handshake".to_string(),
+        };
+        if Instant::now() + pause > deadline {
+            return Err(format!("no handshake with the scheduler at {addr}: {why}"));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
 }
 
 async fn connect(addr: &str) -> Result<tokio::net::TcpStream, String> {
@@ -145,15 +188,7 @@ async fn serve(
     me: WorkerIdentity,
     timeout: Duration,
 ) -> Result<(), String> {
-    let mut stream = connect(&addr).await?;
-    let peer = stream.peer_addr().map_err(|e| e.to_string())?.ip();
-    let (_, channel) = tokio::time::timeout(
-        timeout,
-        worker_side(&mut stream, peer, &secret, build_identity(), me),
-    )
-    .await
-    .map_err(|_| "the scheduler did not finish the handshake".to_string())?
-    .map_err(|e| e.to_string())?;
+    let (stream, channel) = admitted(&addr, &secret, &me, timeout).await?;
     let Channel {
         mut outbound,
         mut inbound,

@@ -17,12 +17,22 @@ pub fn peak_rss_mib() -> f64 {
     vm_hwm_mib("/proc/self/status")
 }
 
+/// Resident memory of this process now, in MiB (`VmRSS`).
+pub fn rss_mib() -> f64 {
+    status_mib("/proc/self/status", "VmRSS:")
+}
+
 fn vm_hwm_mib(path: &str) -> f64 {
+    status_mib(path, "VmHWM:")
+}
+
+/// A `kB` field of a `/proc/.../status` file, in MiB (0 when unreadable).
+fn status_mib(path: &str, field: &str) -> f64 {
     std::fs::read_to_string(path)
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<f64>().ok())
         })

@@ -29,6 +29,18 @@ fn fragile(estimator: impl gridpipe_runtime::Estimator + 'static) -> Pipeline {
         .step(gridpipe_runtime::Step::new("fragile", estimator).transform_extra("key", "key"))
 }
 
+/// `p`'s output on one in-process worker (fitted first when `fit`): the
+/// reference a run on worker processes must give.
+fn on_one_thread(p: &mut Pipeline, bag: Bag, fit: bool) -> ArrayD<f64> {
+    let rt = Runtime::in_process(1).unwrap();
+    let out = if fit {
+        p.fit_transform(&rt, bag)
+    } else {
+        p.transform(&rt, bag)
+    };
+    out.unwrap().bag.stack(DATA).unwrap().array
+}
+
 fn pipeline() -> Pipeline {
     affine_then_scaler().add("dummy", DummyWithFit::default())
 }
@@ -519,13 +531,7 @@ fn checkpointed_outputs_come_back_with_their_data_and_never_reread_the_folder() 
         .add("affine", AddOffset(1.0))
         .step(Step::new("plus1", AddOffset(1.0)).checkpoint(Checkpoint::features(&dir)));
     let bag = || data(500, 3);
-    let expected = p
-        .transform(&Runtime::in_process(1).unwrap(), bag())
-        .unwrap()
-        .bag
-        .stack(DATA)
-        .unwrap()
-        .array;
+    let expected = on_one_thread(&mut p.clone(), bag(), false);
     std::fs::remove_dir_all(&dir).unwrap();
     for round in ["computed", "read back"] {
         let out = p.transform(&rt, bag()).unwrap();
@@ -619,13 +625,7 @@ fn a_killed_holders_partitions_are_rebuilt_from_the_nearest_checkpoint_in_one_ta
                 },
             )
     };
-    let reference = pipeline(0)
-        .fit_transform(&Runtime::in_process(1).unwrap(), data(240, 3))
-        .unwrap()
-        .bag
-        .stack(DATA)
-        .unwrap()
-        .array;
+    let reference = on_one_thread(&mut pipeline(0), data(240, 3), true);
     std::fs::remove_dir_all(&dir).unwrap();
 
     let rt = processes(2);

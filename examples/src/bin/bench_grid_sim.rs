@@ -15,7 +15,7 @@
 
 use clap::Parser;
 use gridpipe_estimators::{FunctionTransformer, Identity, Pipeline};
-use gridpipe_examples::bench::{peak_rss_mib, timed};
+use gridpipe_examples::bench::{peak_rss_mib, rss_mib, timed};
 use gridpipe_examples::failure::Failure;
 use gridpipe_runtime::remote::worker_process::{parse_resources, serve_worker};
 use gridpipe_runtime::wire::auth::Secret;
@@ -151,19 +151,6 @@ fn qstat_xml(n: usize) -> String {
 fn median(mut samples: Vec<f64>) -> f64 {
     samples.sort_by(f64::total_cmp);
     samples.get(samples.len() / 2).copied().unwrap_or(0.0)
-}
-
-/// This process's resident memory now, in MiB (`VmRSS`).
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 fn main() -> Result<(), Failure> {

@@ -11,6 +11,11 @@
 #   BENCH_PYTHON   the interpreter to create it with (default: the first Python 3.9-3.12 found)
 #   BENCH_TMP      where the checkpoint folders are made (default $TMPDIR or /tmp)
 #   BENCH_RESULTS  where raw JSON lines, logs and the table go (default bench/results)
+#   BENCH_ONLY     an extended regular expression (grep -E): only the runs whose id
+#                  matches it are made, e.g. BENCH_ONLY='-(8|1000|3125)p$' (default: all)
+#   BENCH_MEM_LIMIT_MIB  end a Python workload (its whole process group) when the
+#                  resident memory of its processes together exceeds this many MiB
+#                  (default 0: no limit)
 set -euo pipefail
 
 start_s=$SECONDS
@@ -21,9 +26,16 @@ repeat=${BENCH_REPEAT:-3}
 venv=${BENCH_VENV:-$here/.venv}
 tmp_base=${BENCH_TMP:-${TMPDIR:-/tmp}}
 results=${BENCH_RESULTS:-$here/results}
+only=${BENCH_ONLY:-}
+mem_limit_mib=${BENCH_MEM_LIMIT_MIB:-0}
 workers=2
 
 log() { printf '[compare %4ds] %s\n' "$((SECONDS - start_s))" "$*" >&2; }
+
+# selected ID: whether BENCH_ONLY lets the run ID through.
+selected() {
+    [ -z "$only" ] || printf '%s\n' "$1" | grep -Eq -- "$only"
+}
 
 # ---------------------------------------------------------------- Python side setup
 
@@ -97,6 +109,7 @@ gp() {
     local id=$1 bin=$2
     shift 2
     local out="$results/gp-$id.jsonl" i
+    selected "$id" || return 0
     : >"$out"
     for ((i = 1; i <= repeat; i++)); do
         log "gridpipe $id, run $i of $repeat: $bin $*"
@@ -109,6 +122,7 @@ gp_checkpoint() {
     local id=$1
     shift
     local out="$results/gp-$id.jsonl" i
+    selected "$id" || return 0
     : >"$out"
     for ((i = 1; i <= repeat; i++)); do
         tmp_now=$(mktemp -d "$tmp_base/gridpipe-bench-ckpt.XXXXXX")
@@ -119,21 +133,58 @@ gp_checkpoint() {
     done
 }
 
+# mem_watch PID LIMIT_MIB FLAG: ends the process group that PID leads (SIGKILL) when
+# the resident memory of its processes together exceeds LIMIT_MIB, and then writes
+# the figure it saw into FLAG. Returns when PID has ended. (It watches PID itself:
+# just after the fork the group may not exist yet, until timeout has made it.)
+mem_watch() {
+    local pgid=$1 limit=$2 flag=$3 rss
+    while kill -0 "$pgid" 2>/dev/null; do
+        rss=$(ps -e -o pgid=,rss= | awk -v g="$pgid" '$1 == g { s += $2 } END { print int(s / 1024) }')
+        if [ "$rss" -gt "$limit" ]; then
+            echo "$rss" >"$flag"
+            kill -KILL -- "-$pgid" 2>/dev/null || true
+            return 0
+        fi
+        sleep 0.5
+    done
+}
+
 # py ID ARGS...: one Python workload under the time limit (the whole process group
-# is ended when it runs out); every line it printed is kept.
+# is ended when it runs out) and, with BENCH_MEM_LIMIT_MIB, a memory limit; every
+# line it printed is kept, and a last line saying why it was stopped, if it was.
 py() {
     local id=$1
     shift
-    local out="$results/py-$id.jsonl" rc=0
+    local out="$results/py-$id.jsonl" rc=0 pid watcher= flag t0=$SECONDS
+    selected "$id" || return 0
     log "python $id: python_side.py $* (time limit ${timeout_s} s)"
     # Its temporary folders go here, removed even when the time limit ended it.
     tmp_now=$(mktemp -d "$tmp_base/bench-python.XXXXXX")
+    flag="$tmp_now/.mem-limit"
+    # timeout leads its own process group: the workload and every dask process.
     timeout -k 10 "$timeout_s" "$venv/bin/python" "$here/python_side.py" "$@" \
         --workers "$workers" --repeat "$repeat" --tmp-dir "$tmp_now" \
-        >"$out" 2>"$results/py-$id.log" || rc=$?
+        >"$out" 2>"$results/py-$id.log" &
+    pid=$!
+    py_group=$pid
+    if [ "$mem_limit_mib" -gt 0 ]; then
+        mem_watch "$pid" "$mem_limit_mib" "$flag" &
+        watcher=$!
+    fi
+    wait "$pid" || rc=$?
+    [ -z "$watcher" ] || wait "$watcher" || true
+    py_group=
+    local mem_seen=
+    [ ! -s "$flag" ] || mem_seen=$(cat "$flag")
     rm -rf "$tmp_now"
     tmp_now=
-    if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+    if [ -n "$mem_seen" ]; then
+        printf '{"stopped": "memory", "limit_mib": %s, "rss_mib": %s, "after_s": %s}\n' \
+            "$mem_limit_mib" "$mem_seen" "$((SECONDS - t0))" >>"$out"
+        log "python $id: stopped at the memory limit (${mem_limit_mib} MiB; its processes had ${mem_seen} MiB)"
+    elif [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+        printf '{"stopped": "time", "limit_s": %s}\n' "$timeout_s" >>"$out"
         log "python $id: stopped at the time limit (${timeout_s} s)"
     elif [ "$rc" != 0 ]; then
         log "python $id: failed with exit code $rc (see $results/py-$id.log)"
@@ -142,7 +193,8 @@ py() {
 }
 
 tmp_now= # the temporary folder in use, removed on exit whatever happens
-trap '[ -z "$tmp_now" ] || rm -rf "$tmp_now"' EXIT
+py_group= # the process group of the Python workload running, ended on exit
+trap '[ -z "$py_group" ] || kill -TERM -- "-$py_group" 2>/dev/null || true; [ -z "$tmp_now" ] || rm -rf "$tmp_now"' EXIT
 mkdir -p "$results"
 rm -f "$results"/gp-*.jsonl "$results"/gp-*.log "$results"/py-*.jsonl "$results"/py-*.log
 ensure_venv
@@ -160,6 +212,20 @@ gp pipeline-100k-inprocess bench_pipeline --samples 100000 --dim 16 --workers "$
 gp pipeline-100k-processes bench_pipeline --samples 100000 --dim 16 --workers "$workers" --mode processes
 gp_checkpoint checkpoint-10k --samples 10000 --dim 64 --workers "$workers"
 
+# Equal partition counts on both sides. gridpipe with as many partitions as dask
+# makes by default for a bag of N items (asked of dask itself: the same
+# from_sequence that bob.pipelines' ToDaskBag calls, without npartitions) ...
+dask_default_partitions() {
+    "$venv/bin/python" -c 'import sys, dask.bag as db; print(db.from_sequence(range(int(sys.argv[1]))).npartitions)' "$1"
+}
+p10k=$(dask_default_partitions 10000)
+p100k=$(dask_default_partitions 100000)
+log "dask's default partitioning: $p10k partitions for 10k items, $p100k for 100k"
+gp "pipeline-10k-inprocess-${p10k}p" bench_pipeline --samples 10000 --dim 64 --workers "$workers" --partitions "$p10k"
+gp "pipeline-10k-processes-${p10k}p" bench_pipeline --samples 10000 --dim 64 --workers "$workers" --mode processes --partitions "$p10k"
+gp "pipeline-100k-inprocess-${p100k}p" bench_pipeline --samples 100000 --dim 16 --workers "$workers" --partitions "$p100k"
+gp "pipeline-100k-processes-${p100k}p" bench_pipeline --samples 100000 --dim 16 --workers "$workers" --mode processes --partitions "$p100k"
+
 # Python: dask and bob.pipelines on the same workloads.
 py empty-sync --workload empty-sync --tasks 20000
 py empty-threads --workload empty-threads --tasks 20000
@@ -172,6 +238,13 @@ py pipeline-100k-sample --workload pipeline-sample --samples 100000 --dim 16
 py pipeline-100k-dask-threads --workload pipeline-dask-threads --samples 100000 --dim 16
 py pipeline-100k-dask-cluster --workload pipeline-dask-cluster --samples 100000 --dim 16
 py checkpoint-10k --workload pipeline-checkpoint --samples 10000 --dim 64
+
+# ... and the dask workloads with gridpipe's default: 4 partitions per worker.
+gp_partitions=$((4 * workers))
+py "pipeline-10k-dask-threads-${gp_partitions}p" --workload pipeline-dask-threads --samples 10000 --dim 64 --npartitions "$gp_partitions"
+py "pipeline-10k-dask-cluster-${gp_partitions}p" --workload pipeline-dask-cluster --samples 10000 --dim 64 --npartitions "$gp_partitions"
+py "pipeline-100k-dask-threads-${gp_partitions}p" --workload pipeline-dask-threads --samples 100000 --dim 16 --npartitions "$gp_partitions"
+py "pipeline-100k-dask-cluster-${gp_partitions}p" --workload pipeline-dask-cluster --samples 100000 --dim 16 --npartitions "$gp_partitions"
 
 # ---------------------------------------------------------------- table
 

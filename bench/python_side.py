@@ -14,6 +14,10 @@ Workloads:
                       StandardScaler, no dask
   pipeline-dask-threads   wrap(["sample", "dask"]), threaded scheduler (W threads)
   pipeline-dask-cluster   wrap(["sample", "dask"]), LocalCluster of W x 1 thread
+                      (both dask workloads: --npartitions N is passed to wrap,
+                      which hands it to its ToDaskBag step, i.e. to
+                      dask.bag.from_sequence; without it, dask's default
+                      partitioning; the JSON lines report the partitions made)
   pipeline-checkpoint wrap(["sample", "checkpoint"]) into a fresh temporary folder:
                       a first run that writes every feature and model, then a
                       second (new pipeline objects) that loads them
@@ -208,7 +212,11 @@ def pipeline(args):
     if args.workload == "pipeline-dask-cluster":
         cluster, client = start_cluster(args.workers)
     setup_s = time.perf_counter() - setup
-    rep = Reporter(args, n, {"samples": n, "dim": d, "setup_s": setup_s, "floor_s": floor_s})
+    extra = {"samples": n, "dim": d, "setup_s": setup_s, "floor_s": floor_s}
+    if args.workload in ("pipeline-dask-threads", "pipeline-dask-cluster"):
+        # What was asked for (None: dask's default); "partitions" is what dask made.
+        extra["npartitions_requested"] = args.npartitions
+    rep = Reporter(args, n, extra)
 
     for _ in range(args.repeat):
         # The checkpointed workload builds its own input for each of its two runs.
@@ -224,7 +232,10 @@ def pipeline(args):
         elif args.workload in ("pipeline-dask-threads", "pipeline-dask-cluster"):
             import dask
 
-            p = bob.pipelines.wrap(["sample", "dask"], make_pipeline_plain())
+            # npartitions=None is ToDaskBag's default: dask's own partitioning.
+            p = bob.pipelines.wrap(
+                ["sample", "dask"], make_pipeline_plain(), npartitions=args.npartitions
+            )
             if client is None:
                 # DaskWrapper.fit persists the fit on the default scheduler.
                 ctx = dask.config.set(scheduler="threads", num_workers=args.workers)
@@ -286,7 +297,18 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--tmp-dir", default=None, help="where checkpoint folders are made")
+    ap.add_argument(
+        "--npartitions",
+        type=int,
+        default=None,
+        help="partitions of the dask bag (pipeline-dask-* workloads; default: dask's own)",
+    )
     args = ap.parse_args()
+    if args.npartitions is not None:
+        if args.npartitions < 1:
+            ap.error("--npartitions must be at least 1")
+        if args.workload not in ("pipeline-dask-threads", "pipeline-dask-cluster"):
+            ap.error("--npartitions applies to pipeline-dask-threads and pipeline-dask-cluster only")
     logging.basicConfig(level=logging.ERROR)
     for name in ("distributed", "bob", "dask"):
         logging.getLogger(name).setLevel(logging.ERROR)

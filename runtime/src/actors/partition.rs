@@ -168,17 +168,9 @@ impl PartitionSlot {
     /// The worker holding the partition is gone: start again from `source` at the
     /// first stage (its lineage). Not for a running partition (see `requeue`).
     pub fn rebuild(&mut self, source: Arc<Batch>) -> Result<(), ProtocolError> {
-        match self.state {
-            PartitionState::Ready { .. } | PartitionState::Waiting { .. } => {
-                self.state = PartitionState::Ready { stage: 0 };
-                self.data = Some(source);
-                self.held_by = None;
-                self.stages_done = 0;
-                self.catching_up = false;
-                Ok(())
-            }
-            _ => Err(self.violation("rebuild")),
-        }
+        self.restart_from(source, false, "rebuild")?;
+        self.state = PartitionState::Ready { stage: 0 };
+        Ok(())
     }
 
     /// The worker holding the partition is gone, and one worker can run every
@@ -187,15 +179,26 @@ impl PartitionSlot {
     /// earlier stages first, from the nearest checkpoint on the way. Not for a
     /// running partition (see `requeue`).
     pub fn catch_up(&mut self, source: Arc<Batch>) -> Result<(), ProtocolError> {
+        self.restart_from(source, true, "catch up")
+    }
+
+    /// Makes `source` the data of a partition that is not running (its lineage
+    /// starts again), catching up or not.
+    fn restart_from(
+        &mut self,
+        source: Arc<Batch>,
+        catching_up: bool,
+        event: &'static str,
+    ) -> Result<(), ProtocolError> {
         match self.state {
             PartitionState::Ready { .. } | PartitionState::Waiting { .. } => {
                 self.data = Some(source);
                 self.held_by = None;
                 self.stages_done = 0;
-                self.catching_up = true;
+                self.catching_up = catching_up;
                 Ok(())
             }
-            _ => Err(self.violation("catch up")),
+            _ => Err(self.violation(event)),
         }
     }
 

@@ -208,7 +208,9 @@ impl Actor for RemoteWorker {
             // message streams in several. Tasks are encoded on a blocking thread
             // (a gathered fit's inputs may take seconds), with heartbeats
             // meanwhile; the messages after them wait, so order holds.
+            // Ticks missed while idle are skipped, never sent in a burst.
             let mut beat = tokio::time::interval(Duration::from_secs(1));
+            beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             while let Some(outgoing) = rx.recv().await {
                 let messages = match outgoing {
                     Outgoing::Message(m) => vec![m],

@@ -129,7 +129,7 @@ impl Pipeline {
                 }
             })
             .collect();
-        Ok(RunRequest { steps, bag })
+        Ok(RunRequest::new(steps, bag))
     }
 
     /// Keeps the models of a run (those fitted in it were saved by their fit task
@@ -159,6 +159,22 @@ impl Pipeline {
     /// Transforms a bag through every (fitted) step.
     pub fn transform(&self, rt: &Runtime, bag: Bag) -> Result<RunOutput, RunError> {
         rt.run(self.request(Op::Transform, bag)?)
+    }
+
+    /// [`Pipeline::transform`], its output partitions left where they were made
+    /// (inside the worker processes, or here with threads) until taken from
+    /// [`RunOutput::kept`]: a service iterates them in partition order with
+    /// bounded memory ([`gridpipe_runtime::run::KeptOutput::stream`]).
+    pub fn transform_kept(&self, rt: &Runtime, bag: Bag) -> Result<RunOutput, RunError> {
+        rt.run(self.request(Op::Transform, bag)?.keep_in_place())
+    }
+
+    /// [`Pipeline::fit_transform`], its output kept in place as by
+    /// [`Pipeline::transform_kept`].
+    pub fn fit_transform_kept(&mut self, rt: &Runtime, bag: Bag) -> Result<RunOutput, RunError> {
+        let out = rt.run(self.request(Op::FitTransform, bag)?.keep_in_place())?;
+        self.keep_models(&out);
+        Ok(out)
     }
 
     /// Transforms through every step but the last, whose `predict` gives the output.

@@ -77,6 +77,28 @@ pub enum RunError {
     /// Every worker that could run some task is gone.
     #[error("{0}")]
     NoWorker(String),
+    /// A kept output partition was asked for after it had been taken or discarded.
+    #[error("partition {partition} of the kept output was taken or discarded already")]
+    OutputTaken {
+        /// The partition.
+        partition: u32,
+    },
+    /// A kept output has no partition with this index.
+    #[error("the kept output has {partitions} partitions; there is no partition {partition}")]
+    NoSuchPartition {
+        /// The index asked for.
+        partition: usize,
+        /// How many there are.
+        partitions: usize,
+    },
+    /// A kept output partition's holder was lost and rebuilding it failed.
+    #[error("partition {partition} of the kept output was lost with its worker and could not be rebuilt: {reason}")]
+    KeptPartitionLost {
+        /// The partition.
+        partition: u32,
+        /// Why the rebuild failed.
+        reason: String,
+    },
     /// The runtime was shut down before the run finished.
     #[error("the runtime is shut down")]
     Shutdown,

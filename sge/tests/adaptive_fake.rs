@@ -113,6 +113,7 @@ fn submit_run(cluster: &SgeCluster, fit_gpu: bool) -> RunReply {
             apply: None,
         }],
         bag,
+        outputs: Default::default(),
     };
     let (reply, rx) = oneshot::channel();
     cluster

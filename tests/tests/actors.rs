@@ -100,6 +100,7 @@ async fn scheduler_counts_backlog_exactly_and_fills_windows() {
         RunRequest {
             steps: step_runs(vec![(Step::new("plus1", AddOffset(1.0)), false)]),
             bag,
+            outputs: Default::default(),
         },
     );
     let mut done_total = 0;
@@ -182,6 +183,7 @@ async fn a_gpu_tagged_fit_waits_for_a_gpu_worker_and_runs_only_there() {
                 ),
             ]),
             bag,
+            outputs: Default::default(),
         },
     );
     let mut waited = false;

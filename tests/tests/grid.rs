@@ -1,7 +1,8 @@
 //! Integrity on the real Grid Engine (`scripts/grid-engine.sh`; these tests fail,
 //! never skip, when it does not answer): a task that kills its job is found and
 //! quarantined while the lost jobs are replaced, checkpointed outputs come
-//! back with their data from the jobs that computed them, and a job whose id
+//! back with their data from the jobs that computed them, kept outputs stay in
+//! the jobs until taken and go when dropped, and a job whose id
 //! was never read (or that sits in `Eqw`) is still deleted at close.
 
 use gridpipe_estimators::Pipeline;
@@ -104,6 +105,51 @@ fn a_task_that_aborts_its_job_is_quarantined_and_the_lost_jobs_are_replaced() {
         "{lost} lost, jobs {jobs:?}"
     );
     close(cluster, "poison");
+}
+
+#[test]
+fn kept_outputs_stay_in_the_jobs_until_taken_and_go_when_dropped() {
+    use gridpipe_runtime::actors::kept::Placement;
+    use gridpipe_runtime::actors::scheduler::KeptOnWorkers;
+    let _grid = grid();
+    let cluster = cluster("kept");
+    let rt = cluster.runtime();
+    let p = Pipeline::new().add("plus1", AddOffset(1.0));
+    let kept = p
+        .transform_kept(rt, one_sample_tasks(40))
+        .unwrap()
+        .kept
+        .unwrap();
+    // Every output partition is inside a grid job's worker.
+    let workers = futures::executor::block_on(rt.scheduler().send(ListWorkers)).unwrap();
+    for place in kept.placement_blocking().unwrap() {
+        let Placement::OnWorker(w) = place else {
+            panic!("a partition is not on a worker: {place:?}");
+        };
+        assert!(workers[w as usize].info.job.is_some(), "{place:?}");
+    }
+    let y = kept.collect().unwrap().stack(DATA).unwrap();
+    assert_eq!(y.len(), 40);
+    assert!(y.iter().all(|&v| v == 1.0));
+    // A kept output dropped: the jobs drop it; the cluster closes holding nothing.
+    let kept = p
+        .transform_kept(rt, one_sample_tasks(40))
+        .unwrap()
+        .kept
+        .unwrap();
+    let held = || futures::executor::block_on(rt.scheduler().send(KeptOnWorkers)).unwrap();
+    assert_eq!(held(), 40);
+    drop(kept);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while held() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{} partitions still held",
+            held()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    close(cluster, "kept");
 }
 
 #[test]

@@ -209,12 +209,16 @@ impl PartitionSlot {
     }
 
     /// The holder `worker` sent the partition's data back (it is being retired):
-    /// the data is here again and the next stage may run anywhere.
+    /// the data is here again and the next stage may run anywhere (or, after the
+    /// last stage, the kept output is here).
     pub fn hand_back(&mut self, worker: u32, data: Arc<Batch>) -> Result<(), ProtocolError> {
         match (self.state, self.held_by) {
-            (PartitionState::Ready { .. } | PartitionState::Waiting { .. }, Some(w))
-                if w == worker =>
-            {
+            (
+                PartitionState::Ready { .. }
+                | PartitionState::Waiting { .. }
+                | PartitionState::Done,
+                Some(w),
+            ) if w == worker => {
                 self.data = Some(data);
                 self.held_by = None;
                 Ok(())
@@ -223,13 +227,25 @@ impl PartitionSlot {
         }
     }
 
-    /// Records that the stage's output stays on `worker` (not sent back).
+    /// Records that the stage's output stays on `worker` (not sent back; after
+    /// the last stage, an output kept in place).
     pub fn complete_held(&mut self, worker: u32, next: Next) -> Result<(), ProtocolError> {
         self.complete(worker, None, next)?;
-        if next != Next::Done {
-            self.held_by = Some(worker);
-        }
+        self.held_by = Some(worker);
         Ok(())
+    }
+
+    /// The worker holding its finished output was lost: the output is gone (its
+    /// run's partition actor rebuilds it from the lineage when it is taken).
+    pub fn lose_output(&mut self) -> Result<(), ProtocolError> {
+        match (self.state, self.held_by) {
+            (PartitionState::Done, Some(_)) => {
+                self.held_by = None;
+                self.data = None;
+                Ok(())
+            }
+            _ => Err(self.violation("lose a finished output")),
+        }
     }
 
     /// Hands the ready stage to `worker`; returns the stage and the input data.

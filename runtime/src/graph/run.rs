@@ -1,5 +1,6 @@
 //! What a client submits ([`RunRequest`]) and gets back ([`RunOutput`]).
 
+pub use crate::actors::kept::KeptOutput;
 use crate::bag::Bag;
 use crate::estimator::Estimator;
 use crate::plan::OpKind;
@@ -37,6 +38,20 @@ impl StepRun {
     }
 }
 
+/// Where a run's output partitions go when it finishes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Outputs {
+    /// Every output partition comes back to the caller in
+    /// [`RunOutput::bag`].
+    #[default]
+    Collect,
+    /// Each output partition stays where it was made (inside the worker process
+    /// that ran its last stage, or here) and is owned by a partition actor until
+    /// it is taken: [`RunOutput::kept`], iterated in partition order with
+    /// bounded memory by [`KeptOutput::stream`].
+    KeepInPlace,
+}
+
 /// A graph to compute: steps and the bag they run on.
 #[derive(Clone, Debug)]
 pub struct RunRequest {
@@ -44,13 +59,36 @@ pub struct RunRequest {
     pub steps: Vec<StepRun>,
     /// The input partitions.
     pub bag: Bag,
+    /// Where the output partitions go.
+    pub outputs: Outputs,
+}
+
+impl RunRequest {
+    /// A run of `steps` over `bag` whose outputs are collected.
+    pub fn new(steps: Vec<StepRun>, bag: Bag) -> Self {
+        Self {
+            steps,
+            bag,
+            outputs: Outputs::Collect,
+        }
+    }
+
+    /// The same run, its outputs kept where they are made.
+    pub fn keep_in_place(mut self) -> Self {
+        self.outputs = Outputs::KeepInPlace;
+        self
+    }
 }
 
 /// The result of a run.
 #[derive(Debug)]
 pub struct RunOutput {
-    /// The output partitions (empty for a fit-only run).
+    /// The output partitions (empty for a fit-only run, and for a run that
+    /// keeps its outputs in place).
     pub bag: Bag,
+    /// The output partitions left where they were made, when the run was asked
+    /// to keep them ([`Outputs::KeepInPlace`]) and has an output.
+    pub kept: Option<KeptOutput>,
     /// Per step: the model fitted in this run, or the one given.
     pub models: Vec<Option<Arc<dyn Estimator>>>,
     /// What ran where, timings and failures.

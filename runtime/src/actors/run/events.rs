@@ -219,6 +219,11 @@ impl RunState {
             .collect();
         let mut n = 0;
         for p in held {
+            if self.parts[p].state() == PartitionState::Done {
+                // A kept output: its partition actor rebuilds it when taken.
+                let _ = self.parts[p].lose_output();
+                continue;
+            }
             if let Some(ready) = self.rebuild_lost(p) {
                 n += 1;
                 if let Some(stage) = ready {

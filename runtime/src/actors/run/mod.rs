@@ -137,6 +137,10 @@ pub(crate) struct RunState {
     pub(crate) locks: Vec<crate::checkpoint::lock::FolderLock>,
     pub(crate) started: Instant,
     pub(crate) reply: Option<tokio::sync::oneshot::Sender<Result<RunOutput, RunError>>>,
+    /// When the run keeps its outputs where they are made: what each step
+    /// applies, the lineage a lost output partition is rebuilt from (`None`:
+    /// the outputs are collected).
+    pub(crate) keep_in_place: Option<Vec<Option<crate::plan::OpKind>>>,
     pub(crate) span: tracing::Span,
 }
 
@@ -196,9 +200,15 @@ impl RunState {
             locks: Vec::new(),
             started: Instant::now(),
             reply: None,
+            keep_in_place: None,
             span,
             plan,
         }
+    }
+
+    /// Whether the last stage's outputs stay where they are made.
+    pub(crate) fn keeps_outputs(&self) -> bool {
+        self.keep_in_place.is_some() && self.plan.collect
     }
 
     /// Seconds since the run started.

@@ -163,7 +163,12 @@ impl Scheduler {
         self.keep_view(view);
         self.suspects.forget_run(run);
         let mut state = self.runs.remove(&run).expect("run present");
-        let outputs: Vec<Arc<Batch>> = if state.plan.collect {
+        let kept = if state.keeps_outputs() {
+            Some(self.keep_outputs(run, &mut state))
+        } else {
+            None
+        };
+        let outputs: Vec<Arc<Batch>> = if state.plan.collect && kept.is_none() {
             state
                 .parts
                 .iter_mut()
@@ -173,7 +178,13 @@ impl Scheduler {
             Vec::new()
         };
         let bag = Bag::from_arcs(outputs);
-        let failed: Vec<FailedSample> = bag.failed();
+        // A kept output's failures travel with its partitions; the report lists
+        // the first ones its tasks reported.
+        let failed: Vec<FailedSample> = if kept.is_some() {
+            state.first_failed.clone()
+        } else {
+            bag.failed()
+        };
         // The output's failures in partition order (with any the input carried);
         // runs that keep no output show those their tasks reported.
         if let Some(v) = self
@@ -204,11 +215,15 @@ impl Scheduler {
         // run started right after it never finds them held.
         drop(std::mem::take(&mut state.locks));
         if let Some(reply) = state.reply.take() {
-            let _ = reply.send(Ok(RunOutput {
-                bag,
-                models: std::mem::take(&mut state.models),
-                report,
-            }));
+            let _ = reply.send(match kept.transpose() {
+                Ok(kept) => Ok(RunOutput {
+                    bag,
+                    kept,
+                    models: std::mem::take(&mut state.models),
+                    report,
+                }),
+                Err(e) => Err(e),
+            });
         }
     }
 

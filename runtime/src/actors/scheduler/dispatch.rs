@@ -206,14 +206,19 @@ impl Scheduler {
                 // while plain workers exist: the data moves to one of them, so the
                 // scarce worker never sits on plain work.
                 let reserved = placement.plain_available && !worker.info.resources.is_empty();
+                // A run that keeps its outputs in place leaves the last stage's
+                // output there too.
                 let hold = worker.remote
                     && !worker.draining
                     && !placement.suspect
                     && run.sources[p].is_some()
-                    && run.plan.stages.get(s + 1).is_some_and(|next| {
-                        worker.info.resources.covers(&next.resources)
-                            && !(reserved && next.resources.is_empty())
-                    });
+                    && match run.plan.stages.get(s + 1) {
+                        Some(next) => {
+                            worker.info.resources.covers(&next.resources)
+                                && !(reserved && next.resources.is_empty())
+                        }
+                        None => run.keeps_outputs(),
+                    };
                 Some(TaskPayload::Chain {
                     input: match input {
                         SlotInput::Here(b) => ChainInput::Here(b),

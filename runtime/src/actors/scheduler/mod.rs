@@ -17,11 +17,13 @@ mod completion;
 mod decisions;
 mod dispatch;
 mod in_hand;
+mod kept;
 mod queries;
 mod submit;
 mod suspects;
 mod workers;
 
+pub use kept::KeptOnWorkers;
 pub use queries::{DashboardView, RunProgress, WatchBacklog};
 pub use submit::OfferResources;
 pub use workers::{AddWorker, Drain, ListWorkers, LiveWorkers, WorkerLost, WorkerState};
@@ -101,6 +103,10 @@ pub struct Scheduler {
     lingering: Vec<Lingering>,
     /// Stage questions to send off the event loop (see `decisions`).
     questions: Vec<decisions::PendingQuestion>,
+    /// Kept output partitions of finished runs that workers hold.
+    kept: kept::KeptHolds,
+    /// Its own address, weak (for the partition actors it starts).
+    me: Option<actix::WeakAddr<Scheduler>>,
 }
 
 /// A failed run's folder locks, kept while its tasks are still out on workers.
@@ -133,6 +139,8 @@ impl Scheduler {
             finished_views: VecDeque::new(),
             lingering: Vec::new(),
             questions: Vec::new(),
+            kept: Default::default(),
+            me: None,
         }
     }
 
@@ -180,7 +188,8 @@ impl Scheduler {
         let holds = self
             .runs
             .values()
-            .any(|r| r.parts.iter().any(|p| p.held_by() == Some(w)));
+            .any(|r| r.parts.iter().any(|p| p.held_by() == Some(w)))
+            || self.kept.any_on(w);
         if !slot.alive || (slot.in_flight == 0 && !holds) {
             for tx in self.workers[w as usize].drain_waiters.drain(..) {
                 let _ = tx.send(());
@@ -230,4 +239,8 @@ impl Scheduler {
 
 impl Actor for Scheduler {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.me = Some(ctx.address().downgrade());
+    }
 }

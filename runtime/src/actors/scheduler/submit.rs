@@ -11,7 +11,7 @@ use crate::estimator::Estimator;
 use crate::plan::{Plan, StepWork};
 use crate::report::TaskLabel;
 use crate::resources::Resources;
-use crate::run::RunRequest;
+use crate::run::{Outputs, RunRequest};
 use crate::step::Step;
 use actix::prelude::*;
 use std::sync::Arc;
@@ -25,7 +25,11 @@ impl Scheduler {
         loaded_models: Vec<String>,
         ctx: &mut Context<Self>,
     ) -> Result<u32, RunError> {
-        let RunRequest { steps, bag } = request;
+        let RunRequest {
+            steps,
+            bag,
+            outputs,
+        } = request;
         let mut names = std::collections::HashSet::new();
         for s in &steps {
             if s.step.name.is_empty() || !names.insert(s.step.name.clone()) {
@@ -55,6 +59,7 @@ impl Scheduler {
             });
         }
         let plan = Plan::build(&work);
+        let applies: Vec<_> = steps.iter().map(|s| s.apply).collect();
         let steps: Vec<Arc<Step>> = steps.into_iter().map(|s| s.step).collect();
         if self.cluster_offers.is_empty() && !self.workers.iter().any(|w| w.alive) {
             return Err(RunError::NoWorker(
@@ -123,6 +128,9 @@ impl Scheduler {
             span,
         };
         let mut state = RunState::new(new, bag.into_arcs(), keep_sources);
+        if outputs == Outputs::KeepInPlace {
+            state.keep_in_place = Some(applies);
+        }
         let mut outbox = RunOutbox::default();
         state.start(&mut outbox)?;
         {

@@ -138,6 +138,7 @@ impl Handler<WorkerLost> for Scheduler {
             self.requeue_lost(w, env, certain == Some(key));
         }
         self.gone_worker_of_lingering(w);
+        self.kept_holder_lost(w);
         // Partitions whose data lived on the lost worker start again from their
         // source: their lineage is the input plus the stages, which run again
         // (in one task where one worker can run them all).
@@ -366,6 +367,7 @@ impl Handler<Drain> for Scheduler {
                     .filter(|(_, p)| p.held_by() == Some(w))
                     .map(move |(i, _)| (*id, i as u32))
             })
+            .chain(self.kept.on(w))
             .collect();
         let slot = &self.workers[w as usize];
         tracing::info!(worker = %slot.info.name, held = held.len(), in_flight = slot.in_flight, "draining worker");
@@ -393,7 +395,8 @@ impl Handler<PartitionsReturned> for Scheduler {
     fn handle(&mut self, msg: PartitionsReturned, _ctx: &mut Context<Self>) {
         let w = msg.worker;
         let mut back = std::collections::HashSet::new();
-        for (run_id, p, data) in msg.parts {
+        let parts = self.kept_returned(msg.parts);
+        for (run_id, p, data) in parts {
             let Some(run) = self.runs.get_mut(&run_id) else {
                 continue;
             };

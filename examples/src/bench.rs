@@ -17,6 +17,13 @@ pub fn peak_rss_mib() -> f64 {
     vm_hwm_mib("/proc/self/status")
 }
 
+/// Starts this process's peak resident memory again from what it holds now
+/// (writes `5` to `/proc/self/clear_refs`), so that a later [`peak_rss_mib`]
+/// measures one phase; `false` where the kernel does not allow it.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
 /// Resident memory of this process now, in MiB (`VmRSS`).
 pub fn rss_mib() -> f64 {
     status_mib("/proc/self/status", "VmRSS:")

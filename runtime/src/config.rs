@@ -53,6 +53,11 @@ pub struct RuntimeConfig {
     /// frames of 4 MiB, so no frame limit applies to data; a task whose message
     /// would be larger fails its run, naming the task, before anything is sent.
     pub max_message: u64,
+    /// Tasks for a worker process go out in messages of about this many bytes
+    /// of data (default 16 MiB; a bigger task goes alone): each is encoded once
+    /// the one before it is written, so the scheduler's process holds one such
+    /// message per worker, not a whole batch of inputs.
+    pub send_group_bytes: u64,
     /// The address the scheduler listens on for worker processes (default
     /// `127.0.0.1:0`, loopback and any free port; a grid needs an address its exec
     /// hosts reach).
@@ -116,6 +121,7 @@ impl RuntimeConfig {
             max_workers_lost: 50,
             heartbeat_timeout: Duration::from_secs(10),
             max_message: crate::wire::stream::DEFAULT_MAX_MESSAGE,
+            send_group_bytes: 16 << 20,
             bind: "127.0.0.1:0".to_string(),
             wire_encryption: WireEncryption::BeyondLoopback,
             max_pending_handshakes: 64,

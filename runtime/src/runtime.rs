@@ -158,6 +158,7 @@ impl Runtime {
             heartbeat_timeout: self.config.heartbeat_timeout,
             max_message: self.config.max_message,
             traffic: self.traffic.clone(),
+            send_group_bytes: self.config.send_group_bytes,
         };
         // The listener and the handshakes run on an arbiter of their own, never
         // on the scheduler's.

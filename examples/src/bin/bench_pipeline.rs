@@ -2,13 +2,18 @@
 //! `x -> 2x + 1` and a standard scaler fitted on all samples, checked against the
 //! same arithmetic on one plain array (the floor). `--fit pca` adds a PCA(8)
 //! fitted on every sample's scaled row (a gather fit: all the data goes to one
-//! worker) and applied to all. Prints one JSON line, with the peak memory of all
-//! processes and of the scheduler's alone, and the bytes that went through the
-//! scheduler's process to and from worker processes.
+//! worker) and applied to all. `--keep` leaves the outputs where they are made
+//! and takes them as a stream, two partitions ahead, checking each on arrival:
+//! the whole result is never in the caller's process. Prints one JSON line, with
+//! the peak memory of all processes and of the scheduler's alone (during the
+//! run, and what the benchmark itself held when the run started), and the bytes
+//! that went through the scheduler's process to and from worker processes.
 
 use clap::Parser;
 use gridpipe_estimators::{Affine, FunctionTransformer, Pca, Pipeline, StandardScaler};
-use gridpipe_examples::bench::{best_of, peak_rss_mib, peak_rss_mib_with, timed};
+use gridpipe_examples::bench::{
+    best_of, peak_rss_mib, peak_rss_mib_with, reset_peak_rss, rss_mib, timed,
+};
 use gridpipe_examples::cli::{Mode, ViewArgs};
 use gridpipe_examples::failure::Failure;
 use gridpipe_runtime::checkpoint::{npy, store};
@@ -50,6 +55,10 @@ struct Args {
     /// gather fit).
     #[arg(long, value_enum)]
     fit: Option<ExtraFit>,
+    /// Keep the outputs where they are made and take them as a stream, two
+    /// partitions ahead, each checked against the floor as it comes.
+    #[arg(long, conflicts_with = "checkpoint")]
+    keep: bool,
     #[command(flatten)]
     view: ViewArgs,
 }
@@ -294,6 +303,47 @@ fn read_all_files(dir: &Path) -> std::io::Result<f64> {
     Ok(t.elapsed().as_secs_f64())
 }
 
+/// Takes a kept output as a stream, two partitions ahead, and checks each
+/// partition against its rows of `expected` as it arrives (up to the sign of
+/// each component after a PCA); every row must come, in order. Returns whether
+/// all matched and the seconds spent checking (not the runtime's).
+fn stream_matches(
+    kept: gridpipe_runtime::run::KeptOutput,
+    expected: &Array2<f64>,
+    up_to_sign: bool,
+) -> Result<(bool, f64), Box<dyn std::error::Error>> {
+    let mut row = 0;
+    let mut ok = true;
+    let mut check_s = 0.0;
+    for part in kept.iter(2) {
+        let part = part?;
+        let (s, matched) = timed(|| -> Result<bool, Box<dyn std::error::Error>> {
+            let y = part
+                .array(DATA)
+                .ok_or("a kept partition has no data column")?
+                .view()
+                .into_dimensionality::<ndarray::Ix2>()?;
+            let n = y.nrows();
+            if row + n > expected.nrows() {
+                return Ok(false);
+            }
+            let want = expected.slice(ndarray::s![row..row + n, ..]);
+            row += n;
+            Ok(if up_to_sign {
+                agree_up_to_sign(&y.to_owned(), &want.to_owned(), 1e-6)
+            } else {
+                y.dim() == want.dim()
+                    && y.iter()
+                        .zip(want.iter())
+                        .all(|(a, b)| (a - b).abs() <= 1e-9 * b.abs().max(1.0))
+            })
+        });
+        check_s += s;
+        ok &= matched?;
+    }
+    Ok((ok && row == expected.nrows(), check_s))
+}
+
 fn main() -> Result<(), Failure> {
     gridpipe_runtime::run_if_worker();
     let args = Args::parse();
@@ -359,16 +409,33 @@ fn main() -> Result<(), Failure> {
         (Some(dir), Some(mib)) => Some(Noise::start(dir, mib)?),
         _ => None,
     };
+    // What the benchmark holds itself (the input, the floor's output); the peak
+    // from here on is the run's.
+    let base_rss_mib = rss_mib();
+    let peak_reset = reset_peak_rss();
     let (wall_s, result) = timed(|| -> Result<_, Box<dyn std::error::Error>> {
+        if args.keep {
+            let out = pipeline.fit_transform_kept(&rt, bag)?;
+            let kept = out.kept.ok_or("a kept run gave no kept output")?;
+            let (ok, check_s) = stream_matches(kept, &expected, args.fit.is_some())?;
+            return Ok((None, ok, check_s, out.report));
+        }
         let out = pipeline.fit_transform(&rt, bag)?;
         let y: Array2<f64> = out
             .bag
             .into_stack(DATA)?
             .into_array()
             .into_dimensionality()?;
-        Ok((y, out.report))
+        Ok((Some(y), true, 0.0, out.report))
     });
-    let (mut result, report) = result?;
+    let run_peak_rss_mib = peak_rss_mib();
+    let (result, stream_ok, check_s, report) = result?;
+    // The time the benchmark spent checking the streamed partitions is its own.
+    let wall_s = wall_s - check_s;
+    if args.keep {
+        extra.insert("check_s".into(), check_s.into());
+    }
+    let mut result = result.unwrap_or_else(|| expected.clone());
     if let Some(noise) = noise {
         noise.report(&mut extra)?;
     }
@@ -401,16 +468,17 @@ fn main() -> Result<(), Failure> {
             result = Array2::zeros((0, 0));
         }
     }
-    let ok = match args.fit {
-        Some(ExtraFit::Pca) => agree_up_to_sign(&result, &expected, 1e-6),
-        None => {
-            result.dim() == expected.dim()
-                && result
-                    .iter()
-                    .zip(expected.iter())
-                    .all(|(a, b)| (a - b).abs() <= 1e-9 * b.abs().max(1.0))
-        }
-    };
+    let ok = stream_ok
+        && match args.fit {
+            Some(ExtraFit::Pca) => agree_up_to_sign(&result, &expected, 1e-6),
+            None => {
+                result.dim() == expected.dim()
+                    && result
+                        .iter()
+                        .zip(expected.iter())
+                        .all(|(a, b)| (a - b).abs() <= 1e-9 * b.abs().max(1.0))
+            }
+        };
     let mut line = serde_json::json!({
         "bench": "pipeline",
         "mode": args.mode.as_str(),
@@ -425,7 +493,10 @@ fn main() -> Result<(), Failure> {
         "peak_rss_mib": peak_rss_mib_with(&rt.worker_pids()),
         // The scheduler's process alone (the caller's: the runtime is embedded),
         // and the bytes between it and the worker processes.
-        "scheduler_peak_rss_mib": peak_rss_mib(),
+        "scheduler_peak_rss_mib": run_peak_rss_mib.max(peak_rss_mib()),
+        "scheduler_base_rss_mib": base_rss_mib,
+        "scheduler_peak_reset": peak_reset,
+        "kept": args.keep,
         "bytes_via_scheduler": rt.wire_traffic().sent() + rt.wire_traffic().received(),
         "ok": ok,
     });

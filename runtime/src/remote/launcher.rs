@@ -34,6 +34,8 @@ pub struct Admission {
     pub max_message: u64,
     /// Where the admitted connections count their bytes.
     pub traffic: std::sync::Arc<crate::wire::traffic::Traffic>,
+    /// Bytes of data per message of tasks (`RuntimeConfig::send_group_bytes`).
+    pub send_group_bytes: u64,
 }
 
 /// Accepts worker connections on `listener` forever (on the listener's own
@@ -82,9 +84,11 @@ pub async fn accept_workers(
             let arbiter = Arbiter::new();
             let heartbeat_timeout = admission.heartbeat_timeout;
             let traffic = admission.traffic.clone();
+            let group = admission.send_group_bytes;
             let proxy = move || {
                 RemoteWorker::new(admitted, std_stream, scheduler, heartbeat_timeout)
                     .counting_into(traffic)
+                    .sending_groups_of(group)
             };
             RemoteWorker::start_in_arbiter(&arbiter.handle(), |_| proxy());
         });

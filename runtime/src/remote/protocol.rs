@@ -188,6 +188,48 @@ pub fn frames_to_worker(envelopes: &[TaskEnvelope], max: u64) -> Result<Split, W
     })
 }
 
+/// Cuts tasks for one worker into groups of about `target` bytes of data each
+/// (a task bigger than that is a group alone), in order: each group is encoded
+/// and written before the next is encoded, so the sender holds one group's
+/// bytes at a time, not the whole batch's.
+pub fn group_by_bytes(tasks: Vec<TaskEnvelope>, target: u64) -> Vec<Vec<TaskEnvelope>> {
+    let mut groups = Vec::new();
+    let mut group = Vec::new();
+    let mut bytes = 0u64;
+    for t in tasks {
+        let b = data_bytes(&t);
+        if !group.is_empty() && bytes + b > target {
+            groups.push(std::mem::take(&mut group));
+            bytes = 0;
+        }
+        bytes += b;
+        group.push(t);
+    }
+    if !group.is_empty() {
+        groups.push(group);
+    }
+    groups
+}
+
+/// The bytes of data a task carries (its input partition, or a fit's gathered
+/// inputs); metadata is not counted.
+fn data_bytes(t: &TaskEnvelope) -> u64 {
+    match &t.payload {
+        TaskPayload::Chain {
+            input: ChainInput::Here(b),
+            ..
+        } => b.array_bytes(),
+        TaskPayload::Chain { .. } => 0,
+        TaskPayload::Fit { parts, .. } => parts
+            .iter()
+            .map(|c| match c {
+                Contribution::Data { x, .. } => (x.len() * 8) as u64,
+                _ => 0,
+            })
+            .sum(),
+    }
+}
+
 /// Packs envelopes for the wire, sending each stage once.
 pub fn pack(envelopes: &[TaskEnvelope]) -> ToWorker {
     let mut stages: Vec<Arc<StageExec>> = Vec::new();
@@ -337,6 +379,57 @@ mod tests {
                 contribution: None,
             })),
         }
+    }
+
+    /// A chain task on `partition` whose input has `rows` rows of one value.
+    fn task_of_rows(partition: u32, rows: usize) -> TaskEnvelope {
+        let keys = (0..rows).map(|i| format!("{partition}-{i}")).collect();
+        let batch = Batch::from_parts(keys, ndarray::ArrayD::zeros(ndarray::IxDyn(&[rows, 1])));
+        TaskEnvelope {
+            ready_s: 0.0,
+            run: 1,
+            task: TaskKind::Chain {
+                stage: 0,
+                partition,
+            },
+            resources: Resources::none(),
+            payload: TaskPayload::Chain {
+                input: ChainInput::Here(Arc::new(batch)),
+                stage: Arc::new(StageExec {
+                    ops: Vec::new(),
+                    feeds: None,
+                }),
+                hold: false,
+            },
+            contribute_to: None,
+        }
+    }
+
+    #[test]
+    fn tasks_go_in_groups_of_about_the_target_bytes_in_order() {
+        // 100 rows of one f64: 800 bytes each; a target of 2,000 bytes takes two.
+        let tasks: Vec<_> = (0..5).map(|p| task_of_rows(p, 100)).collect();
+        let groups = group_by_bytes(tasks, 2000);
+        let parts: Vec<Vec<u32>> = groups
+            .iter()
+            .map(|g| {
+                g.iter()
+                    .map(|t| match t.task {
+                        TaskKind::Chain { partition, .. } => partition,
+                        TaskKind::Fit { .. } => unreachable!(),
+                    })
+                    .collect()
+            })
+            .collect();
+        assert_eq!(parts, vec![vec![0, 1], vec![2, 3], vec![4]]);
+        // A task bigger than the target goes alone; nothing is dropped.
+        let tasks = vec![
+            task_of_rows(0, 10),
+            task_of_rows(1, 1000),
+            task_of_rows(2, 10),
+        ];
+        let sizes: Vec<usize> = group_by_bytes(tasks, 2000).iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![1, 1, 1]);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! every task it handed over until the worker reports it, so a lost worker's tasks
 //! go back to the scheduler to run elsewhere.
 
-use super::protocol::{frames_to_worker, outcome_from_wire, FromWorker, ToWorker};
+use super::protocol::{frames_to_worker, group_by_bytes, outcome_from_wire, FromWorker, ToWorker};
 use crate::actors::messages::{
     ForgetWorker, PartitionsReturned, ReleaseHeld, RunTasks, TaskEnvelope, TaskKind, TaskOutcome,
     TaskResult, TasksDone,
@@ -45,6 +45,8 @@ pub struct RemoteWorker {
     lost: bool,
     /// The largest message to or from the worker.
     max_message: u64,
+    /// Bytes of data per message of tasks.
+    send_group_bytes: u64,
     /// Where the connection's bytes are counted.
     traffic: Arc<Traffic>,
 }
@@ -102,9 +104,16 @@ impl RemoteWorker {
             heartbeat_timeout,
             lost: false,
             max_message: admitted.channel.max_message,
+            send_group_bytes: 16 << 20,
             traffic: Arc::default(),
         }
         .with_channel(admitted.channel)
+    }
+
+    /// Sends tasks in messages of about `bytes` bytes of data each.
+    pub fn sending_groups_of(mut self, bytes: u64) -> Self {
+        self.send_group_bytes = bytes;
+        self
     }
 
     /// Counts the connection's bytes into `traffic` (the runtime's).
@@ -182,6 +191,7 @@ impl Actor for RemoteWorker {
             mut inbound,
             max_message,
         } = self.channel.take().expect("channel given");
+        let group_bytes = self.send_group_bytes;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Outgoing>();
         self.out = Some(tx);
         let me = ctx.address();
@@ -211,35 +221,44 @@ impl Actor for RemoteWorker {
             // Ticks missed while idle are skipped, never sent in a burst.
             let mut beat = tokio::time::interval(Duration::from_secs(1));
             beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            // A batch of tasks goes in groups of about `group_bytes` of data, each
+            // encoded once the one before it is written: the process holds one
+            // group's bytes per worker, not the batch's.
             while let Some(outgoing) = rx.recv().await {
-                let messages = match outgoing {
-                    Outgoing::Message(m) => vec![m],
-                    Outgoing::Tasks(tasks) => {
-                        let encoded = outbound
-                            .encode_beating(
-                                &mut wr,
-                                move || split_tasks(&tasks, max_message),
-                                &mut beat,
-                                || encode(&ToWorker::Heartbeat),
-                            )
-                            .await;
-                        match encoded {
-                            Ok((frames, oversized)) => {
-                                if !oversized.is_empty() {
-                                    writer_me.do_send(Oversized(oversized));
-                                }
-                                frames
-                            }
-                            Err(e) => {
-                                writer_me.do_send(ConnClosed(format!("cannot send tasks: {e}")));
-                                break;
-                            }
+                let groups = match outgoing {
+                    Outgoing::Message(m) => {
+                        if outbound.write_message(&mut wr, m).await.is_err() {
+                            return;
                         }
+                        continue;
                     }
+                    Outgoing::Tasks(tasks) => group_by_bytes(tasks, group_bytes),
                 };
-                for m in messages {
-                    if outbound.write_message(&mut wr, m).await.is_err() {
-                        return;
+                for group in groups {
+                    let encoded = outbound
+                        .encode_beating(
+                            &mut wr,
+                            move || split_tasks(&group, max_message),
+                            &mut beat,
+                            || encode(&ToWorker::Heartbeat),
+                        )
+                        .await;
+                    let frames = match encoded {
+                        Ok((frames, oversized)) => {
+                            if !oversized.is_empty() {
+                                writer_me.do_send(Oversized(oversized));
+                            }
+                            frames
+                        }
+                        Err(e) => {
+                            writer_me.do_send(ConnClosed(format!("cannot send tasks: {e}")));
+                            return;
+                        }
+                    };
+                    for m in frames {
+                        if outbound.write_message(&mut wr, m).await.is_err() {
+                            return;
+                        }
                     }
                 }
             }

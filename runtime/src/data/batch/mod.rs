@@ -85,6 +85,14 @@ impl Batch {
         self.keys.len()
     }
 
+    /// Bytes of its loaded arrays (what dominates its size on the wire).
+    pub fn array_bytes(&self) -> u64 {
+        self.arrays
+            .iter()
+            .map(|(_, a)| (a.len() * std::mem::size_of::<f64>()) as u64)
+            .sum()
+    }
+
     /// Whether the batch holds no sample.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()

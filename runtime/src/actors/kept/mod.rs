@@ -4,9 +4,11 @@
 //!
 //! Inside a run, a partition is a slot of the run's reactor (`partition.rs`:
 //! an actor's life would cost more than the scheduler's whole work per task).
-//! A partition that outlives its run is an actor: it owns its data where it
-//! lives, answers `Take` once, rebuilds from its lineage when its holder is
-//! lost, and has its holder drop the data when every handle on it is gone.
+//! A partition that outlives its run with its data elsewhere (inside a worker
+//! process, or lost with one) is an actor: it owns its data where it lives,
+//! answers `Take` once, rebuilds from its lineage when its holder is lost, and
+//! has its holder drop the data when every handle on it is gone. One whose data
+//! is here already needs none of that: the handle holds its data itself.
 
 mod partition_actor;
 
@@ -20,7 +22,7 @@ use crate::batch::Batch;
 use crate::error::RunError;
 use actix::Addr;
 use futures::stream::{Stream, StreamExt};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// The output partitions of a run that kept them in place, in partition order.
 /// Dropping it (or a partition's last handle) lets the workers drop what they
@@ -29,7 +31,22 @@ use std::sync::Arc;
 /// The blocking methods (`take_blocking`, `iter`, `collect`) are for threads
 /// outside the runtime, like [`crate::Runtime::run`]; async code uses the others.
 pub struct KeptOutput {
-    parts: Vec<Addr<PartitionActor>>,
+    parts: Vec<KeptPart>,
+}
+
+/// One partition of a kept output.
+pub enum KeptPart {
+    /// Its data is here (taken: `None`).
+    Here(Mutex<Option<Arc<Batch>>>),
+    /// Its data is elsewhere: its actor owns it.
+    Actor(Addr<PartitionActor>),
+}
+
+impl KeptPart {
+    /// A partition whose data is here.
+    pub fn here(data: Arc<Batch>) -> Self {
+        KeptPart::Here(Mutex::new(Some(data)))
+    }
 }
 
 impl std::fmt::Debug for KeptOutput {
@@ -41,8 +58,8 @@ impl std::fmt::Debug for KeptOutput {
 }
 
 impl KeptOutput {
-    /// The handle on a run's partition actors, in partition order.
-    pub fn new(parts: Vec<Addr<PartitionActor>>) -> Self {
+    /// The handle on a run's output partitions, in partition order.
+    pub fn new(parts: Vec<KeptPart>) -> Self {
         Self { parts }
     }
 
@@ -58,15 +75,11 @@ impl KeptOutput {
 
     /// Brings partition `p` here; its holder forgets it. A partition is taken once.
     pub async fn take(&self, p: usize) -> Result<Arc<Batch>, RunError> {
-        let actor = self
-            .parts
-            .get(p)
-            .cloned()
-            .ok_or(RunError::NoSuchPartition {
-                partition: p,
-                partitions: self.parts.len(),
-            })?;
-        take(actor).await
+        let part = self.parts.get(p).ok_or(RunError::NoSuchPartition {
+            partition: p,
+            partitions: self.parts.len(),
+        })?;
+        take(part, p).await
     }
 
     /// [`KeptOutput::take`], blocking the thread.
@@ -77,8 +90,14 @@ impl KeptOutput {
     /// Where each partition is now.
     pub async fn placement(&self) -> Result<Vec<Placement>, RunError> {
         let mut out = Vec::with_capacity(self.parts.len());
-        for a in &self.parts {
-            out.push(a.send(Locate).await.map_err(|_| RunError::Shutdown)?);
+        for part in &self.parts {
+            out.push(match part {
+                KeptPart::Here(data) => match lock(data).is_some() {
+                    true => Placement::Here,
+                    false => Placement::Taken,
+                },
+                KeptPart::Actor(a) => a.send(Locate).await.map_err(|_| RunError::Shutdown)?,
+            });
         }
         Ok(out)
     }
@@ -92,8 +111,8 @@ impl KeptOutput {
     /// on their way at once: memory holds the partitions the caller keeps plus
     /// `ahead`. Each partition's actor stops once it is taken.
     pub fn stream(self, ahead: usize) -> impl Stream<Item = Result<Arc<Batch>, RunError>> {
-        futures::stream::iter(self.parts)
-            .map(take)
+        futures::stream::iter(self.parts.into_iter().enumerate())
+            .map(|(p, part)| async move { take(&part, p).await })
             .buffered(ahead.max(1))
     }
 
@@ -105,8 +124,11 @@ impl KeptOutput {
     /// Drops every partition not taken yet: their holders drop the data. When it
     /// returns, the scheduler knows (a later `Drain` brings none of it back).
     pub async fn discard(self) -> Result<(), RunError> {
-        for a in &self.parts {
-            a.send(Discard).await.map_err(|_| RunError::Shutdown)?;
+        for part in &self.parts {
+            match part {
+                KeptPart::Here(data) => drop(lock(data).take()),
+                KeptPart::Actor(a) => a.send(Discard).await.map_err(|_| RunError::Shutdown)?,
+            }
         }
         Ok(())
     }
@@ -133,7 +155,19 @@ impl KeptOutput {
     }
 }
 
-/// Takes one partition from its actor (the handle goes when the answer is in).
-async fn take(actor: Addr<PartitionActor>) -> Result<Arc<Batch>, RunError> {
-    actor.send(Take).await.map_err(|_| RunError::Shutdown)?
+/// Takes partition `p`: from here, or from its actor (a handle moved into the
+/// stream goes once the answer is in).
+async fn take(part: &KeptPart, p: usize) -> Result<Arc<Batch>, RunError> {
+    match part {
+        KeptPart::Here(data) => lock(data).take().ok_or(RunError::OutputTaken {
+            partition: p as u32,
+        }),
+        KeptPart::Actor(a) => a.send(Take).await.map_err(|_| RunError::Shutdown)?,
+    }
+}
+
+/// The data of a partition here (a poisoned lock still holds good data: the
+/// holder only moved an `Arc` in or out).
+fn lock(data: &Mutex<Option<Arc<Batch>>>) -> std::sync::MutexGuard<'_, Option<Arc<Batch>>> {
+    data.lock().unwrap_or_else(|e| e.into_inner())
 }

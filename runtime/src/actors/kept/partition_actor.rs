@@ -66,20 +66,18 @@ pub struct PartitionActor {
 }
 
 impl PartitionActor {
-    /// A kept partition: its data here (`Some`), on worker `holder`, or lost with
-    /// its holder (neither).
+    /// A kept partition: its data on worker `holder`, or lost with its holder
+    /// (`None`: rebuilt from `lineage` when taken).
     pub fn new(
         run: u32,
         partition: u32,
-        here: Option<Arc<Batch>>,
         holder: Option<u32>,
         lineage: Option<Lineage>,
         scheduler: Addr<Scheduler>,
     ) -> Self {
-        let data = match (here, holder) {
-            (Some(b), _) => Data::Here(b),
-            (None, Some(w)) => Data::OnWorker(w),
-            (None, None) => Data::Lost,
+        let data = match holder {
+            Some(w) => Data::OnWorker(w),
+            None => Data::Lost,
         };
         Self {
             run,
@@ -145,27 +143,25 @@ impl PartitionActor {
             Bag::from_arcs(vec![lineage.source]),
         );
         self.scheduler.do_send(Submit { request, reply });
-        ctx.spawn(
-            rx
-                .into_actor(self)
-                .map(|answer, act, _ctx| {
-                    let batch = answer
-                        .map_err(|_| RunError::Shutdown)
-                        .and_then(|r| r)
-                        .and_then(|out| {
-                            out.bag.into_arcs().into_iter().next().ok_or_else(|| {
-                                RunError::Internal("a rebuild gave no partition".into())
-                            })
-                        });
-                    match batch {
-                        Ok(b) => act.arrived(b),
-                        Err(e) => {
-                            act.data = Data::Lost;
-                            act.fail_waiters(e);
-                        }
-                    }
-                }),
-        );
+        ctx.spawn(rx.into_actor(self).map(|answer, act, _ctx| {
+            let batch = answer
+                .map_err(|_| RunError::Shutdown)
+                .and_then(|r| r)
+                .and_then(|out| {
+                    out.bag
+                        .into_arcs()
+                        .into_iter()
+                        .next()
+                        .ok_or_else(|| RunError::Internal("a rebuild gave no partition".into()))
+                });
+            match batch {
+                Ok(b) => act.arrived(b),
+                Err(e) => {
+                    act.data = Data::Lost;
+                    act.fail_waiters(e);
+                }
+            }
+        }));
     }
 
     fn fail_waiters(&mut self, e: RunError) {

@@ -3,7 +3,7 @@
 //! dropped, and learns when its holder is lost or retired.
 
 use super::super::kept::{
-    DiscardKept, FetchKept, HolderLost, KeptArrived, KeptOutput, Lineage, PartitionActor,
+    DiscardKept, FetchKept, HolderLost, KeptArrived, KeptOutput, KeptPart, Lineage, PartitionActor,
 };
 use super::super::messages::ReleaseHeld;
 use super::super::run::RunState;
@@ -12,7 +12,7 @@ use crate::batch::Batch;
 use crate::error::RunError;
 use crate::run::StepRun;
 use actix::prelude::*;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// The kept partitions that worker processes hold: `(run, partition)` -> holder
@@ -20,6 +20,12 @@ use std::sync::Arc;
 #[derive(Default)]
 pub(super) struct KeptHolds {
     by_key: HashMap<(u32, u32), (u32, actix::WeakAddr<PartitionActor>)>,
+    /// Fetches and drops asked for since the last flush, per worker: they go
+    /// in one message per worker and kind (a stream asks for many at once).
+    fetch: BTreeMap<u32, Vec<(u32, u32)>>,
+    discard: BTreeMap<u32, Vec<(u32, u32)>>,
+    /// A flush is due after the messages now in the mailbox.
+    flush_due: bool,
 }
 
 impl KeptHolds {
@@ -42,8 +48,8 @@ impl KeptHolds {
 }
 
 impl Scheduler {
-    /// A finished run keeps its outputs: one partition actor per partition, its
-    /// data here, on the worker that holds it, or lost with that worker.
+    /// A finished run keeps its outputs: a partition whose data is here is held
+    /// by the handle; one on a worker (or lost with it) gets a partition actor.
     pub(super) fn keep_outputs(
         &mut self,
         run: u32,
@@ -69,24 +75,26 @@ impl Scheduler {
                 })
                 .collect(),
         );
-        let mut actors = Vec::with_capacity(state.parts.len());
+        let mut parts = Vec::with_capacity(state.parts.len());
         for (p, slot) in state.parts.iter_mut().enumerate() {
             let lineage = state.sources[p].clone().map(|source| Lineage {
                 source,
                 steps: steps.clone(),
             });
             let holder = slot.held_by();
-            let here = slot.take_data();
-            let addr =
-                PartitionActor::new(run, p as u32, here, holder, lineage, me.clone()).start();
+            if let (Some(data), None) = (slot.take_data(), holder) {
+                parts.push(KeptPart::here(data));
+                continue;
+            }
+            let addr = PartitionActor::new(run, p as u32, holder, lineage, me.clone()).start();
             if let Some(w) = holder {
                 self.kept
                     .by_key
                     .insert((run, p as u32), (w, addr.downgrade()));
             }
-            actors.push(addr);
+            parts.push(KeptPart::Actor(addr));
         }
-        Ok(KeptOutput::new(actors))
+        Ok(KeptOutput::new(parts))
     }
 
     /// A worker sent back kept partitions (asked for, or it is being retired).
@@ -144,16 +152,35 @@ impl Scheduler {
     }
 }
 
+impl Scheduler {
+    /// Sends the fetches and drops gathered since the last flush, after the
+    /// messages now in the mailbox (one per worker and kind).
+    fn flush_kept_soon(&mut self, ctx: &mut Context<Self>) {
+        if !std::mem::replace(&mut self.kept.flush_due, true) {
+            ctx.run_later(std::time::Duration::ZERO, |act, _ctx| {
+                act.kept.flush_due = false;
+                for (w, parts) in std::mem::take(&mut act.kept.discard) {
+                    act.ask_kept(w, parts, true);
+                    act.check_drained(w);
+                }
+                for (w, parts) in std::mem::take(&mut act.kept.fetch) {
+                    act.ask_kept(w, parts, false);
+                }
+            });
+        }
+    }
+}
+
 impl Handler<FetchKept> for Scheduler {
     type Result = ();
 
-    fn handle(&mut self, msg: FetchKept, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: FetchKept, ctx: &mut Context<Self>) {
         let key = (msg.run, msg.partition);
-        match self.kept.by_key.get(&key) {
-            Some((w, _)) if *w == msg.worker => self.ask_kept(msg.worker, vec![key], false),
-            // Its holder was lost or retired meanwhile: its actor hears it (or
-            // has heard) from there.
-            _ => {}
+        // Its holder may have been lost or retired meanwhile: its actor hears it
+        // (or has heard) from there.
+        if let Some((w, _)) = self.kept.by_key.get(&key).filter(|(w, _)| *w == msg.worker) {
+            self.kept.fetch.entry(*w).or_default().push(key);
+            self.flush_kept_soon(ctx);
         }
     }
 }
@@ -161,7 +188,7 @@ impl Handler<FetchKept> for Scheduler {
 impl Handler<DiscardKept> for Scheduler {
     type Result = ();
 
-    fn handle(&mut self, msg: DiscardKept, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: DiscardKept, ctx: &mut Context<Self>) {
         let key = (msg.run, msg.partition);
         if self
             .kept
@@ -170,9 +197,9 @@ impl Handler<DiscardKept> for Scheduler {
             .is_some_and(|(w, _)| *w == msg.worker)
         {
             self.kept.by_key.remove(&key);
-            self.ask_kept(msg.worker, vec![key], true);
+            self.kept.discard.entry(msg.worker).or_default().push(key);
+            self.flush_kept_soon(ctx);
         }
-        self.check_drained(msg.worker);
     }
 }
 

@@ -11,6 +11,8 @@
 //! partition's data handle, and data is dropped as soon as it has been handed on.
 //! A partition whose holder is lost either goes back to its first stage
 //! (`rebuild`) or keeps its place and catches up in its next task (`catch_up`).
+//! A finished partition may stay on its worker (an output kept in place); after
+//! its run it is a [`crate::actors::kept::PartitionActor`].
 
 use crate::batch::Batch;
 use std::sync::Arc;

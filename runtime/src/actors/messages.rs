@@ -87,6 +87,32 @@ pub struct TaskEnvelope {
     pub contribute_to: Option<Recipient<Contribute>>,
 }
 
+#[cfg(test)]
+impl TaskEnvelope {
+    /// A chain task of run 1 on `partition` through an empty stage, with
+    /// `input` sent along (tests of the wire and the worker).
+    pub(crate) fn test_chain(partition: u32, input: Batch, hold: bool) -> Self {
+        TaskEnvelope {
+            ready_s: 0.0,
+            run: 1,
+            task: TaskKind::Chain {
+                stage: 0,
+                partition,
+            },
+            resources: Resources::none(),
+            payload: TaskPayload::Chain {
+                input: ChainInput::Here(Arc::new(input)),
+                stage: Arc::new(crate::exec::StageExec {
+                    ops: Vec::new(),
+                    feeds: None,
+                }),
+                hold,
+            },
+            contribute_to: None,
+        }
+    }
+}
+
 /// What a task produced.
 #[derive(Debug)]
 pub enum TaskResult {

@@ -384,25 +384,8 @@ mod tests {
     /// A chain task on `partition` whose input has `rows` rows of one value.
     fn task_of_rows(partition: u32, rows: usize) -> TaskEnvelope {
         let keys = (0..rows).map(|i| format!("{partition}-{i}")).collect();
-        let batch = Batch::from_parts(keys, ndarray::ArrayD::zeros(ndarray::IxDyn(&[rows, 1])));
-        TaskEnvelope {
-            ready_s: 0.0,
-            run: 1,
-            task: TaskKind::Chain {
-                stage: 0,
-                partition,
-            },
-            resources: Resources::none(),
-            payload: TaskPayload::Chain {
-                input: ChainInput::Here(Arc::new(batch)),
-                stage: Arc::new(StageExec {
-                    ops: Vec::new(),
-                    feeds: None,
-                }),
-                hold: false,
-            },
-            contribute_to: None,
-        }
+        let data = ndarray::ArrayD::zeros(ndarray::IxDyn(&[rows, 1]));
+        TaskEnvelope::test_chain(partition, Batch::from_parts(keys, data), false)
     }
 
     #[test]

@@ -397,24 +397,7 @@ mod tests {
     /// A chain task on `partition` of run 1 through an empty stage, its output
     /// kept on the worker.
     fn held_task(partition: u32) -> TaskEnvelope {
-        TaskEnvelope {
-            ready_s: 0.0,
-            run: 1,
-            task: TaskKind::Chain {
-                stage: 0,
-                partition,
-            },
-            resources: Resources::none(),
-            payload: TaskPayload::Chain {
-                input: ChainInput::Here(Arc::new(Batch::empty())),
-                stage: Arc::new(crate::exec::StageExec {
-                    ops: Vec::new(),
-                    feeds: None,
-                }),
-                hold: true,
-            },
-            contribute_to: None,
-        }
+        TaskEnvelope::test_chain(partition, Batch::empty(), true)
     }
 
     /// Runs the executor over `items`; every message it sent.

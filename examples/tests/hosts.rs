@@ -30,8 +30,11 @@ fn workers_started_by_hand_on_another_host_run_the_seed_pipeline() {
         program: Some(WORKER.into()),
     };
     let rt = Runtime::start(config).unwrap();
-    futures::executor::block_on(rt.scheduler().send(OfferResources(vec![Resources::none()])))
-        .unwrap();
+    futures::executor::block_on(
+        rt.scheduler()
+            .send(OfferResources(vec![Resources::none().into()])),
+    )
+    .unwrap();
     let dir = std::env::temp_dir().join(format!("gridpipe-hosts-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let secret_file = dir.join("secret");

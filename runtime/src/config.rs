@@ -12,6 +12,9 @@ pub struct WorkerSpec {
     pub name: String,
     /// What it offers (e.g. `{gpu: 1}`).
     pub resources: Resources,
+    /// The memory a worker process may use, in bytes, against which gathered
+    /// fits are checked (`None`: its host's; threads need none).
+    pub memory: Option<u64>,
 }
 
 /// The tunables of a runtime.
@@ -53,6 +56,13 @@ pub struct RuntimeConfig {
     /// frames of 4 MiB, so no frame limit applies to data; a task whose message
     /// would be larger fails its run, naming the task, before anything is sent.
     pub max_message: u64,
+    /// A gathered fit needs this many times its inputs' bytes on its worker
+    /// (the inputs received and decoded, and the fit's working memory; default
+    /// 3). A fit that no worker or queue that could run it has the memory for
+    /// fails its run naming the step, before its inputs are sent; one that some
+    /// have it for goes only to those. A worker's memory is its grid job's
+    /// request (the queue spec's), else its host's.
+    pub fit_memory_factor: f64,
     /// Tasks for a worker process go out in messages of about this many bytes
     /// of data (default 16 MiB; a bigger task goes alone): each is encoded once
     /// the one before it is written, so the scheduler's process holds one such
@@ -122,6 +132,7 @@ impl RuntimeConfig {
             heartbeat_timeout: Duration::from_secs(10),
             max_message: crate::wire::stream::DEFAULT_MAX_MESSAGE,
             send_group_bytes: 16 << 20,
+            fit_memory_factor: 3.0,
             bind: "127.0.0.1:0".to_string(),
             wire_encryption: WireEncryption::BeyondLoopback,
             max_pending_handshakes: 64,
@@ -197,7 +208,21 @@ impl RuntimeConfig {
     /// ```
     pub fn with_worker(mut self, resources: Resources) -> Self {
         let name = format!("local-{}", self.workers.len());
-        self.workers.push(WorkerSpec { name, resources });
+        self.workers.push(WorkerSpec {
+            name,
+            resources,
+            memory: None,
+        });
+        self
+    }
+
+    /// Every worker process of this configuration may use `bytes` of memory
+    /// (default: its host's): a gathered fit that needs more goes elsewhere,
+    /// or fails its run before its inputs are sent (see `fit_memory_factor`).
+    pub fn worker_memory(mut self, bytes: u64) -> Self {
+        for w in &mut self.workers {
+            w.memory = Some(bytes);
+        }
         self
     }
 }

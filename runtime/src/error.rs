@@ -60,6 +60,19 @@ pub enum RunError {
         /// The limit in bytes.
         limit: u64,
     },
+    /// A gathered fit needs more memory than any worker or queue that could run
+    /// it may use; found before its inputs are sent.
+    #[error("the fit of step {step:?} gathers {} MiB of inputs and needs about {} MiB on its worker (RuntimeConfig::fit_memory_factor), but the workers and queues that can run it may use at most {} MiB each: give them more memory (the queue spec's memory), or fit on fewer samples", inputs / (1 << 20), need / (1 << 20), largest / (1 << 20))]
+    FitTooLarge {
+        /// The fitted step.
+        step: String,
+        /// Bytes of its gathered inputs.
+        inputs: u64,
+        /// Bytes it needs on its worker.
+        need: u64,
+        /// The largest memory of a worker or queue that could run it, in bytes.
+        largest: u64,
+    },
     /// Too many workers were lost while they held the run's tasks or data.
     #[error("{lost} workers were lost during this run (the limit is {limit}); tasks suspected of killing them: {suspects}")]
     WorkersLost {

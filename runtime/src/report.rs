@@ -88,6 +88,10 @@ pub struct WorkerInfo {
     /// The label of its queue spec (`default`, `gpu`), on a cluster.
     #[serde(default)]
     pub label: Option<String>,
+    /// The memory it may use, in bytes (`None`: unknown, or a thread of the
+    /// scheduler's process).
+    #[serde(default)]
+    pub memory: Option<u64>,
 }
 
 /// One executed task.

@@ -284,6 +284,7 @@ impl Runtime {
                                 remote: false,
                                 release: None,
                                 forget: None,
+                                memory: None,
                             })
                             .await;
                     }

@@ -91,6 +91,7 @@ async fn scheduler_counts_backlog_exactly_and_fills_windows() {
             remote: false,
             release: None,
             forget: None,
+            memory: None,
         })
         .await
         .unwrap();
@@ -162,12 +163,13 @@ async fn a_gpu_tagged_fit_waits_for_a_gpu_worker_and_runs_only_there() {
             remote: false,
             release: None,
             forget: None,
+            memory: None,
         })
         .await
         .unwrap();
     // A cluster queue could offer a GPU: the run is accepted and the fit waits.
     scheduler
-        .send(OfferResources(vec![Resources::one("gpu", 1)]))
+        .send(OfferResources(vec![Resources::one("gpu", 1).into()]))
         .await
         .unwrap();
     let bag = Bag::from_samples(samples(12, &[2], 1.0), Partitioning::NPartitions(4)).unwrap();
@@ -220,6 +222,7 @@ async fn a_gpu_tagged_fit_waits_for_a_gpu_worker_and_runs_only_there() {
             remote: false,
             release: None,
             forget: None,
+            memory: None,
         })
         .await
         .unwrap();

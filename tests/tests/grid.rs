@@ -2,7 +2,8 @@
 //! never skip, when it does not answer): a task that kills its job is found and
 //! quarantined while the lost jobs are replaced, checkpointed outputs come
 //! back with their data from the jobs that computed them, kept outputs stay in
-//! the jobs until taken and go when dropped, and a job whose id
+//! the jobs until taken and go when dropped, a fit bigger than the jobs' memory
+//! fails before its inputs are sent, and a job whose id
 //! was never read (or that sits in `Eqw`) is still deleted at close.
 
 use gridpipe_estimators::Pipeline;
@@ -150,6 +151,42 @@ fn kept_outputs_stay_in_the_jobs_until_taken_and_go_when_dropped() {
         std::thread::sleep(Duration::from_millis(10));
     }
     close(cluster, "kept");
+}
+
+#[test]
+fn a_fit_bigger_than_the_jobs_memory_fails_naming_it_before_its_inputs_are_sent() {
+    use gridpipe_runtime::RunError;
+    use gridpipe_sge::Memory;
+    let _grid = grid();
+    let test = "fitmem";
+    let options = ClusterOptions::default()
+        .work_dir(work_dir(test))
+        .job_name(format!("gp-{test}"))
+        .worker_program(WORKER)
+        .handle_signals(false);
+    // Each job asks for (and may use) 1 MiB: its workers say so when they join.
+    let specs = QueueSpecs::new(QueueSpec::new("q_1day").with_memory(Memory::mib(1))).unwrap();
+    let cluster = SgeCluster::with_options(specs, options).unwrap();
+    cluster.scale(2).unwrap();
+    cluster
+        .wait_for_workers(2, Duration::from_secs(60))
+        .unwrap();
+    let workers =
+        futures::executor::block_on(cluster.runtime().scheduler().send(ListWorkers)).unwrap();
+    assert!(workers.iter().all(|w| w.info.memory == Some(1 << 20)));
+    // 20,000 x 4 values gathered: 625 KiB, needing about 1.8 MiB.
+    let keys: Vec<String> = (0..20_000).map(|i| i.to_string()).collect();
+    let x = ArrayD::from_shape_fn(ndarray::IxDyn(&[20_000, 4]), |ix| (ix[0] % 7) as f64);
+    let bag = Bag::from_rows(keys, x, Partitioning::NPartitions(4)).unwrap();
+    let err = Pipeline::new()
+        .add("pca", gridpipe_estimators::Pca::new(2))
+        .fit(cluster.runtime(), bag)
+        .unwrap_err();
+    assert!(
+        matches!(&err, RunError::FitTooLarge { step, largest, .. } if step == "pca" && *largest == 1 << 20),
+        "{err}"
+    );
+    close(cluster, test);
 }
 
 #[test]

@@ -30,8 +30,11 @@ fn scheduler_at(bind: &str) -> Runtime {
     };
     let rt = Runtime::start(config).unwrap();
     // Runs wait for workers to come, as on a cluster.
-    futures::executor::block_on(rt.scheduler().send(OfferResources(vec![Resources::none()])))
-        .unwrap();
+    futures::executor::block_on(
+        rt.scheduler()
+            .send(OfferResources(vec![Resources::none().into()])),
+    )
+    .unwrap();
     rt
 }
 

@@ -94,6 +94,7 @@ impl BatchSystem for SimulatedGrid {
             queue: Some(label.to_owned()),
             job: Some(id.to_string()),
             label: Some(label.to_owned()),
+            memory: None,
         };
         std::thread::Builder::new()
             .name(format!("sim-job-{id}"))

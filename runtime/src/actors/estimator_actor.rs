@@ -67,9 +67,14 @@ impl EstimatorActor {
             .collect();
         self.inputs = FitInputs::Gathered(Arc::new(parts));
         tracing::debug!(step = %self.step, "fit inputs complete");
+        let input_bytes = match &self.inputs {
+            FitInputs::Gathered(parts) => parts.iter().map(Contribution::data_bytes).sum(),
+            _ => 0,
+        };
         self.scheduler.do_send(FitReady {
             run: self.run,
             fit: self.fit,
+            input_bytes,
         });
     }
 }

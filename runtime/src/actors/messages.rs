@@ -208,6 +208,8 @@ pub struct FitReady {
     pub run: u32,
     /// The fit.
     pub fit: u16,
+    /// Bytes of the gathered inputs' data (what the fit's worker will receive).
+    pub input_bytes: u64,
 }
 
 /// Scheduler -> estimator actor: run the fit on the worker `to`; the actor puts

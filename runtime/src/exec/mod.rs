@@ -71,6 +71,16 @@ pub enum Contribution {
     Failed(String),
 }
 
+impl Contribution {
+    /// Bytes of the data rows it carries (none for statistics).
+    pub fn data_bytes(&self) -> u64 {
+        match self {
+            Contribution::Data { x, .. } => (x.len() * std::mem::size_of::<f64>()) as u64,
+            _ => 0,
+        }
+    }
+}
+
 /// The outcome of a chain task.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct ChainOutput {

@@ -2,7 +2,7 @@
 
 use super::proxy::RemoteWorker;
 use super::worker_process::CONNECT_ENV;
-use crate::actors::scheduler::{OfferResources, Scheduler};
+use crate::actors::scheduler::{Offer, OfferResources, Scheduler};
 use crate::config::WorkerSpec;
 use crate::wire::auth::{Secret, SECRET_ENV};
 use crate::wire::handshake::{scheduler_side, Admitted};
@@ -221,13 +221,17 @@ impl Supervised {
         } else {
             format!("{}.{generation}", spec.name)
         };
-        Command::new(&self.program)
+        let mut command = Command::new(&self.program);
+        command
             .env(CONNECT_ENV, &self.addr)
             .env(SECRET_ENV, self.secret.to_hex())
             .env("GRIDPIPE_WORKER_NAME", name)
             .env("GRIDPIPE_WORKER_RESOURCES", resources.join(","))
-            .stdin(Stdio::null())
-            .spawn()
+            .stdin(Stdio::null());
+        if let Some(bytes) = spec.memory {
+            command.env("GRIDPIPE_WORKER_MEMORY", bytes.to_string());
+        }
+        command.spawn()
     }
 
     /// Replaces the processes that ended; returns how many were replaced.
@@ -321,7 +325,13 @@ impl LocalWorkers {
         );
         let offers = |sup: &Supervised| {
             let live = sup.slots.iter().filter(|s| !s.given_up);
-            OfferResources(live.map(|s| s.spec.resources.clone()).collect())
+            OfferResources(
+                live.map(|s| Offer {
+                    resources: s.spec.resources.clone(),
+                    memory: s.spec.memory.or_else(super::worker_process::host_memory),
+                })
+                .collect(),
+            )
         };
         if let Ok(sup) = shared.lock() {
             scheduler.do_send(offers(&sup));

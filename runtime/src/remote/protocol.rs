@@ -220,13 +220,7 @@ fn data_bytes(t: &TaskEnvelope) -> u64 {
             ..
         } => b.array_bytes(),
         TaskPayload::Chain { .. } => 0,
-        TaskPayload::Fit { parts, .. } => parts
-            .iter()
-            .map(|c| match c {
-                Contribution::Data { x, .. } => (x.len() * 8) as u64,
-                _ => 0,
-            })
-            .sum(),
+        TaskPayload::Fit { parts, .. } => parts.iter().map(Contribution::data_bytes).sum(),
     }
 }
 

@@ -282,6 +282,7 @@ impl Actor for RemoteWorker {
                 remote: true,
                 release: Some(ctx.address().recipient()),
                 forget: Some(ctx.address().recipient()),
+                memory: identity.memory,
             })
             .into_actor(self)
             .then(|id, act, ctx| {

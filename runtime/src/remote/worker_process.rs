@@ -10,7 +10,8 @@
 //! `GRIDPIPE_SECRET_FILE` (a mode-0600 file) or `GRIDPIPE_SECRET`, and optionally
 //! `GRIDPIPE_WORKER_NAME`, `GRIDPIPE_WORKER_RESOURCES` (`gpu=1,io_big=1`),
 //! `GRIDPIPE_WORKER_QUEUE` (or Grid Engine's `QUEUE`), `GRIDPIPE_WORKER_JOB` (or `JOB_ID`),
-//! `GRIDPIPE_WORKER_LABEL` (the queue spec's label) and
+//! `GRIDPIPE_WORKER_LABEL` (the queue spec's label), `GRIDPIPE_WORKER_MEMORY`
+//! (bytes it may use for a fit; default its host's) and
 //! `GRIDPIPE_HEARTBEAT_TIMEOUT_MS` (default 10000).
 
 use super::protocol::{frames_from_worker, outcome_to_wire, unpack, FromWorker, ToWorker};
@@ -86,7 +87,29 @@ fn identity() -> Result<WorkerIdentity, String> {
         queue: var("GRIDPIPE_WORKER_QUEUE").or_else(|| var("QUEUE")),
         job: var("GRIDPIPE_WORKER_JOB").or_else(|| var("JOB_ID")),
         label: var("GRIDPIPE_WORKER_LABEL"),
+        memory: match var("GRIDPIPE_WORKER_MEMORY") {
+            Some(v) => {
+                Some(v.parse().map_err(|_| {
+                    format!("GRIDPIPE_WORKER_MEMORY={v:?} is not a number of bytes")
+                })?)
+            }
+            None => host_memory(),
+        },
     })
+}
+
+/// The host's memory in bytes (`MemTotal` of `/proc/meminfo`), when readable.
+pub(crate) fn host_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 fn worker_main(settings: WorkerArgs) -> Result<(), String> {

@@ -50,6 +50,10 @@ pub struct WorkerIdentity {
     /// The label of its queue spec (`default`, `gpu`), on a cluster.
     #[serde(default)]
     pub label: Option<String>,
+    /// The memory it may use, in bytes: its grid job's request, or its host's
+    /// (`None`: unknown).
+    #[serde(default)]
+    pub memory: Option<u64>,
 }
 
 /// The worker's opening message: only that it speaks gridpipe, and its nonce.
@@ -288,6 +292,7 @@ mod tests {
 
     fn me() -> WorkerIdentity {
         WorkerIdentity {
+            memory: None,
             name: "w".into(),
             resources: Resources::one("gpu", 1),
             queue: Some("q_gpu".into()),

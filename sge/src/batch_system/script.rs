@@ -45,6 +45,7 @@ pub struct JobTemplate {
 /// export GRIDPIPE_SECRET_FILE='<secret_file>'
 /// export GRIDPIPE_WORKER_RESOURCES='<name=amount,...>'   from spec.resources
 /// export GRIDPIPE_WORKER_LABEL='<label>'
+/// export GRIDPIPE_WORKER_MEMORY='<bytes>'        only if spec.memory (the fit budget)
 /// export GRIDPIPE_WORKER_NAME='sge-<label>-'"$JOB_ID"
 /// exec '<program>'
 /// ```
@@ -92,6 +93,12 @@ pub fn job_script(label: &str, spec: &QueueSpec, t: &JobTemplate) -> Result<Stri
     ];
     for (name, value) in exports {
         script.push_str(&format!("export {name}={}\n", bash_quote(value)));
+    }
+    if let Some(memory) = spec.memory {
+        script.push_str(&format!(
+            "export GRIDPIPE_WORKER_MEMORY={}\n",
+            bash_quote(&memory.bytes().to_string())
+        ));
     }
     script.push_str(&format!(
         "export GRIDPIPE_WORKER_NAME={}\"$JOB_ID\"\n",
@@ -189,6 +196,7 @@ export GRIDPIPE_WORKER_CONNECT='10.0.0.5:8786'
 export GRIDPIPE_SECRET_FILE='/shared/gridpipe/secret'
 export GRIDPIPE_WORKER_RESOURCES=''
 export GRIDPIPE_WORKER_LABEL='default'
+export GRIDPIPE_WORKER_MEMORY='8589934592'
 export GRIDPIPE_WORKER_NAME='sge-default-'"$JOB_ID"
 exec '/shared/gridpipe/bin/worker'
 "#;

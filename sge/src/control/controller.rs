@@ -22,8 +22,9 @@ use crate::control::queue_actor::{
 };
 use crate::spec::queue_spec::QueueSpec;
 use actix::prelude::*;
-use gridpipe_runtime::actors::scheduler::{ListWorkers, OfferResources, Scheduler, WorkerState};
-use gridpipe_runtime::Resources;
+use gridpipe_runtime::actors::scheduler::{
+    ListWorkers, Offer, OfferResources, Scheduler, WorkerState,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -118,11 +119,14 @@ impl ClusterController {
     }
 
     /// What the queues not given up offer to the scheduler.
-    pub fn offers(&self) -> Vec<Resources> {
+    pub fn offers(&self) -> Vec<Offer> {
         self.queues
             .values()
             .filter(|q| q.given_up.is_none())
-            .map(|q| q.spec.worker_resources())
+            .map(|q| Offer {
+                resources: q.spec.worker_resources(),
+                memory: q.spec.memory.map(|m| m.bytes()),
+            })
             .collect()
     }
 

@@ -113,6 +113,11 @@ pub(crate) struct RunState {
     pub(crate) estimators: Vec<Addr<EstimatorActor>>,
     /// Per fit: where its barrier stands.
     pub(crate) fits: Vec<FitBarrier>,
+    /// Per fit, once its inputs are gathered: the memory it needs on its worker.
+    pub(crate) fit_need: Vec<u64>,
+    /// Per fit: it waits for a worker with that memory (one is alive, or a queue
+    /// is known to start such workers); else any worker that can run it takes it.
+    pub(crate) fit_waits_for_memory: Vec<bool>,
     /// The input partitions, kept while worker processes may hold partitions, to
     /// rebuild those of a lost worker (their lineage starts here).
     pub(crate) sources: Vec<Option<Arc<Batch>>>,
@@ -185,6 +190,8 @@ impl RunState {
             parts,
             estimators,
             fits: vec![FitBarrier::Gathering; nfits],
+            fit_need: vec![0; nfits],
+            fit_waits_for_memory: vec![false; nfits],
             sources,
             waiting: vec![Vec::new(); nstages],
             label_time: vec![(0.0, 0); nstages + nfits],

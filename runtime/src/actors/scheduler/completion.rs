@@ -322,6 +322,12 @@ impl Handler<FitReady> for Scheduler {
     type Result = ();
 
     fn handle(&mut self, msg: FitReady, ctx: &mut Context<Self>) {
+        if let Err(e) = self.check_fit_memory(msg.run, msg.fit as usize, msg.input_bytes) {
+            self.fail_run(msg.run, e);
+            self.dispatch();
+            self.tell_watchers();
+            return;
+        }
         let Some(run) = self.runs.get_mut(&msg.run) else {
             return;
         };

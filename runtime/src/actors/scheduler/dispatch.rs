@@ -32,6 +32,19 @@ struct Handout<'a> {
 }
 
 impl Handout<'_> {
+    /// Whether `worker` has the memory for task `t` (a fit's gathered inputs
+    /// and working memory; chain tasks always fit).
+    fn has_memory_for(&self, worker: &WorkerSlot, t: &TaskRef) -> bool {
+        match t.task {
+            TaskKind::Fit { fit } => self.runs.get(&t.run).is_none_or(|r| {
+                let f = fit as usize;
+                !r.fit_waits_for_memory[f]
+                    || super::memory::can_take(r.fit_need[f], worker.info.memory)
+            }),
+            TaskKind::Chain { .. } => true,
+        }
+    }
+
     /// Hands one ready task to `worker`, accounting for it: a chain task goes
     /// into `batch`; a fit task goes to its estimator actor, which puts in the
     /// inputs it holds and sends it on. Returns whether the task was handed.
@@ -100,6 +113,7 @@ impl Scheduler {
         if total_ready == 0 || self.workers.is_empty() {
             return;
         }
+        self.place_fits_by_memory();
         let window = self.window();
         let share = total_ready.div_ceil(self.workers.len()).max(1);
         // Workers offering a resource are kept for the tasks that need one, as long
@@ -108,7 +122,7 @@ impl Scheduler {
             .workers
             .iter()
             .any(|w| w.alive && !w.draining && w.info.resources.is_empty())
-            || self.cluster_offers.iter().any(|r| r.is_empty());
+            || self.cluster_offers.iter().any(|o| o.resources.is_empty());
         let mut lost = Vec::new();
         let mut out = Handout {
             runs: &mut self.runs,
@@ -163,6 +177,12 @@ impl Scheduler {
                 }
                 while batch.len() < take && !q.is_empty() && worker.free.covers(shape) {
                     let t = q.pop_front().expect("non-empty");
+                    if !out.has_memory_for(worker, &t) {
+                        // A fit this worker has not the memory for waits for one
+                        // that has (one is alive, or a queue starts such workers).
+                        q.push_back(t);
+                        break;
+                    }
                     out.give(worker, shape, t, &mut batch);
                 }
             }

@@ -16,8 +16,10 @@
 mod completion;
 mod decisions;
 mod dispatch;
+mod fit_memory;
 mod in_hand;
 mod kept;
+mod memory;
 mod queries;
 mod submit;
 mod suspects;
@@ -25,7 +27,7 @@ mod workers;
 
 pub use kept::KeptOnWorkers;
 pub use queries::{DashboardView, RunProgress, WatchBacklog};
-pub use submit::OfferResources;
+pub use submit::{Offer, OfferResources};
 pub use workers::{AddWorker, Drain, ListWorkers, LiveWorkers, WorkerLost, WorkerState};
 
 use super::messages::*;
@@ -82,7 +84,7 @@ pub struct Scheduler {
     config: RuntimeConfig,
     workers: Vec<WorkerSlot>,
     /// Resources that attached cluster queues can offer (set by cluster back-ends).
-    cluster_offers: Vec<Resources>,
+    cluster_offers: Vec<submit::Offer>,
     runs: HashMap<u32, RunState>,
     next_run: u32,
     ready: BTreeMap<Resources, VecDeque<TaskRef>>,
@@ -208,7 +210,11 @@ impl Scheduler {
             .iter()
             .map(|w| w.info.resources.to_string())
             .collect();
-        v.extend(self.cluster_offers.iter().map(|r| format!("queue {r}")));
+        v.extend(
+            self.cluster_offers
+                .iter()
+                .map(|o| format!("queue {}", o.resources)),
+        );
         v.dedup();
         v.join(", ")
     }
@@ -218,7 +224,7 @@ impl Scheduler {
             .workers
             .iter()
             .any(|w| w.alive && !w.draining && w.info.resources.covers(need))
-            || self.cluster_offers.iter().any(|r| r.covers(need))
+            || self.cluster_offers.iter().any(|o| o.resources.covers(need))
         {
             return Ok(());
         }
@@ -228,7 +234,7 @@ impl Scheduler {
             .iter()
             .find(|(k, v)| {
                 !self.workers.iter().any(|w| w.info.resources.get(k) >= *v)
-                    && !self.cluster_offers.iter().any(|r| r.get(k) >= *v)
+                    && !self.cluster_offers.iter().any(|o| o.resources.get(k) >= *v)
             })
             .or_else(|| need.iter().next())
             .map(|(k, v)| (k.to_string(), v))

@@ -251,7 +251,25 @@ impl Handler<Submit> for Scheduler {
 /// any more fail with [`RunError::NoWorker`].
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct OfferResources(pub Vec<Resources>);
+pub struct OfferResources(pub Vec<Offer>);
+
+/// What the workers of one cluster queue will offer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Offer {
+    /// Their resources.
+    pub resources: Resources,
+    /// The memory each may use, in bytes (its job's request), when known.
+    pub memory: Option<u64>,
+}
+
+impl From<Resources> for Offer {
+    fn from(resources: Resources) -> Self {
+        Self {
+            resources,
+            memory: None,
+        }
+    }
+}
 
 impl Handler<OfferResources> for Scheduler {
     type Result = ();

@@ -32,6 +32,8 @@ pub struct AddWorker {
     pub release: Option<Recipient<ReleaseHeld>>,
     /// Whom to tell that a lost worker process is forgotten (its proxy).
     pub forget: Option<Recipient<ForgetWorker>>,
+    /// The memory it may use, in bytes, when known.
+    pub memory: Option<u64>,
 }
 
 impl Handler<AddWorker> for Scheduler {
@@ -48,6 +50,7 @@ impl Handler<AddWorker> for Scheduler {
                 queue: msg.queue,
                 job: msg.job,
                 label: msg.label,
+                memory: msg.memory,
             },
             addr: msg.addr,
             release: msg.release,

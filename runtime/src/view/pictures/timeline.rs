@@ -258,6 +258,7 @@ mod tests {
 
     fn report() -> RunReport {
         let worker = |id: u32| WorkerInfo {
+            memory: None,
             label: None,
             id,
             name: format!("w{id}"),

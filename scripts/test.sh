@@ -86,4 +86,9 @@ echo "== a 2 GiB gather fit on worker processes"
 cargo build --release -p gridpipe-examples --bin bench_pipeline --quiet
 "$target/release/bench_pipeline" --samples 2000000 --dim 128 --fit pca --mode processes | tee "$target/gather-2gib.json"
 grep -q '"ok":true' "$target/gather-2gib.json"
+# The same on the local Grid Engine: the workers are jobs of q_1day started by
+# the Grid Engine examples' cluster, each asking for 8 GiB (four times the input).
+echo "== the 2 GiB gather fit on Grid Engine jobs"
+"$target/release/bench_pipeline" --samples 2000000 --dim 128 --fit pca --grid | tee "$target/gather-2gib-grid.json"
+grep -q '"ok":true' "$target/gather-2gib-grid.json"
 echo "== build folder $target: $(du -sh "$target" | cut -f1)"

@@ -16,8 +16,9 @@ use gridpipe_examples::bench::{
 };
 use gridpipe_examples::cli::{Mode, ViewArgs};
 use gridpipe_examples::failure::Failure;
+use gridpipe_examples::sge_cli::SgeArgs;
 use gridpipe_runtime::checkpoint::{npy, store};
-use gridpipe_runtime::{Bag, Partitioning, DATA};
+use gridpipe_runtime::{Bag, Partitioning, Runtime, DATA};
 use ndarray::{Array2, Axis};
 use std::path::{Path, PathBuf};
 
@@ -59,6 +60,11 @@ struct Args {
     /// partitions ahead, each checked against the floor as it comes.
     #[arg(long, conflicts_with = "checkpoint")]
     keep: bool,
+    /// Run the workers as `--workers` jobs of the local Grid Engine, through
+    /// the Grid Engine examples' cluster (queue q_1day; each job asks for four
+    /// times the input's memory, at least 1 GiB), instead of `--mode`.
+    #[arg(long)]
+    grid: bool,
     #[command(flatten)]
     view: ViewArgs,
 }
@@ -344,6 +350,37 @@ fn stream_matches(
     Ok((ok && row == expected.nrows(), check_s))
 }
 
+/// A cluster of `jobs` jobs in q_1day, started as the Grid Engine examples
+/// start theirs, each job asking for four times `input_bytes` of memory (at
+/// least 1 GiB): room for a gathered fit over the whole input.
+fn grid_cluster(
+    jobs: usize,
+    input_bytes: u64,
+    view: &ViewArgs,
+) -> Result<gridpipe_sge::SgeCluster, Box<dyn std::error::Error>> {
+    let gib = (4 * input_bytes).div_ceil(1 << 30).max(1);
+    let specs_file =
+        std::env::temp_dir().join(format!("gridpipe-bench-{}.toml", std::process::id()));
+    std::fs::write(
+        &specs_file,
+        format!("[default]\nqueue = \"q_1day\"\nmemory = \"{gib}GB\"\nmax_jobs = {jobs}\n"),
+    )?;
+    let sge = SgeArgs {
+        specs: Some(specs_file.clone()),
+        samples: 0,
+        partitions: 0,
+        bind: "127.0.0.1:0".into(),
+        work_dir: None,
+        job_name: "gridpipe-bench".into(),
+    };
+    let cluster = sge.cluster(view);
+    let _ = std::fs::remove_file(&specs_file);
+    let cluster = cluster?;
+    cluster.scale(jobs)?;
+    cluster.wait_for_workers(jobs, std::time::Duration::from_secs(120))?;
+    Ok(cluster)
+}
+
 fn main() -> Result<(), Failure> {
     gridpipe_runtime::run_if_worker();
     let args = Args::parse();
@@ -380,9 +417,23 @@ fn main() -> Result<(), Failure> {
     let keys: Vec<String> = (0..args.samples).map(|i| i.to_string()).collect();
     let second_input = args.checkpoint.as_ref().map(|_| (keys.clone(), x.clone()));
     let bag = Bag::from_rows(keys, x.into_dyn(), Partitioning::NPartitions(partitions))?;
-    let rt = args
-        .mode
-        .runtime_with(args.workers, args.view.dashboard_setting(false))?;
+    let input_bytes = (args.samples * args.dim * 8) as u64;
+    let cluster = match args.grid {
+        true => Some(grid_cluster(args.workers, input_bytes, &args.view)?),
+        false => None,
+    };
+    let local = match &cluster {
+        Some(_) => None,
+        None => Some(
+            args.mode
+                .runtime_with(args.workers, args.view.dashboard_setting(false))?,
+        ),
+    };
+    let rt: &Runtime = match (&cluster, &local) {
+        (Some(c), _) => c.runtime(),
+        (None, Some(rt)) => rt,
+        (None, None) => return Err("no runtime".into()),
+    };
     let setup_s = t.elapsed().as_secs_f64();
 
     let make = || {
@@ -415,12 +466,12 @@ fn main() -> Result<(), Failure> {
     let peak_reset = reset_peak_rss();
     let (wall_s, result) = timed(|| -> Result<_, Box<dyn std::error::Error>> {
         if args.keep {
-            let out = pipeline.fit_transform_kept(&rt, bag)?;
+            let out = pipeline.fit_transform_kept(rt, bag)?;
             let kept = out.kept.ok_or("a kept run gave no kept output")?;
             let (ok, check_s) = stream_matches(kept, &expected, args.fit.is_some())?;
             return Ok((None, ok, check_s, out.report));
         }
-        let out = pipeline.fit_transform(&rt, bag)?;
+        let out = pipeline.fit_transform(rt, bag)?;
         let y: Array2<f64> = out
             .bag
             .into_stack(DATA)?
@@ -445,7 +496,7 @@ fn main() -> Result<(), Failure> {
         let bag = Bag::from_rows(keys, x.into_dyn(), Partitioning::NPartitions(partitions))?;
         let mut again = make();
         let (run2_s, second) = timed(|| -> Result<_, Box<dyn std::error::Error>> {
-            let out = again.fit_transform(&rt, bag)?;
+            let out = again.fit_transform(rt, bag)?;
             let computed = out.report.checkpoint_computed();
             let fits = out.report.fits();
             let y = out
@@ -481,7 +532,7 @@ fn main() -> Result<(), Failure> {
         };
     let mut line = serde_json::json!({
         "bench": "pipeline",
-        "mode": args.mode.as_str(),
+        "mode": if args.grid { "grid" } else { args.mode.as_str() },
         "samples": args.samples,
         "dim": args.dim,
         "partitions": partitions,
@@ -501,7 +552,10 @@ fn main() -> Result<(), Failure> {
         "ok": ok,
     });
     line.as_object_mut().expect("object").extend(extra);
-    args.view.linger(&rt);
+    args.view.linger(rt);
+    if let Some(cluster) = cluster {
+        cluster.close()?;
+    }
     println!("{line}");
     if !ok {
         std::process::exit(1);

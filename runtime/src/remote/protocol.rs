@@ -46,6 +46,28 @@ pub enum FromWorker {
     Released(Vec<(u32, u32, Option<Arc<Batch>>)>),
 }
 
+impl FromWorker {
+    /// The bytes of data it carries (outputs, contributions, released
+    /// partitions); metadata is not counted.
+    pub fn data_bytes(&self) -> u64 {
+        let batch = |b: &Option<Arc<Batch>>| b.as_ref().map_or(0, |b| b.array_bytes());
+        match self {
+            FromWorker::Done(outcomes) => outcomes
+                .iter()
+                .map(|o| match &o.result {
+                    WireResult::Chain(c) => {
+                        c.batch.array_bytes()
+                            + c.contribution.as_ref().map_or(0, Contribution::data_bytes)
+                    }
+                    WireResult::Fit(_) | WireResult::TooLarge { .. } => 0,
+                })
+                .sum(),
+            FromWorker::Released(parts) => parts.iter().map(|(_, _, b)| batch(b)).sum(),
+            FromWorker::Heartbeat => 0,
+        }
+    }
+}
+
 /// One task on the wire.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct WireTask {
@@ -213,7 +235,7 @@ pub fn group_by_bytes(tasks: Vec<TaskEnvelope>, target: u64) -> Vec<Vec<TaskEnve
 
 /// The bytes of data a task carries (its input partition, or a fit's gathered
 /// inputs); metadata is not counted.
-fn data_bytes(t: &TaskEnvelope) -> u64 {
+pub fn data_bytes(t: &TaskEnvelope) -> u64 {
     match &t.payload {
         TaskPayload::Chain {
             input: ChainInput::Here(b),

@@ -3,7 +3,9 @@
 //! every task it handed over until the worker reports it, so a lost worker's tasks
 //! go back to the scheduler to run elsewhere.
 
-use super::protocol::{frames_to_worker, group_by_bytes, outcome_from_wire, FromWorker, ToWorker};
+use super::protocol::{
+    data_bytes, frames_to_worker, group_by_bytes, outcome_from_wire, FromWorker, ToWorker,
+};
 use crate::actors::messages::{
     ForgetWorker, PartitionsReturned, ReleaseHeld, RunTasks, TaskEnvelope, TaskKind, TaskOutcome,
     TaskResult, TasksDone,
@@ -238,6 +240,7 @@ impl Actor for RemoteWorker {
                     let encoded = outbound
                         .encode_beating(
                             &mut wr,
+                            group.iter().map(data_bytes).sum(),
                             move || split_tasks(&group, max_message),
                             &mut beat,
                             || encode(&ToWorker::Heartbeat),

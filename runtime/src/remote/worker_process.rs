@@ -246,6 +246,7 @@ async fn serve(
                 outbound
                     .encode_beating(
                         &mut wr,
+                        msg.data_bytes(),
                         move || frames_from_worker(msg, max_message),
                         &mut beat,
                         heartbeat,

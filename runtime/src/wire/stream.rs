@@ -31,6 +31,11 @@ pub const CHUNK: usize = 4 << 20;
 /// process (16 GiB): a task's input, its result, or a fit's inputs.
 pub const DEFAULT_MAX_MESSAGE: u64 = 16 << 30;
 
+/// A message carrying less data than this (256 KiB) is encoded where it is
+/// sent: handing it to a blocking thread costs more than encoding it, and it
+/// takes too little time to hold up a heartbeat.
+pub const ENCODE_IN_PLACE: u64 = 256 << 10;
+
 /// The largest message buffer a connection keeps for the next message (64 MiB);
 /// a larger one is given back to the system once decoded.
 const KEEP_BUFFER: usize = 64 << 20;
@@ -72,10 +77,13 @@ impl Outbound {
     /// Runs `encode` (long, CPU-bound work such as encoding a large message) on
     /// a blocking thread and, while it runs, writes the message `heartbeat`
     /// makes at every tick of `beat`: a long encode is never silence to the
-    /// peer, and the writer's thread stays free. Returns what `encode` returned.
+    /// peer, and the writer's thread stays free. A message with less than
+    /// [`ENCODE_IN_PLACE`] bytes of data (`data_bytes`) is encoded in place.
+    /// Returns what `encode` returned.
     pub async fn encode_beating<T, W>(
         &mut self,
         w: &mut W,
+        data_bytes: u64,
         encode: impl FnOnce() -> Result<T, WireError> + Send + 'static,
         beat: &mut tokio::time::Interval,
         heartbeat: impl Fn() -> Result<Vec<u8>, WireError>,
@@ -84,6 +92,9 @@ impl Outbound {
         T: Send + 'static,
         W: AsyncWrite + Unpin,
     {
+        if data_bytes < ENCODE_IN_PLACE {
+            return encode();
+        }
         let encoding = tokio::task::spawn_blocking(encode);
         tokio::pin!(encoding);
         loop {

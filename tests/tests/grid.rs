@@ -29,12 +29,17 @@ fn work_dir(test: &str) -> PathBuf {
 
 /// A cluster of two jobs in q_1day whose workers run the test worker binary.
 fn cluster(test: &str) -> SgeCluster {
+    cluster_of(test, QueueSpec::new("q_1day"))
+}
+
+/// A cluster of two jobs of `spec` whose workers run the test worker binary.
+fn cluster_of(test: &str, spec: QueueSpec) -> SgeCluster {
     let options = ClusterOptions::default()
         .work_dir(work_dir(test))
         .job_name(format!("gp-{test}"))
         .worker_program(WORKER)
         .handle_signals(false);
-    let specs = QueueSpecs::new(QueueSpec::new("q_1day")).unwrap();
+    let specs = QueueSpecs::new(spec).unwrap();
     let cluster = SgeCluster::with_options(specs, options).unwrap();
     cluster.scale(2).unwrap();
     cluster
@@ -159,18 +164,8 @@ fn a_fit_bigger_than_the_jobs_memory_fails_naming_it_before_its_inputs_are_sent(
     use gridpipe_sge::Memory;
     let _grid = grid();
     let test = "fitmem";
-    let options = ClusterOptions::default()
-        .work_dir(work_dir(test))
-        .job_name(format!("gp-{test}"))
-        .worker_program(WORKER)
-        .handle_signals(false);
     // Each job asks for (and may use) 1 MiB: its workers say so when they join.
-    let specs = QueueSpecs::new(QueueSpec::new("q_1day").with_memory(Memory::mib(1))).unwrap();
-    let cluster = SgeCluster::with_options(specs, options).unwrap();
-    cluster.scale(2).unwrap();
-    cluster
-        .wait_for_workers(2, Duration::from_secs(60))
-        .unwrap();
+    let cluster = cluster_of(test, QueueSpec::new("q_1day").with_memory(Memory::mib(1)));
     let workers =
         futures::executor::block_on(cluster.runtime().scheduler().send(ListWorkers)).unwrap();
     assert!(workers.iter().all(|w| w.info.memory == Some(1 << 20)));

@@ -54,40 +54,32 @@ fn a_worker_exits_when_its_scheduler_goes_away_or_falls_silent() {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let addr = listener.local_addr().unwrap().to_string();
+    // Accepts the next worker and admits it as worker `id`; its connection.
+    let admit = |id: u32| {
+        rt.block_on(async {
+            let (mut s, _) = listener.accept().await.unwrap();
+            scheduler_side(
+                &mut s,
+                &secret,
+                &build,
+                id,
+                false,
+                gridpipe_runtime::wire::stream::DEFAULT_MAX_MESSAGE,
+            )
+            .await
+            .unwrap();
+            s
+        })
+    };
     let mut child = spawn_worker(&addr, &secret, &[]);
-    rt.block_on(async {
-        let (mut s, _) = listener.accept().await.unwrap();
-        scheduler_side(
-            &mut s,
-            &secret,
-            &build,
-            0,
-            false,
-            gridpipe_runtime::wire::stream::DEFAULT_MAX_MESSAGE,
-        )
-        .await
-        .unwrap();
-    });
+    drop(admit(0));
     assert!(
         wait_exit(&mut child, Duration::from_secs(5)).is_some(),
         "worker outlived its scheduler"
     );
     // 2. The scheduler stays connected but silent: the heartbeat timeout ends it.
     let mut child = spawn_worker(&addr, &secret, &[("GRIDPIPE_HEARTBEAT_TIMEOUT_MS", "500")]);
-    let _held = rt.block_on(async {
-        let (mut s, _) = listener.accept().await.unwrap();
-        scheduler_side(
-            &mut s,
-            &secret,
-            &build,
-            1,
-            false,
-            gridpipe_runtime::wire::stream::DEFAULT_MAX_MESSAGE,
-        )
-        .await
-        .unwrap();
-        s
-    });
+    let _held = admit(1);
     let status = wait_exit(&mut child, Duration::from_secs(5)).expect("silent scheduler detected");
     assert!(!status.success(), "a lost scheduler is an error exit");
     // 3. A wrong secret: the worker refuses and ends.

@@ -164,6 +164,17 @@ impl PartitionActor {
         }));
     }
 
+    /// Tells the scheduler that the worker holding the data may drop it.
+    fn let_holder_drop(&self) {
+        if let Data::OnWorker(w) | Data::Fetching(w) = self.data {
+            self.scheduler.do_send(DiscardKept {
+                run: self.run,
+                partition: self.partition,
+                worker: w,
+            });
+        }
+    }
+
     fn fail_waiters(&mut self, e: RunError) {
         let reason = e.to_string();
         for w in self.waiters.drain(..) {
@@ -180,13 +191,7 @@ impl Actor for PartitionActor {
 
     /// Nobody can take the partition any more: its holder drops it.
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        if let Data::OnWorker(w) | Data::Fetching(w) = self.data {
-            self.scheduler.do_send(DiscardKept {
-                run: self.run,
-                partition: self.partition,
-                worker: w,
-            });
-        }
+        self.let_holder_drop();
     }
 }
 
@@ -233,13 +238,7 @@ impl Handler<Discard> for PartitionActor {
     type Result = ();
 
     fn handle(&mut self, _msg: Discard, _ctx: &mut Context<Self>) {
-        if let Data::OnWorker(w) | Data::Fetching(w) = self.data {
-            self.scheduler.do_send(DiscardKept {
-                run: self.run,
-                partition: self.partition,
-                worker: w,
-            });
-        }
+        self.let_holder_drop();
         self.data = Data::Taken;
         self.fail_waiters(RunError::OutputTaken {
             partition: self.partition,

@@ -119,7 +119,13 @@ impl Scheduler {
 
     /// Worker `w` is lost: the actors of the kept partitions it held rebuild them.
     pub(super) fn kept_holder_lost(&mut self, w: u32) {
-        for key in self.kept.on(w) {
+        let keys = self.kept.on(w);
+        self.lose_kept(keys);
+    }
+
+    /// The holder of these kept partitions has lost them: their actors hear it.
+    fn lose_kept(&mut self, keys: Vec<(u32, u32)>) {
+        for key in keys {
             if let Some((_, actor)) = self.kept.by_key.remove(&key) {
                 if let Some(a) = actor.upgrade() {
                     a.do_send(HolderLost);
@@ -139,15 +145,7 @@ impl Scheduler {
         match release {
             Some(r) => r.do_send(ReleaseHeld { parts, discard }),
             None if discard => {}
-            None => {
-                for key in parts {
-                    if let Some((_, actor)) = self.kept.by_key.remove(&key) {
-                        if let Some(a) = actor.upgrade() {
-                            a.do_send(HolderLost);
-                        }
-                    }
-                }
-            }
+            None => self.lose_kept(parts),
         }
     }
 }

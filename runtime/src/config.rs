@@ -63,6 +63,11 @@ pub struct RuntimeConfig {
     /// have it for goes only to those. A worker's memory is its grid job's
     /// request (the queue spec's), else its host's.
     pub fit_memory_factor: f64,
+    /// A gather fit's rows stay on the worker processes that made them, and
+    /// the fit's worker fetches them from there, never through the
+    /// scheduler's process (default true; only where every worker is a
+    /// worker process: in-process workers cannot fetch them).
+    pub fit_inputs_on_workers: bool,
     /// Tasks for a worker process go out in messages of about this many bytes
     /// of data (default 16 MiB; a bigger task goes alone): each is encoded once
     /// the one before it is written, so the scheduler's process holds one such
@@ -133,6 +138,7 @@ impl RuntimeConfig {
             max_message: crate::wire::stream::DEFAULT_MAX_MESSAGE,
             send_group_bytes: 16 << 20,
             fit_memory_factor: 3.0,
+            fit_inputs_on_workers: true,
             bind: "127.0.0.1:0".to_string(),
             wire_encryption: WireEncryption::BeyondLoopback,
             max_pending_handshakes: 64,

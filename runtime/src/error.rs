@@ -73,6 +73,17 @@ pub enum RunError {
         /// The largest memory of a worker or queue that could run it, in bytes.
         largest: u64,
     },
+    /// A gather fit could not fetch the rows its inputs' workers kept for it,
+    /// again and again (the workers cannot reach each other).
+    #[error("the fit of step {step:?} could not fetch its inputs from the workers that keep them, {tries} times; the last time: {reason} (worker processes must reach each other on the address by which they reach the scheduler, or set RuntimeConfig::fit_inputs_on_workers to false)")]
+    FitInputsUnreachable {
+        /// The fitted step.
+        step: String,
+        /// How many times it tried.
+        tries: u32,
+        /// Why the last try failed, per holder.
+        reason: String,
+    },
     /// Too many workers were lost while they held the run's tasks or data.
     #[error("{lost} workers were lost during this run (the limit is {limit}); tasks suspected of killing them: {suspects}")]
     WorkersLost {

@@ -333,6 +333,46 @@ impl Estimator for SlowFit {
     }
 }
 
+/// Stateless `x + 1` given each batch's keys: it marks each batch it finishes
+/// with a file in `marks` named `<pid>-<first key>`, and holds a batch with the
+/// key `key` until the file `gate` exists (having written its process id into
+/// `marks/held`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Gate {
+    /// The key whose batch waits.
+    pub key: String,
+    /// The file that lets it go.
+    pub gate: std::path::PathBuf,
+    /// Where batches are marked.
+    pub marks: std::path::PathBuf,
+}
+
+#[typetag::serde]
+impl Estimator for Gate {
+    fn requires_fit(&self) -> bool {
+        false
+    }
+    fn transform(&self, x: ArrayViewD<'_, f64>, e: &Extra) -> Result<Transformed, EstimatorError> {
+        let keys: Vec<String> = match e.get("key") {
+            Some(gridpipe_runtime::Column::Values(keys)) => keys
+                .iter()
+                .map(|k| k.as_str().unwrap_or_default().to_string())
+                .collect(),
+            _ => Vec::new(),
+        };
+        let pid = std::process::id();
+        if keys.contains(&self.key) {
+            let _ = std::fs::write(self.marks.join("held"), pid.to_string());
+            while !self.gate.exists() {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+        let first = keys.first().cloned().unwrap_or_default();
+        let _ = std::fs::write(self.marks.join(format!("{pid}-{first}")), "");
+        Ok(x.mapv(|v| v + 1.0).into())
+    }
+}
+
 /// Kills the process `pid` with SIGKILL.
 pub fn kill9(pid: u32) {
     let _ = std::process::Command::new("kill")
@@ -355,6 +395,11 @@ pub fn link_estimators() {
             poison: String::new(),
         },
         Repeat { times: 1 },
+        Gate {
+            key: String::new(),
+            gate: Default::default(),
+            marks: Default::default(),
+        },
         AbortsOn {
             poison: String::new(),
             busy_us: 0,

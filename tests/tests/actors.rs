@@ -305,6 +305,7 @@ fn chain_tasks(
                 )),
                 stage: stage.clone(),
                 hold: false,
+                keep_fit_input: false,
             },
             contribute_to: contribute_to.clone(),
         })

@@ -5,7 +5,9 @@
 //! model (the one the stages after the fit apply). The fit task saves the model
 //! on its worker, off every event loop.
 
-use super::messages::{Contribute, FitReady, Fitted, GetModel, RunFit, RunTasks, TaskPayload};
+use super::messages::{
+    Contribute, FitReady, Fitted, ForgetInputs, GetModel, RunFit, RunTasks, TaskPayload,
+};
 use crate::estimator::Estimator;
 use crate::exec::Contribution;
 use actix::prelude::*;
@@ -33,6 +35,8 @@ pub struct EstimatorActor {
     inputs: FitInputs,
     scheduler: Recipient<FitReady>,
     model: Option<Arc<dyn Estimator>>,
+    /// How many times it was told to forget inputs.
+    round: u32,
 }
 
 impl EstimatorActor {
@@ -54,6 +58,7 @@ impl EstimatorActor {
             },
             scheduler,
             model: None,
+            round: 0,
         }
     }
 
@@ -68,13 +73,14 @@ impl EstimatorActor {
         self.inputs = FitInputs::Gathered(Arc::new(parts));
         tracing::debug!(step = %self.step, "fit inputs complete");
         let input_bytes = match &self.inputs {
-            FitInputs::Gathered(parts) => parts.iter().map(Contribution::data_bytes).sum(),
+            FitInputs::Gathered(parts) => parts.iter().map(Contribution::rows_bytes).sum(),
             _ => 0,
         };
         self.scheduler.do_send(FitReady {
             run: self.run,
             fit: self.fit,
             input_bytes,
+            round: self.round,
         });
     }
 }
@@ -104,6 +110,35 @@ impl Handler<Contribute> for EstimatorActor {
             }
             *slot = Some(c);
         }
+        self.maybe_ready();
+    }
+}
+
+impl Handler<ForgetInputs> for EstimatorActor {
+    type Result = ();
+
+    /// Forgets the named partitions' inputs (their rows were kept on a worker
+    /// process that is gone): gathering again, they come again. A fit with
+    /// its model forgets nothing.
+    fn handle(&mut self, msg: ForgetInputs, _ctx: &mut Context<Self>) {
+        let mut slots = match std::mem::replace(&mut self.inputs, FitInputs::Fitted) {
+            FitInputs::Fitted => return,
+            FitInputs::Gathering { slots, .. } => slots,
+            FitInputs::Gathered(parts) => Arc::try_unwrap(parts)
+                .unwrap_or_else(|shared| (*shared).clone())
+                .into_iter()
+                .map(Some)
+                .collect(),
+        };
+        self.round += 1;
+        for p in msg.0 {
+            if let Some(slot) = slots.get_mut(p as usize) {
+                *slot = None;
+            }
+        }
+        let missing = slots.iter().filter(|s| s.is_none()).count();
+        tracing::debug!(step = %self.step, missing, "fit inputs lost; gathering again");
+        self.inputs = FitInputs::Gathering { slots, missing };
         self.maybe_ready();
     }
 }

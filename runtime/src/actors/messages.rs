@@ -39,6 +39,10 @@ pub enum TaskPayload {
         stage: Arc<StageExec>,
         /// Keep the output on the worker (only a summary comes back).
         hold: bool,
+        /// Keep the rows the stage gives a gather fit on the worker too: the
+        /// fit's worker fetches them from there (only where every worker that
+        /// may run the fit is a worker process).
+        keep_fit_input: bool,
     },
     /// Fit a step from every partition's contribution.
     Fit {
@@ -107,6 +111,7 @@ impl TaskEnvelope {
                     feeds: None,
                 }),
                 hold,
+                keep_fit_input: false,
             },
             contribute_to: None,
         }
@@ -128,6 +133,9 @@ pub enum TaskResult {
         /// The frame limit.
         limit: u64,
     },
+    /// A fit could not fetch its inputs from the worker processes keeping
+    /// them: per holder (worker id), why.
+    InputsLost(Vec<(u32, String)>),
 }
 
 /// One finished task.
@@ -150,6 +158,16 @@ pub struct TaskOutcome {
 }
 
 impl TaskOutcome {
+    /// Names worker `id` as the holder of the fit rows this chain kept on it
+    /// (the worker does not know its own id; its proxy does).
+    pub fn name_holder(&mut self, id: u32) {
+        if let TaskResult::Chain(out) = &mut self.result {
+            if let Some(Contribution::Kept(k)) = &mut out.contribution {
+                k.holder = id;
+            }
+        }
+    }
+
     /// Sends a chain's contribution to its fit's estimator actor `to`, taking it
     /// out of the outcome (without `to`, the fit has its inputs: it is dropped).
     pub fn hand_contribution(&mut self, to: Option<&Recipient<Contribute>>) {
@@ -210,7 +228,16 @@ pub struct FitReady {
     pub fit: u16,
     /// Bytes of the gathered inputs' data (what the fit's worker will receive).
     pub input_bytes: u64,
+    /// How many times the actor was told to forget inputs before (a notice
+    /// from before the latest [`ForgetInputs`] is stale).
+    pub round: u32,
 }
+
+/// Scheduler -> estimator actor: the rows of these partitions, kept on a
+/// worker process, are gone; gather them again.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct ForgetInputs(pub Vec<u32>);
 
 /// Scheduler -> estimator actor: run the fit on the worker `to`; the actor puts
 /// its inputs into the envelope and sends it there.
@@ -257,14 +284,17 @@ pub struct ShapeBacklog {
 
 /// Scheduler -> worker: send back the data of these held partitions
 /// (`(run, partition)`) when the worker is being retired, or drop it (`discard`)
-/// when their run failed.
-#[derive(Message, Debug)]
+/// when their run failed; and drop the fit inputs it keeps for its peers that
+/// nobody needs any more.
+#[derive(Message, Debug, Default)]
 #[rtype(result = "()")]
 pub struct ReleaseHeld {
     /// `(run, partition)`.
     pub parts: Vec<(u32, u32)>,
     /// Drop the data instead of sending it back.
     pub discard: bool,
+    /// Fit inputs to drop: of a run, or of one of its stages.
+    pub drop_inputs: Vec<(u32, Option<u16>)>,
 }
 
 /// Scheduler -> a worker process's proxy: the scheduler has taken the worker as

@@ -170,8 +170,20 @@ impl PartitionSlot {
     /// The worker holding the partition is gone: start again from `source` at the
     /// first stage (its lineage). Not for a running partition (see `requeue`).
     pub fn rebuild(&mut self, source: Arc<Batch>) -> Result<(), ProtocolError> {
-        self.restart_from(source, false, "rebuild")?;
-        self.state = PartitionState::Ready { stage: 0 };
+        self.redo_from(source, 0, false)
+    }
+
+    /// Starts again from `source` with stage `stage` ready (its task running the
+    /// earlier stages first when `catching_up`): what it gave a fit is lost and
+    /// must be made again. Not for a running partition.
+    pub fn redo_from(
+        &mut self,
+        source: Arc<Batch>,
+        stage: u16,
+        catching_up: bool,
+    ) -> Result<(), ProtocolError> {
+        self.restart_from(source, catching_up, "redo")?;
+        self.state = PartitionState::Ready { stage };
         Ok(())
     }
 

@@ -69,14 +69,41 @@ pub enum Contribution {
     },
     /// The partition could not contribute (e.g. the partial fit failed).
     Failed(String),
+    /// Rows kept on the worker process that made them; the fit's worker
+    /// fetches them from there (see [`crate::remote::peer`]).
+    Kept(KeptInput),
+}
+
+/// Where a gather fit's rows were kept: which worker process, at which
+/// address its peers reach it, and under which key.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct KeptInput {
+    /// The holder's worker id (set by the scheduler's proxy of the holder,
+    /// which knows it; the holder does not).
+    pub holder: u32,
+    /// Where the holder listens for its peers.
+    pub addr: String,
+    /// The key it keeps them under.
+    pub key: crate::remote::peer::InputKey,
+    /// Bytes of the rows (for the fit's memory budget).
+    pub bytes: u64,
 }
 
 impl Contribution {
-    /// Bytes of the data rows it carries (none for statistics).
+    /// Bytes of the data rows it carries (none for statistics, nor for rows
+    /// kept elsewhere).
     pub fn data_bytes(&self) -> u64 {
         match self {
             Contribution::Data { x, .. } => (x.len() * std::mem::size_of::<f64>()) as u64,
             _ => 0,
+        }
+    }
+
+    /// Bytes of the rows it stands for, here or kept on a worker.
+    pub fn rows_bytes(&self) -> u64 {
+        match self {
+            Contribution::Kept(k) => k.bytes,
+            other => other.data_bytes(),
         }
     }
 }
@@ -397,6 +424,10 @@ fn contribute(batch: &mut Batch, feed: &FeedSpec) -> Contribution {
     }
 }
 
+/// Why a fit given rows it did not fetch fails (a scheduler bug: only worker
+/// processes are given kept rows, and they fetch them first).
+const NOT_FETCHED: &str = "a fit input kept on a worker process was not fetched";
+
 /// Fits a step from the contributions of every partition, in partition order.
 pub fn run_fit(
     template: &dyn Estimator,
@@ -411,6 +442,7 @@ pub fn run_fit(
                 Contribution::Partial(p) => partials.push(p),
                 Contribution::Failed(e) => return Err(e),
                 Contribution::Data { .. } => {}
+                Contribution::Kept(_) => return Err(NOT_FETCHED.into()),
             }
         }
         guarded(|| model.fit_partials(&partials))?;
@@ -427,6 +459,7 @@ pub fn run_fit(
                 }
                 Contribution::Failed(e) => return Err(e),
                 Contribution::Partial(_) => {}
+                Contribution::Kept(_) => return Err(NOT_FETCHED.into()),
             }
         }
         if xs.is_empty() {

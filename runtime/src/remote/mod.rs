@@ -2,6 +2,8 @@
 //! scheduler over the authenticated wire, and the scheduler-side proxy of each.
 
 pub mod launcher;
+pub mod peer;
+pub(crate) mod peer_fit;
 pub mod protocol;
 pub mod proxy;
 pub mod worker_args;

@@ -33,6 +33,9 @@ pub enum ToWorker {
     Release(Vec<(u32, u32)>),
     /// Drop these held partitions (their run failed), after the tasks already sent.
     Discard(Vec<(u32, u32)>),
+    /// Drop the fit inputs kept for peers: of a run, or of one of its stages
+    /// (their fit has its model, or the run ended).
+    DropInputs(Vec<(u32, Option<u16>)>),
 }
 
 /// Worker -> scheduler.
@@ -59,7 +62,9 @@ impl FromWorker {
                         c.batch.array_bytes()
                             + c.contribution.as_ref().map_or(0, Contribution::data_bytes)
                     }
-                    WireResult::Fit(_) | WireResult::TooLarge { .. } => 0,
+                    WireResult::Fit(_)
+                    | WireResult::TooLarge { .. }
+                    | WireResult::InputsLost(_) => 0,
                 })
                 .sum(),
             FromWorker::Released(parts) => parts.iter().map(|(_, _, b)| batch(b)).sum(),
@@ -94,6 +99,9 @@ pub enum WirePayload {
         stage: u32,
         /// Keep the output on the worker.
         hold: bool,
+        /// Keep the rows for a gather fit on the worker too.
+        #[serde(default)]
+        keep_fit_input: bool,
     },
     /// A fit.
     Fit {
@@ -141,6 +149,8 @@ pub enum WireResult {
         /// The frame limit.
         limit: u64,
     },
+    /// A fit could not fetch its inputs: per holder, why.
+    InputsLost(Vec<(u32, String)>),
 }
 
 /// [`FromWorker`] by reference, to encode part of a message without copying it.
@@ -252,7 +262,12 @@ pub fn pack(envelopes: &[TaskEnvelope]) -> ToWorker {
     let mut tasks = Vec::with_capacity(envelopes.len());
     for e in envelopes {
         let payload = match &e.payload {
-            TaskPayload::Chain { input, stage, hold } => {
+            TaskPayload::Chain {
+                input,
+                stage,
+                hold,
+                keep_fit_input,
+            } => {
                 let idx = match stages.iter().position(|s| Arc::ptr_eq(s, stage)) {
                     Some(i) => i,
                     None => {
@@ -264,6 +279,7 @@ pub fn pack(envelopes: &[TaskEnvelope]) -> ToWorker {
                     input: input.clone(),
                     stage: idx as u32,
                     hold: *hold,
+                    keep_fit_input: *keep_fit_input,
                 }
             }
             TaskPayload::Fit {
@@ -300,9 +316,15 @@ pub fn unpack(
         .into_iter()
         .map(|t| {
             let payload = match t.payload {
-                WirePayload::Chain { input, stage, hold } => TaskPayload::Chain {
+                WirePayload::Chain {
+                    input,
+                    stage,
+                    hold,
+                    keep_fit_input,
+                } => TaskPayload::Chain {
                     input,
                     hold,
+                    keep_fit_input,
                     stage: stages
                         .get(stage as usize)
                         .cloned()
@@ -346,6 +368,7 @@ pub fn outcome_to_wire(o: TaskOutcome) -> WireOutcome {
             TaskResult::Chain(c) => WireResult::Chain(c),
             TaskResult::Fit(f) => WireResult::Fit(f),
             TaskResult::TooLarge { size, limit } => WireResult::TooLarge { size, limit },
+            TaskResult::InputsLost(l) => WireResult::InputsLost(l),
         },
     }
 }
@@ -367,6 +390,7 @@ pub fn outcome_from_wire(o: WireOutcome) -> TaskOutcome {
             WireResult::Chain(c) => TaskResult::Chain(c),
             WireResult::Fit(f) => TaskResult::Fit(f),
             WireResult::TooLarge { size, limit } => TaskResult::TooLarge { size, limit },
+            WireResult::InputsLost(l) => TaskResult::InputsLost(l),
         },
     }
 }

@@ -379,6 +379,9 @@ impl Handler<FromConn> for RemoteWorker {
                     // Only tasks this worker still holds count: never a duplicate.
                     if let Some(env) = self.in_flight.remove(&(o.run, o.task)) {
                         let mut outcome = outcome_from_wire(o);
+                        if let Some(id) = self.id {
+                            outcome.name_holder(id);
+                        }
                         outcome.hand_contribution(env.contribute_to.as_ref());
                         done.push(outcome);
                     }
@@ -405,11 +408,16 @@ impl Handler<ReleaseHeld> for RemoteWorker {
     type Result = ();
 
     fn handle(&mut self, msg: ReleaseHeld, _ctx: &mut Context<Self>) {
-        self.send(&if msg.discard {
-            ToWorker::Discard(msg.parts)
-        } else {
-            ToWorker::Release(msg.parts)
-        });
+        if !msg.parts.is_empty() {
+            self.send(&if msg.discard {
+                ToWorker::Discard(msg.parts)
+            } else {
+                ToWorker::Release(msg.parts)
+            });
+        }
+        if !msg.drop_inputs.is_empty() {
+            self.send(&ToWorker::DropInputs(msg.drop_inputs));
+        }
     }
 }
 

@@ -14,6 +14,7 @@
 //! (bytes it may use for a fit; default its host's) and
 //! `GRIDPIPE_HEARTBEAT_TIMEOUT_MS` (default 10000).
 
+use super::peer_fit::{listen_for_peers, Peers};
 use super::protocol::{frames_from_worker, outcome_to_wire, unpack, FromWorker, ToWorker};
 use super::worker_args::{parse_worker_args, WorkerArgs};
 use crate::actors::messages::{ChainInput, TaskEnvelope, TaskKind, TaskPayload, TaskResult};
@@ -217,6 +218,7 @@ async fn serve(
         mut inbound,
         max_message,
     } = channel;
+    let peers = listen_for_peers(&stream, &secret, max_message, outbound.is_sealed()).await;
     let (mut rd, mut wr) = stream.into_split();
     let (task_tx, task_rx) = std::sync::mpsc::channel::<ExecItem>();
     let (out_tx, mut out_rx) = tokio::sync::mpsc::unbounded_channel::<FromWorker>();
@@ -224,7 +226,7 @@ async fn serve(
     let exec_tx = out_tx.clone();
     std::thread::Builder::new()
         .name("gridpipe-executor".into())
-        .spawn(move || executor(task_rx, exec_tx))
+        .spawn(move || executor(task_rx, exec_tx, peers))
         .map_err(|e| e.to_string())?;
     let writer = tokio::spawn(async move {
         let mut beat = tokio::time::interval(Duration::from_secs(1));
@@ -310,6 +312,11 @@ async fn serve(
                     break Err("executor stopped".into());
                 }
             }
+            ToWorker::DropInputs(which) => {
+                if task_tx.send(ExecItem::DropInputs(which)).is_err() {
+                    break Err("executor stopped".into());
+                }
+            }
         }
     };
     drop(task_tx);
@@ -325,6 +332,8 @@ enum ExecItem {
     Release(Vec<(u32, u32)>),
     /// Held partitions to drop.
     Discard(Vec<(u32, u32)>),
+    /// Fit inputs kept for peers to drop: of a run, or of one of its stages.
+    DropInputs(Vec<(u32, Option<u16>)>),
 }
 
 /// Partitions this worker keeps between stages, by (run, partition).
@@ -361,6 +370,7 @@ fn keep_output(o: &mut crate::actors::messages::TaskOutcome, hold: bool, held: &
 fn executor(
     items: std::sync::mpsc::Receiver<ExecItem>,
     out: tokio::sync::mpsc::UnboundedSender<FromWorker>,
+    peers: Peers,
 ) {
     let mut held = Held::new();
     for item in items {
@@ -382,6 +392,12 @@ fn executor(
                 }
                 continue;
             }
+            ExecItem::DropInputs(which) => {
+                for (run, stage) in which {
+                    peers.kept.drop_run(run, stage);
+                }
+                continue;
+            }
         };
         let total = batch.len();
         let mut done = Vec::new();
@@ -395,8 +411,21 @@ fn executor(
                 std::process::exit(3);
             }
             let hold = matches!(env.payload, TaskPayload::Chain { hold: true, .. });
-            let mut o = execute(env);
+            let keep_rows = matches!(
+                env.payload,
+                TaskPayload::Chain {
+                    keep_fit_input: true,
+                    ..
+                }
+            );
+            let mut o = match peers.fetch_fit_inputs(&mut env) {
+                Ok(()) => execute(env),
+                Err(lost) => super::peer_fit::inputs_lost(env, lost),
+            };
             keep_output(&mut o, hold, &mut held);
+            if keep_rows {
+                peers.keep_fit_input(&mut o);
+            }
             done.push(outcome_to_wire(o));
             if i + 1 == total
                 || done.len() >= 512
@@ -432,7 +461,7 @@ mod tests {
             tx.send(item).unwrap();
         }
         drop(tx);
-        executor(rx, out_tx);
+        executor(rx, out_tx, Peers::none());
         let mut out = Vec::new();
         while let Ok(m) = out_rx.try_recv() {
             out.push(m);

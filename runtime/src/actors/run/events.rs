@@ -26,6 +26,9 @@ pub(crate) struct RunOutbox {
     pub(crate) fitted: Vec<(usize, Arc<dyn Estimator>)>,
     /// Stage questions to answer off the event loop: stage and question.
     pub(crate) questions: Vec<(usize, StageQuestion)>,
+    /// Partitions whose data a worker holds and nobody needs any more: worker
+    /// and partition.
+    pub(crate) discard: Vec<(u32, u32)>,
     /// The run fails (the first reason given).
     pub(crate) failed: Option<RunError>,
 }
@@ -50,7 +53,7 @@ pub(crate) struct TaskTimes {
 }
 
 impl RunState {
-    fn record(
+    pub(super) fn record(
         &mut self,
         label: u32,
         partition: Option<u32>,

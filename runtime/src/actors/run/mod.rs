@@ -11,12 +11,14 @@
 //! completion would cost a mailbox hop more, for no state the scheduler shares.
 
 mod events;
+pub(crate) mod fit_inputs;
 mod stages;
 #[cfg(test)]
 mod tests;
 mod view;
 
 pub(crate) use events::{RunOutbox, TaskTimes};
+pub(crate) use fit_inputs::RowsLost;
 
 use super::estimator_actor::EstimatorActor;
 use super::messages::TaskKind;
@@ -137,6 +139,16 @@ pub(crate) struct RunState {
     pub(crate) loaded_models: Vec<String>,
     /// Per step, once known: the hash of everything upstream of it.
     pub(crate) upstream: Vec<Option<String>>,
+    /// Per fit: which worker keeps each partition's rows for it (empty until a
+    /// worker keeps some; see `fit_inputs`).
+    pub(crate) fit_inputs_on: Vec<Vec<u32>>,
+    /// Every worker told to keep rows of this run's fits.
+    pub(crate) input_holders: std::collections::BTreeSet<u32>,
+    /// Per fit: how many times its estimator actor was told to forget rows (a
+    /// `FitReady` of an earlier round is stale).
+    pub(crate) fit_round: Vec<u32>,
+    /// Fits that could not fetch their kept rows, so far.
+    pub(crate) fit_fetch_failures: u32,
     /// Its holds on the features folders it writes (let go when no task of the
     /// run can write any more).
     pub(crate) locks: Vec<crate::checkpoint::lock::FolderLock>,
@@ -204,6 +216,10 @@ impl RunState {
             loaded_models,
             workers_lost: 0,
             upstream: vec![None; nsteps],
+            fit_inputs_on: vec![Vec::new(); nfits],
+            input_holders: Default::default(),
+            fit_round: vec![0; nfits],
+            fit_fetch_failures: 0,
             locks: Vec::new(),
             started: Instant::now(),
             reply: None,

@@ -311,3 +311,105 @@ fn a_task_over_the_largest_message_fails_the_run_naming_it() {
     );
     assert_eq!(run.tasks[0].partition, Some(2));
 }
+
+fn kept_rows(holder: u32, partition: u32) -> Contribution {
+    Contribution::Kept(crate::exec::KeptInput {
+        holder,
+        addr: "127.0.0.1:1".into(),
+        key: crate::remote::peer::InputKey {
+            run: 1,
+            stage: 0,
+            partition,
+        },
+        bytes: 16,
+    })
+}
+
+#[test]
+fn rows_kept_on_a_lost_worker_are_made_again_and_the_fit_gathers_again() {
+    let (mut run, _) = started(
+        vec![Step::new("center", Center), Step::new("shift", Shift(1.0))],
+        3,
+        true,
+    );
+    let mut outbox = RunOutbox::default();
+    // Partitions 0 and 1 keep their output and rows on worker 5, 2 on worker 6.
+    for (p, w) in [(0, 5), (1, 5), (2, 6)] {
+        assert!(run.may_keep_fit_input(0));
+        run.keep_fit_input(0, p, w);
+        run_stage(
+            &mut run,
+            p,
+            0,
+            w,
+            output(Some(kept_rows(w, p)), true),
+            &mut outbox,
+        );
+    }
+    run.on_fit_inputs(0, &mut outbox);
+    assert!(!run.may_keep_fit_input(0), "the fit has its rows");
+    assert!(run.keeps_fit_inputs_on(5) && run.keeps_fit_inputs_on(6));
+
+    let mut outbox = RunOutbox::default();
+    assert!(run.on_fit_inputs_lost(7, &mut outbox).is_empty());
+    let lost = run.on_fit_inputs_lost(5, &mut outbox);
+    assert_eq!(
+        lost,
+        vec![RowsLost {
+            fit: 0,
+            partitions: vec![0, 1]
+        }]
+    );
+    assert!(matches!(run.fits[0], FitBarrier::Gathering));
+    assert_eq!(run.fit_round[0], 1, "a FitReady sent before is stale");
+    assert_eq!(
+        outbox.ready,
+        vec![(0, 0), (1, 0)],
+        "they run their stage again"
+    );
+    assert_eq!(outbox.discard, vec![(5, 0), (5, 1)]);
+    assert_eq!(run.parts[2].state(), PartitionState::Waiting { stage: 1 });
+    assert!(!run.keeps_fit_inputs_on(5) && run.keeps_fit_inputs_on(6));
+    assert!(run.may_keep_fit_input(0), "gathering again, rows may stay");
+
+    // Once the fit has its model nothing is made again.
+    run.forget_fit_inputs(0);
+    assert!(run
+        .on_fit_inputs_lost(6, &mut RunOutbox::default())
+        .is_empty());
+}
+
+#[test]
+fn a_fit_that_cannot_fetch_its_rows_is_tried_again_then_fails_the_run_naming_it() {
+    let (mut run, _) = started(
+        vec![Step::new("center", Center), Step::new("shift", Shift(1.0))],
+        2,
+        true,
+    );
+    let lost = vec![(5, "connection refused".to_string())];
+    for attempt in 1..fit_inputs::FETCH_TRIES {
+        run.fits[0] = FitBarrier::Running;
+        let mut outbox = RunOutbox::default();
+        run.on_fit_fetch_failed(1, 0, &lost, TaskTimes::default(), &mut outbox);
+        assert_eq!(
+            outbox.ready_fits,
+            vec![0],
+            "attempt {attempt}: queued again"
+        );
+        assert!(outbox.failed.is_none());
+    }
+    // A failure after the holder's loss was known counts for nothing.
+    run.fits[0] = FitBarrier::Gathering;
+    let mut outbox = RunOutbox::default();
+    run.on_fit_fetch_failed(1, 0, &lost, TaskTimes::default(), &mut outbox);
+    assert!(outbox.failed.is_none() && outbox.ready_fits.is_empty());
+
+    run.fits[0] = FitBarrier::Running;
+    let mut outbox = RunOutbox::default();
+    run.on_fit_fetch_failed(1, 0, &lost, TaskTimes::default(), &mut outbox);
+    let err = outbox.failed.expect("the run fails").to_string();
+    assert!(
+        err.contains("\"center\"") && err.contains("connection refused"),
+        "{err}"
+    );
+}

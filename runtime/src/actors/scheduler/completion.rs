@@ -27,6 +27,8 @@ impl Scheduler {
         let mut finished_runs = Vec::new();
         // Contributions are sent per fit, once per batch of outcomes.
         let mut outbox_of: Vec<(u32, RunOutbox)> = Vec::new();
+        // Workers whose kept fit rows a fit's worker could not fetch.
+        let mut unreachable = Vec::new();
         for o in outcomes {
             let took = o.finished.duration_since(o.started).as_secs_f64();
             busy += took;
@@ -80,6 +82,11 @@ impl Scheduler {
                 (task, TaskResult::TooLarge { size, limit }) => {
                     run.on_too_large(worker, task, (size, limit), times, outbox);
                 }
+                (TaskKind::Fit { fit }, TaskResult::InputsLost(lost)) => {
+                    tracing::warn!(fit, ?lost, "a fit could not fetch its inputs");
+                    run.on_fit_fetch_failed(worker, fit, &lost, times, outbox);
+                    unreachable.extend(lost.into_iter().map(|(h, _)| h));
+                }
                 _ => tracing::error!("task result does not match its task"),
             }
             finished_runs.push(o.run);
@@ -91,6 +98,11 @@ impl Scheduler {
         for (run, outbox) in outbox_of {
             let ready_s = self.runs.get(&run).map_or(0.0, |r| r.now());
             self.deliver(run, outbox, ready_s);
+        }
+        unreachable.sort_unstable();
+        unreachable.dedup();
+        for h in unreachable {
+            self.fit_inputs_lost(h);
         }
         finished_runs.sort_unstable();
         finished_runs.dedup();
@@ -109,6 +121,7 @@ impl Scheduler {
             ready_fits,
             fitted,
             questions,
+            discard,
             failed,
         } = outbox;
         if let Some(error) = failed {
@@ -118,9 +131,31 @@ impl Scheduler {
         let Some(state) = self.runs.get(&run) else {
             return;
         };
+        let mut models_known = Vec::with_capacity(fitted.len());
         for (f, model) in fitted {
             state.estimators[f].do_send(Fitted(model));
+            models_known.push(f);
         }
+        for (w, p) in discard {
+            if let Some(r) = self
+                .workers
+                .get(w as usize)
+                .filter(|s| s.alive)
+                .and_then(|s| s.release.as_ref())
+            {
+                r.do_send(ReleaseHeld {
+                    parts: vec![(run, p)],
+                    discard: true,
+                    ..Default::default()
+                });
+            }
+        }
+        for f in models_known {
+            self.drop_fit_inputs(run, Some(f));
+        }
+        let Some(state) = self.runs.get(&run) else {
+            return;
+        };
         for (f, shape) in ready_fits
             .into_iter()
             .map(|f| (f, state.plan.fits[f].resources.clone()))
@@ -162,6 +197,7 @@ impl Scheduler {
             .view(RunPhase::Finished);
         self.keep_view(view);
         self.suspects.forget_run(run);
+        self.drop_fit_inputs(run, None);
         let mut state = self.runs.remove(&run).expect("run present");
         let kept = if state.keeps_outputs() {
             Some(self.keep_outputs(run, &mut state))
@@ -248,6 +284,7 @@ impl Scheduler {
                 r.do_send(ReleaseHeld {
                     parts,
                     discard: true,
+                    ..Default::default()
                 });
             }
         }
@@ -263,6 +300,7 @@ impl Scheduler {
 
     pub(super) fn fail_run(&mut self, run: u32, error: RunError) {
         self.discard_held(run);
+        self.drop_fit_inputs(run, None);
         let mut out = BTreeMap::new();
         for (i, w) in self.workers.iter_mut().enumerate() {
             let n = w.in_hand.of_run(run);
@@ -322,6 +360,14 @@ impl Handler<FitReady> for Scheduler {
     type Result = ();
 
     fn handle(&mut self, msg: FitReady, ctx: &mut Context<Self>) {
+        let stale = self
+            .runs
+            .get(&msg.run)
+            .is_some_and(|r| r.fit_round.get(msg.fit as usize) != Some(&msg.round));
+        if stale {
+            // Sent before its actor forgot rows that were lost since.
+            return;
+        }
         if let Err(e) = self.check_fit_memory(msg.run, msg.fit as usize, msg.input_bytes) {
             self.fail_run(msg.run, e);
             self.dispatch();

@@ -16,6 +16,8 @@ pub(super) struct Placement {
     pub(super) suspect: bool,
     /// A plain worker (or a queue of them) exists.
     pub(super) plain_available: bool,
+    /// Rows for a gather fit may stay on the worker process that made them.
+    pub(super) rows_may_stay: bool,
 }
 
 /// What handing a task to a worker touches, borrowed apart from the workers and
@@ -27,6 +29,8 @@ struct Handout<'a> {
     /// Whether a plain worker (or a queue of them) exists: then workers offering a
     /// resource keep off plain tasks, and hold no data for them.
     plain_available: bool,
+    /// Rows for a gather fit may stay on the worker process that made them.
+    rows_may_stay: bool,
     /// Runs whose ready task had lost its inputs (a broken invariant).
     lost: &'a mut Vec<u32>,
 }
@@ -58,10 +62,18 @@ impl Handout<'_> {
         let Some(run) = self.runs.get_mut(&t.run) else {
             return false;
         };
+        if let TaskKind::Fit { fit } = t.task {
+            if !matches!(run.fits[fit as usize], FitBarrier::Gathered) {
+                // Queued before its inputs were lost (it gathers again, and is
+                // queued again once it has them).
+                return false;
+            }
+        }
         let suspect = self.suspects.is_suspect(t.run, t.task);
         let placement = Placement {
             suspect,
             plain_available: self.plain_available,
+            rows_may_stay: self.rows_may_stay,
         };
         let Some(payload) = Scheduler::payload(run, t.task, worker, placement) else {
             // A ready task whose inputs are missing is a scheduler bug: fail the run
@@ -124,11 +136,13 @@ impl Scheduler {
             .any(|w| w.alive && !w.draining && w.info.resources.is_empty())
             || self.cluster_offers.iter().any(|o| o.resources.is_empty());
         let mut lost = Vec::new();
+        let rows_may_stay = self.rows_may_stay();
         let mut out = Handout {
             runs: &mut self.runs,
             in_flight: &mut self.in_flight,
             suspects: &self.suspects,
             plain_available,
+            rows_may_stay,
             lost: &mut lost,
         };
         for w in 0..self.workers.len() {
@@ -239,6 +253,11 @@ impl Scheduler {
                         }
                         None => run.keeps_outputs(),
                     };
+                // The rows it gives a gather fit stay with its output.
+                let keep_fit_input = hold && placement.rows_may_stay && run.may_keep_fit_input(s);
+                if keep_fit_input {
+                    run.keep_fit_input(s, partition, worker.info.id);
+                }
                 Some(TaskPayload::Chain {
                     input: match input {
                         SlotInput::Here(b) => ChainInput::Here(b),
@@ -246,6 +265,7 @@ impl Scheduler {
                     },
                     stage: exec,
                     hold,
+                    keep_fit_input,
                 })
             }
             TaskKind::Fit { fit } => {

@@ -143,7 +143,11 @@ impl Scheduler {
             .filter(|s| s.alive)
             .and_then(|s| s.release.clone());
         match release {
-            Some(r) => r.do_send(ReleaseHeld { parts, discard }),
+            Some(r) => r.do_send(ReleaseHeld {
+                parts,
+                discard,
+                ..Default::default()
+            }),
             None if discard => {}
             None => self.lose_kept(parts),
         }

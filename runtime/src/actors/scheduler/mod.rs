@@ -16,6 +16,7 @@
 mod completion;
 mod decisions;
 mod dispatch;
+mod fit_inputs;
 mod fit_memory;
 mod in_hand;
 mod kept;
@@ -191,7 +192,8 @@ impl Scheduler {
             .runs
             .values()
             .any(|r| r.parts.iter().any(|p| p.held_by() == Some(w)))
-            || self.kept.any_on(w);
+            || self.kept.any_on(w)
+            || self.runs.values().any(|r| r.keeps_fit_inputs_on(w));
         if !slot.alive || (slot.in_flight == 0 && !holds) {
             for tx in self.workers[w as usize].drain_waiters.drain(..) {
                 let _ = tx.send(());

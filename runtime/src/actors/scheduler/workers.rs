@@ -142,6 +142,8 @@ impl Handler<WorkerLost> for Scheduler {
         }
         self.gone_worker_of_lingering(w);
         self.kept_holder_lost(w);
+        // Rows it kept for fits still waiting for them are made again.
+        self.fit_inputs_lost(w);
         // Partitions whose data lived on the lost worker start again from their
         // source: their lineage is the input plus the stages, which run again
         // (in one task where one worker can run them all).
@@ -379,6 +381,7 @@ impl Handler<Drain> for Scheduler {
                 Some(r) => r.do_send(ReleaseHeld {
                     parts: held,
                     discard: false,
+                    ..Default::default()
                 }),
                 None => {
                     tracing::error!(worker = %slot.info.name, "a worker holds partitions but cannot release them")

@@ -1,0 +1,102 @@
+//! Gather fits' rows kept on the worker processes that made them, as the
+//! scheduler sees them: whether rows may stay, telling the holders to drop
+//! them once their fit has its model or their run ended, and gathering them
+//! again when a holder's rows are gone (its worker lost, or the fit's worker
+//! could not reach it). Where the rows are, per partition, is the run's
+//! (`run::fit_inputs`); the rows themselves are the workers'
+//! (`remote::peer`).
+
+use super::super::messages::{ForgetInputs, ReleaseHeld};
+use super::super::run::{RowsLost, RunOutbox};
+use super::Scheduler;
+
+impl Scheduler {
+    /// Whether a chain's rows for a gather fit may stay on the worker process
+    /// that made them: the setting allows it and every worker is a worker
+    /// process (an in-process worker could not fetch them for its fit).
+    pub(super) fn rows_may_stay(&self) -> bool {
+        self.config.fit_inputs_on_workers && self.workers.iter().all(|w| w.remote || !w.alive)
+    }
+
+    /// Tells the workers keeping rows of `run` to drop them: those of fit
+    /// `fit`, which has its model, or (`None`: the run ended) all.
+    pub(super) fn drop_fit_inputs(&mut self, run: u32, fit: Option<usize>) {
+        let Some(state) = self.runs.get_mut(&run) else {
+            return;
+        };
+        if state.input_holders.is_empty() {
+            return;
+        }
+        let (which, holders) = match fit {
+            Some(f) => {
+                if state.fit_inputs_on[f].is_empty() {
+                    return;
+                }
+                state.forget_fit_inputs(f);
+                let stage = state.feeding_stage(f).map(|s| s as u16);
+                (stage.map(|s| (run, Some(s))), state.input_holders.clone())
+            }
+            None => (Some((run, None)), std::mem::take(&mut state.input_holders)),
+        };
+        let Some(which) = which else {
+            return;
+        };
+        for h in holders {
+            self.tell_to_drop(h, vec![which]);
+            self.check_drained(h);
+        }
+    }
+
+    fn tell_to_drop(&self, w: u32, drop_inputs: Vec<(u32, Option<u16>)>) {
+        if let Some(r) = self
+            .workers
+            .get(w as usize)
+            .filter(|s| s.alive)
+            .and_then(|s| s.release.as_ref())
+        {
+            r.do_send(ReleaseHeld {
+                drop_inputs,
+                ..Default::default()
+            });
+        }
+    }
+
+    /// The rows kept on worker `w` are gone, or cannot be reached: every fit
+    /// still waiting for its model gathers those partitions' rows again (its
+    /// estimator actor forgets them, and the partitions make them anew). A
+    /// worker still alive drops what it kept of those fits.
+    pub(super) fn fit_inputs_lost(&mut self, w: u32) {
+        let ids: Vec<u32> = self
+            .runs
+            .iter()
+            .filter(|(_, r)| r.input_holders.contains(&w))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let Some(run) = self.runs.get_mut(&id) else {
+                continue;
+            };
+            let mut outbox = RunOutbox::default();
+            let lost = run.on_fit_inputs_lost(w, &mut outbox);
+            let mut stale = Vec::new();
+            for RowsLost { fit, partitions } in lost {
+                tracing::warn!(
+                    run = id,
+                    fit,
+                    partitions = partitions.len(),
+                    worker = w,
+                    "fit inputs kept on a worker are gone; making them again"
+                );
+                run.estimators[fit].do_send(ForgetInputs(partitions));
+                if let Some(s) = run.feeding_stage(fit) {
+                    stale.push((id, Some(s as u16)));
+                }
+            }
+            if !stale.is_empty() {
+                self.tell_to_drop(w, stale);
+            }
+            let ready_s = self.runs.get(&id).map_or(0.0, |r| r.now());
+            self.deliver(id, outbox, ready_s);
+        }
+    }
+}

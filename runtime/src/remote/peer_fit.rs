@@ -1,0 +1,222 @@
+//! A worker process's side of fit inputs kept for peers: it listens for its
+//! peers, keeps the rows its chain tasks give a gather fit when told to, and
+//! fetches a fit's kept rows from their holders before the fit runs (see
+//! [`super::peer`]).
+
+use super::peer::{fetch_inputs, serve_peers, InputKey, KeptInputs};
+use crate::actors::messages::{TaskEnvelope, TaskKind, TaskOutcome, TaskPayload, TaskResult};
+use crate::exec::{Contribution, KeptInput};
+use crate::wire::auth::Secret;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Per holder (worker id) that could not give its rows, why.
+pub(crate) type Unreachable = Vec<(u32, String)>;
+
+/// What a worker process needs to keep fit inputs for its peers and fetch
+/// them from theirs.
+pub(crate) struct Peers {
+    /// Where its peers reach it (`None`: it could not listen, and keeps nothing).
+    addr: Option<String>,
+    /// The rows it keeps.
+    pub(crate) kept: KeptInputs,
+    /// The cluster's secret, which peers prove.
+    secret: Option<Secret>,
+    /// The largest message.
+    max_message: u64,
+}
+
+/// Starts listening for peers on the address by which this worker reaches the
+/// scheduler (the one its peers can reach too); a worker that cannot listen
+/// keeps no rows (they go to the scheduler, as from a worker without peers).
+pub(crate) async fn listen_for_peers(
+    scheduler: &tokio::net::TcpStream,
+    secret: &Secret,
+    max_message: u64,
+    sealed: bool,
+) -> Peers {
+    let kept = KeptInputs::default();
+    let bound = match scheduler.local_addr() {
+        Ok(local) => tokio::net::TcpListener::bind((local.ip(), 0)).await,
+        Err(e) => Err(e),
+    };
+    let addr = match bound.and_then(|l| Ok((l.local_addr()?, l))) {
+        Ok((addr, listener)) => {
+            tokio::spawn(serve_peers(
+                listener,
+                secret.clone(),
+                kept.clone(),
+                max_message,
+                sealed,
+            ));
+            Some(addr.to_string())
+        }
+        Err(e) => {
+            eprintln!("gridpipe worker: cannot listen for peers ({e}); fit inputs go through the scheduler");
+            None
+        }
+    };
+    Peers {
+        addr,
+        kept,
+        secret: Some(secret.clone()),
+        max_message,
+    }
+}
+
+impl Peers {
+    /// Keeps nothing and fetches nothing (tests of the executor).
+    #[cfg(test)]
+    pub(crate) fn none() -> Self {
+        Peers {
+            addr: None,
+            kept: KeptInputs::default(),
+            secret: None,
+            max_message: 0,
+        }
+    }
+
+    /// Keeps the rows a chain task gives a gather fit here, and leaves in the
+    /// outcome only where they are.
+    pub(crate) fn keep_fit_input(&self, o: &mut TaskOutcome) {
+        let (Some(addr), TaskKind::Chain { stage, partition }, TaskResult::Chain(out)) =
+            (&self.addr, o.task, &mut o.result)
+        else {
+            return;
+        };
+        if !matches!(out.contribution, Some(Contribution::Data { .. })) {
+            return;
+        }
+        let rows = out.contribution.take().expect("checked above");
+        let key = InputKey {
+            run: o.run,
+            stage,
+            partition,
+        };
+        let bytes = rows.rows_bytes();
+        self.kept.keep(key, rows);
+        out.contribution = Some(Contribution::Kept(KeptInput {
+            holder: 0,
+            addr: addr.clone(),
+            key,
+            bytes,
+        }));
+    }
+
+    /// Puts into a fit task the rows kept on worker processes: fetched from
+    /// each holder at once, then this worker's own taken from its store (it
+    /// is the last to need them). Returns, per holder that could not give
+    /// them, why.
+    pub(crate) fn fetch_fit_inputs(&self, env: &mut TaskEnvelope) -> Result<(), Unreachable> {
+        let TaskPayload::Fit { parts, .. } = &mut env.payload else {
+            return Ok(());
+        };
+        if !parts.iter().any(|c| matches!(c, Contribution::Kept(_))) {
+            return Ok(());
+        }
+        let mut elsewhere: BTreeMap<(String, u32), Vec<(usize, InputKey)>> = BTreeMap::new();
+        let mut mine = Vec::new();
+        for (i, c) in parts.iter().enumerate() {
+            if let Contribution::Kept(k) = c {
+                if self.addr.as_deref() == Some(k.addr.as_str()) {
+                    mine.push((i, k.holder, k.key));
+                } else {
+                    elsewhere
+                        .entry((k.addr.clone(), k.holder))
+                        .or_default()
+                        .push((i, k.key));
+                }
+            }
+        }
+        let fetched = self.fetch_all(&elsewhere)?;
+        let mut lost = Vec::new();
+        let mut own = Vec::with_capacity(mine.len());
+        for (i, holder, key) in mine {
+            match self.kept.take(&key) {
+                Some(rows) => own.push((i, rows)),
+                None => lost.push((
+                    holder,
+                    format!(
+                        "the fit's own worker no longer keeps partition {} of stage {}",
+                        key.partition, key.stage
+                    ),
+                )),
+            }
+        }
+        if !lost.is_empty() {
+            // Put back what was taken: a later try on this worker needs it.
+            for (i, rows) in own {
+                if let Contribution::Kept(k) = &parts[i] {
+                    self.kept.keep(k.key, rows);
+                }
+            }
+            return Err(lost);
+        }
+        let list = Arc::make_mut(parts);
+        let own = own
+            .into_iter()
+            .map(|(i, rows)| (i, Arc::try_unwrap(rows).unwrap_or_else(|a| (*a).clone())));
+        for (i, rows) in fetched.into_iter().chain(own) {
+            list[i] = rows;
+        }
+        Ok(())
+    }
+
+    /// Fetches from every holder at once; the rows by their place in the fit's
+    /// inputs.
+    fn fetch_all(
+        &self,
+        from: &BTreeMap<(String, u32), Vec<(usize, InputKey)>>,
+    ) -> Result<Vec<(usize, Contribution)>, Unreachable> {
+        if from.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(secret) = &self.secret else {
+            let why = "this worker has no cluster secret to fetch with".to_string();
+            return Err(from.keys().map(|(_, h)| (*h, why.clone())).collect());
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                from.keys()
+                    .map(|(_, h)| (*h, format!("no event loop to fetch with: {e}")))
+                    .collect::<Vec<_>>()
+            })?;
+        let results = runtime.block_on(futures::future::join_all(from.iter().map(
+            |((addr, holder), keys)| async move {
+                let wanted = keys.iter().map(|(_, k)| *k).collect();
+                let got = fetch_inputs(addr, secret, wanted, self.max_message).await;
+                (*holder, keys, got)
+            },
+        )));
+        let mut out = Vec::new();
+        let mut lost = Vec::new();
+        for (holder, keys, got) in results {
+            match got {
+                Ok(rows) => out.extend(keys.iter().map(|(i, _)| *i).zip(rows)),
+                Err(why) => lost.push((holder, why)),
+            }
+        }
+        if lost.is_empty() {
+            Ok(out)
+        } else {
+            Err(lost)
+        }
+    }
+}
+
+/// The outcome of a fit that could not fetch its inputs: per holder, why.
+pub(crate) fn inputs_lost(env: TaskEnvelope, lost: Unreachable) -> TaskOutcome {
+    let now = Instant::now();
+    TaskOutcome {
+        ready_s: env.ready_s,
+        run: env.run,
+        task: env.task,
+        resources: env.resources,
+        started: now,
+        finished: now,
+        result: TaskResult::InputsLost(lost),
+    }
+}

@@ -106,14 +106,14 @@ impl Peers {
 
     /// Puts into a fit task the rows kept on worker processes: fetched from
     /// each holder at once, then this worker's own taken from its store (it
-    /// is the last to need them). Returns, per holder that could not give
-    /// them, why.
-    pub(crate) fn fetch_fit_inputs(&self, env: &mut TaskEnvelope) -> Result<(), Unreachable> {
+    /// is the last to need them). Returns whether it fetched any, or, per
+    /// holder that could not give them, why.
+    pub(crate) fn fetch_fit_inputs(&self, env: &mut TaskEnvelope) -> Result<bool, Unreachable> {
         let TaskPayload::Fit { parts, .. } = &mut env.payload else {
-            return Ok(());
+            return Ok(false);
         };
         if !parts.iter().any(|c| matches!(c, Contribution::Kept(_))) {
-            return Ok(());
+            return Ok(false);
         }
         let mut elsewhere: BTreeMap<(String, u32), Vec<(usize, InputKey)>> = BTreeMap::new();
         let mut mine = Vec::new();
@@ -160,7 +160,7 @@ impl Peers {
         for (i, rows) in fetched.into_iter().chain(own) {
             list[i] = rows;
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Fetches from every holder at once; the rows by their place in the fit's

@@ -47,6 +47,9 @@ pub enum FromWorker {
     Heartbeat,
     /// The held partitions asked for by `Release` (`None`: not here).
     Released(Vec<(u32, u32, Option<Arc<Batch>>)>),
+    /// A fit running here has fetched every row kept for it: their holders
+    /// need not keep them (run and fit).
+    InputsFetched(u32, u16),
 }
 
 impl FromWorker {
@@ -68,7 +71,7 @@ impl FromWorker {
                 })
                 .sum(),
             FromWorker::Released(parts) => parts.iter().map(|(_, _, b)| batch(b)).sum(),
-            FromWorker::Heartbeat => 0,
+            FromWorker::Heartbeat | FromWorker::InputsFetched(..) => 0,
         }
     }
 }

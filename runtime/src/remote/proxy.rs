@@ -10,7 +10,7 @@ use crate::actors::messages::{
     ForgetWorker, PartitionsReturned, ReleaseHeld, RunTasks, TaskEnvelope, TaskKind, TaskOutcome,
     TaskResult, TasksDone,
 };
-use crate::actors::scheduler::{AddWorker, Scheduler, WorkerLost};
+use crate::actors::scheduler::{AddWorker, FitInputsFetched, Scheduler, WorkerLost};
 use crate::wire::frame::encode;
 
 /// The outcome of a task whose message is bigger than a message may be.
@@ -398,6 +398,9 @@ impl Handler<FromConn> for RemoteWorker {
                     self.scheduler
                         .do_send(PartitionsReturned { worker: id, parts });
                 }
+            }
+            FromWorker::InputsFetched(run, fit) => {
+                self.scheduler.do_send(FitInputsFetched { run, fit });
             }
             FromWorker::Heartbeat => {}
         }

@@ -419,7 +419,14 @@ fn executor(
                 }
             );
             let mut o = match peers.fetch_fit_inputs(&mut env) {
-                Ok(()) => execute(env),
+                Ok(false) => execute(env),
+                Ok(true) => {
+                    // Their holders may let the rows go while the fit runs.
+                    if let TaskKind::Fit { fit } = env.task {
+                        let _ = out.send(FromWorker::InputsFetched(env.run, fit));
+                    }
+                    execute(env)
+                }
                 Err(lost) => super::peer_fit::inputs_lost(env, lost),
             };
             keep_output(&mut o, hold, &mut held);

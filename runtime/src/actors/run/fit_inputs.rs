@@ -51,17 +51,65 @@ impl RunState {
         self.input_holders.insert(w);
     }
 
-    /// Whether worker `w` keeps rows of a fit that still waits for its model.
+    /// Whether worker `w` keeps rows a fit may still fetch (its fit waits for
+    /// its model and has not fetched them).
     pub(crate) fn keeps_fit_inputs_on(&self, w: u32) -> bool {
         self.fit_inputs_on
             .iter()
             .enumerate()
-            .any(|(f, on)| !self.fits[f].is_done() && on.contains(&w))
+            .any(|(f, on)| !self.fits[f].is_done() && !self.fit_rows_fetched[f] && on.contains(&w))
     }
 
     /// Fit `f` has its model: nobody needs its kept rows any more.
     pub(crate) fn forget_fit_inputs(&mut self, f: usize) {
         self.fit_inputs_on[f] = Vec::new();
+        self.fit_rows_fetched[f] = false;
+    }
+
+    /// Fit `f`'s worker fetched every row kept for it: their holders may let
+    /// them go (should that worker be lost, they are made again). Returns
+    /// whether any worker keeps rows of it.
+    pub(crate) fn on_fit_rows_fetched(&mut self, f: usize) -> bool {
+        if !matches!(self.fits[f], FitBarrier::Running) || self.fit_inputs_on[f].is_empty() {
+            return false;
+        }
+        self.fit_rows_fetched[f] = true;
+        true
+    }
+
+    /// Fit `f` goes back to its queue after its worker was lost: when its
+    /// rows were let go after they were fetched, every partition makes them
+    /// again and the fit gathers anew.
+    pub(crate) fn regather_if_let_go(
+        &mut self,
+        f: usize,
+        outbox: &mut RunOutbox,
+    ) -> Option<RowsLost> {
+        if !std::mem::take(&mut self.fit_rows_fetched[f]) {
+            return None;
+        }
+        let partitions: Vec<u32> = (0..self.fit_inputs_on[f].len() as u32)
+            .filter(|&p| self.fit_inputs_on[f][p as usize] != NOBODY)
+            .collect();
+        Some(self.lose_rows(f, partitions, outbox))
+    }
+
+    /// The rows of `partitions` for fit `f` are gone: each partition makes
+    /// them again, and the fit gathers again.
+    fn lose_rows(&mut self, f: usize, partitions: Vec<u32>, outbox: &mut RunOutbox) -> RowsLost {
+        let s = self.feeding_stage(f).unwrap_or(0);
+        for &p in &partitions {
+            self.fit_inputs_on[f][p as usize] = NOBODY;
+            if let Err(e) = self.give_rows_again(p as usize, s, outbox) {
+                outbox.fail(e);
+            }
+        }
+        // A fit queued or running with those rows waits for them again (a
+        // running one that fetched them already may still report its model,
+        // which counts).
+        self.fits[f] = FitBarrier::Gathering;
+        self.fit_round[f] += 1;
+        RowsLost { fit: f, partitions }
     }
 
     /// The rows kept on worker `w` are gone. Each fit still waiting for its
@@ -75,27 +123,17 @@ impl RunState {
     pub(crate) fn on_fit_inputs_lost(&mut self, w: u32, outbox: &mut RunOutbox) -> Vec<RowsLost> {
         let mut lost = Vec::new();
         for f in 0..self.fit_inputs_on.len() {
-            if self.fits[f].is_done() || !self.fit_inputs_on[f].contains(&w) {
+            // A fit that fetched its rows has them; it needs these no more.
+            if self.fits[f].is_done()
+                || self.fit_rows_fetched[f]
+                || !self.fit_inputs_on[f].contains(&w)
+            {
                 continue;
             }
-            let Some(s) = self.feeding_stage(f) else {
-                continue;
-            };
             let partitions: Vec<u32> = (0..self.fit_inputs_on[f].len() as u32)
                 .filter(|&p| self.fit_inputs_on[f][p as usize] == w)
                 .collect();
-            for &p in &partitions {
-                self.fit_inputs_on[f][p as usize] = NOBODY;
-                if let Err(e) = self.give_rows_again(p as usize, s, outbox) {
-                    outbox.fail(e);
-                }
-            }
-            // A fit queued or running with those rows waits for them again (a
-            // running one that fetched them already may still report its
-            // model, which counts).
-            self.fits[f] = FitBarrier::Gathering;
-            self.fit_round[f] += 1;
-            lost.push(RowsLost { fit: f, partitions });
+            lost.push(self.lose_rows(f, partitions, outbox));
         }
         lost
     }

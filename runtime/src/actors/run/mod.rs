@@ -147,6 +147,8 @@ pub(crate) struct RunState {
     /// Per fit: how many times its estimator actor was told to forget rows (a
     /// `FitReady` of an earlier round is stale).
     pub(crate) fit_round: Vec<u32>,
+    /// Per fit: its worker fetched every kept row, and their holders let them go.
+    pub(crate) fit_rows_fetched: Vec<bool>,
     /// Fits that could not fetch their kept rows, so far.
     pub(crate) fit_fetch_failures: u32,
     /// Its holds on the features folders it writes (let go when no task of the
@@ -219,6 +221,7 @@ impl RunState {
             fit_inputs_on: vec![Vec::new(); nfits],
             input_holders: Default::default(),
             fit_round: vec![0; nfits],
+            fit_rows_fetched: vec![false; nfits],
             fit_fetch_failures: 0,
             locks: Vec::new(),
             started: Instant::now(),

@@ -413,3 +413,40 @@ fn a_fit_that_cannot_fetch_its_rows_is_tried_again_then_fails_the_run_naming_it(
         "{err}"
     );
 }
+
+#[test]
+fn fetched_rows_are_let_go_and_made_again_only_if_the_fit_is_lost() {
+    let (mut run, _) = started(
+        vec![Step::new("center", Center), Step::new("shift", Shift(1.0))],
+        2,
+        true,
+    );
+    let mut outbox = RunOutbox::default();
+    for (p, w) in [(0, 5), (1, 6)] {
+        run.keep_fit_input(0, p, w);
+        run_stage(
+            &mut run,
+            p,
+            0,
+            w,
+            output(Some(kept_rows(w, p)), true),
+            &mut outbox,
+        );
+    }
+    run.on_fit_inputs(0, &mut outbox);
+    assert!(!run.on_fit_rows_fetched(0), "not running yet");
+    run.fits[0] = FitBarrier::Running;
+    assert!(run.on_fit_rows_fetched(0));
+    // The holders may go: losing one makes nothing again.
+    assert!(!run.keeps_fit_inputs_on(5));
+    let mut outbox = RunOutbox::default();
+    assert!(run.on_fit_inputs_lost(5, &mut outbox).is_empty());
+    assert!(outbox.ready.is_empty());
+    // The fit itself is lost: every partition makes its rows again.
+    run.fits[0] = FitBarrier::Gathered;
+    let lost = run.regather_if_let_go(0, &mut outbox).expect("made again");
+    assert_eq!(lost.partitions, vec![0, 1]);
+    assert_eq!(outbox.ready, vec![(0, 0), (1, 0)]);
+    assert!(matches!(run.fits[0], FitBarrier::Gathering));
+    assert!(run.regather_if_let_go(0, &mut outbox).is_none(), "once");
+}

@@ -9,6 +9,40 @@
 use super::super::messages::{ForgetInputs, ReleaseHeld};
 use super::super::run::{RowsLost, RunOutbox};
 use super::Scheduler;
+use actix::prelude::*;
+
+/// A worker process's proxy -> scheduler: the fit running there fetched every
+/// row kept for it; their holders may let them go (and be retired).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct FitInputsFetched {
+    /// The run.
+    pub run: u32,
+    /// The fit.
+    pub fit: u16,
+}
+
+impl Handler<FitInputsFetched> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, msg: FitInputsFetched, _ctx: &mut Context<Self>) {
+        let f = msg.fit as usize;
+        let Some(run) = self.runs.get_mut(&msg.run) else {
+            return;
+        };
+        if f >= run.fits.len() || !run.on_fit_rows_fetched(f) {
+            return;
+        }
+        let Some(stage) = run.feeding_stage(f) else {
+            return;
+        };
+        let holders = run.input_holders.clone();
+        for h in holders {
+            self.tell_to_drop(h, vec![(msg.run, Some(stage as u16))]);
+            self.check_drained(h);
+        }
+    }
+}
 
 impl Scheduler {
     /// Whether a chain's rows for a gather fit may stay on the worker process
@@ -97,6 +131,26 @@ impl Scheduler {
             }
             let ready_s = self.runs.get(&id).map_or(0.0, |r| r.now());
             self.deliver(id, outbox, ready_s);
+        }
+    }
+
+    /// Fit `f` of `run` goes back to its queue (its worker was lost): if its
+    /// rows were let go once fetched, they are made again.
+    pub(super) fn regather_if_let_go(&mut self, run: u32, f: usize) {
+        let Some(state) = self.runs.get_mut(&run) else {
+            return;
+        };
+        let mut outbox = RunOutbox::default();
+        if let Some(RowsLost { fit, partitions }) = state.regather_if_let_go(f, &mut outbox) {
+            tracing::warn!(
+                run,
+                fit,
+                partitions = partitions.len(),
+                "a fit lost with its worker after its rows were let go; making them again"
+            );
+            state.estimators[fit].do_send(ForgetInputs(partitions));
+            let ready_s = state.now();
+            self.deliver(run, outbox, ready_s);
         }
     }
 }

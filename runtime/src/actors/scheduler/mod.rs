@@ -26,6 +26,7 @@ mod submit;
 mod suspects;
 mod workers;
 
+pub use fit_inputs::FitInputsFetched;
 pub use kept::KeptOnWorkers;
 pub use queries::{DashboardView, RunProgress, WatchBacklog};
 pub use submit::{Offer, OfferResources};

@@ -322,9 +322,11 @@ impl Scheduler {
                     self.fail_run(env.run, RunError::FitFailed { step, reason });
                     return;
                 }
-                // Its estimator actor still holds the inputs.
+                // Its estimator actor still holds the inputs (or where they are
+                // kept; if they were let go, they are made again).
                 run.fits[fit as usize] = super::super::run::FitBarrier::Gathered;
                 self.push_ready(&env.resources, again);
+                self.regather_if_let_go(env.run, fit as usize);
             }
             _ => tracing::error!("lost task with a mismatched payload"),
         }

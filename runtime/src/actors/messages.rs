@@ -158,6 +158,21 @@ pub struct TaskOutcome {
 }
 
 impl TaskOutcome {
+    /// The outcome of task `env` given here and now, without running it (too
+    /// large to send, its inputs unreachable, quarantined).
+    pub fn without_running(env: &TaskEnvelope, result: TaskResult) -> Self {
+        let now = Instant::now();
+        TaskOutcome {
+            ready_s: env.ready_s,
+            run: env.run,
+            task: env.task,
+            resources: env.resources.clone(),
+            started: now,
+            finished: now,
+            result,
+        }
+    }
+
     /// Names worker `id` as the holder of the fit rows this chain kept on it
     /// (the worker does not know its own id; its proxy does).
     pub fn name_holder(&mut self, id: u32) {

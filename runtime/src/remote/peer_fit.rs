@@ -9,7 +9,6 @@ use crate::exec::{Contribution, KeptInput};
 use crate::wire::auth::Secret;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// Per holder (worker id) that could not give its rows, why.
 pub(crate) type Unreachable = Vec<(u32, String)>;
@@ -209,14 +208,5 @@ impl Peers {
 
 /// The outcome of a fit that could not fetch its inputs: per holder, why.
 pub(crate) fn inputs_lost(env: TaskEnvelope, lost: Unreachable) -> TaskOutcome {
-    let now = Instant::now();
-    TaskOutcome {
-        ready_s: env.ready_s,
-        run: env.run,
-        task: env.task,
-        resources: env.resources,
-        started: now,
-        finished: now,
-        result: TaskResult::InputsLost(lost),
-    }
+    TaskOutcome::without_running(&env, TaskResult::InputsLost(lost))
 }

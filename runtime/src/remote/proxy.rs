@@ -15,16 +15,7 @@ use crate::wire::frame::encode;
 
 /// The outcome of a task whose message is bigger than a message may be.
 fn too_large_outcome(e: TaskEnvelope, size: u64, limit: u64) -> TaskOutcome {
-    let now = Instant::now();
-    TaskOutcome {
-        ready_s: e.ready_s,
-        run: e.run,
-        task: e.task,
-        resources: e.resources,
-        started: now,
-        finished: now,
-        result: TaskResult::TooLarge { size, limit },
-    }
+    TaskOutcome::without_running(&e, TaskResult::TooLarge { size, limit })
 }
 use crate::wire::handshake::{Admitted, Channel, WorkerIdentity};
 use crate::wire::traffic::{Counted, Traffic};

@@ -137,18 +137,14 @@ impl Scheduler {
             models_known.push(f);
         }
         for (w, p) in discard {
-            if let Some(r) = self
-                .workers
-                .get(w as usize)
-                .filter(|s| s.alive)
-                .and_then(|s| s.release.as_ref())
-            {
-                r.do_send(ReleaseHeld {
+            self.tell_holder(
+                w,
+                ReleaseHeld {
                     parts: vec![(run, p)],
                     discard: true,
                     ..Default::default()
-                });
-            }
+                },
+            );
         }
         for f in models_known {
             self.drop_fit_inputs(run, Some(f));

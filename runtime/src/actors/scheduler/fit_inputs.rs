@@ -82,16 +82,24 @@ impl Scheduler {
     }
 
     fn tell_to_drop(&self, w: u32, drop_inputs: Vec<(u32, Option<u16>)>) {
+        self.tell_holder(
+            w,
+            ReleaseHeld {
+                drop_inputs,
+                ..Default::default()
+            },
+        );
+    }
+
+    /// Sends `msg` to worker process `w`, when it is alive.
+    pub(super) fn tell_holder(&self, w: u32, msg: ReleaseHeld) {
         if let Some(r) = self
             .workers
             .get(w as usize)
             .filter(|s| s.alive)
             .and_then(|s| s.release.as_ref())
         {
-            r.do_send(ReleaseHeld {
-                drop_inputs,
-                ..Default::default()
-            });
+            r.do_send(msg);
         }
     }
 

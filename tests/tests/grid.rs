@@ -2,7 +2,8 @@
 //! never skip, when it does not answer): a task that kills its job is found and
 //! quarantined while the lost jobs are replaced, checkpointed outputs come
 //! back with their data from the jobs that computed them, kept outputs stay in
-//! the jobs until taken and go when dropped, a fit bigger than the jobs' memory
+//! the jobs until taken and go when dropped, a gather fit's rows go from job to
+//! job, a fit bigger than the jobs' memory
 //! fails before its inputs are sent, and a job whose id
 //! was never read (or that sits in `Eqw`) is still deleted at close.
 
@@ -180,6 +181,48 @@ fn a_fit_bigger_than_the_jobs_memory_fails_naming_it_before_its_inputs_are_sent(
     assert!(
         matches!(&err, RunError::FitTooLarge { step, largest, .. } if step == "pca" && *largest == 1 << 20),
         "{err}"
+    );
+    close(cluster, test);
+}
+
+/// Failing before: the rows came to the scheduler's process and went out again.
+#[test]
+fn a_gather_fits_rows_go_from_job_to_job_not_through_the_scheduler() {
+    use gridpipe_runtime::TaskOp;
+    let _grid = grid();
+    let test = "rows";
+    let (n, dim) = (40_000, 16);
+    let input = (n * dim * 8) as u64;
+    let bag = || {
+        let keys: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+        let x = ArrayD::from_shape_fn(ndarray::IxDyn(&[n, dim]), |ix| {
+            ((ix[0] * 7 + ix[1] * 13) % 29) as f64 + ((ix[0] * 3 + ix[1] * ix[1]) % 11) as f64
+        });
+        Bag::from_rows(keys, x, Partitioning::NPartitions(12)).unwrap()
+    };
+    let pipeline = || {
+        Pipeline::new()
+            .add("plus1", AddOffset(1.0))
+            .add("pca", gridpipe_estimators::Pca::new(2))
+    };
+    let local = gridpipe_runtime::Runtime::in_process(1).unwrap();
+    let near = pipeline().fit_transform(&local, bag()).unwrap();
+    let cluster = cluster(test);
+    let rt = cluster.runtime();
+    let before = rt.wire_traffic().received();
+    let far = pipeline().fit_transform(rt, bag()).unwrap();
+    let received = rt.wire_traffic().received() - before;
+    let (a, b) = (
+        far.bag.stack(DATA).unwrap().array,
+        near.bag.stack(DATA).unwrap().array,
+    );
+    assert_eq!(a.shape(), b.shape());
+    assert!(a.iter().zip(b.iter()).all(|(x, y)| (x - y).abs() < 1e-9));
+    // Both jobs made rows, so the fit's job fetched the other's.
+    assert_eq!(far.report.workers_of("plus1", TaskOp::Transform).len(), 2);
+    assert!(
+        received < input / 4,
+        "{received} bytes received for {input} of input"
     );
     close(cluster, test);
 }

@@ -285,6 +285,7 @@ impl Runtime {
                                 release: None,
                                 forget: None,
                                 memory: None,
+                                peer: None,
                             })
                             .await;
                     }

@@ -90,6 +90,7 @@ async fn scheduler_counts_backlog_exactly_and_fills_windows() {
             label: None,
             remote: false,
             release: None,
+            peer: None,
             forget: None,
             memory: None,
         })
@@ -162,6 +163,7 @@ async fn a_gpu_tagged_fit_waits_for_a_gpu_worker_and_runs_only_there() {
             label: None,
             remote: false,
             release: None,
+            peer: None,
             forget: None,
             memory: None,
         })
@@ -221,6 +223,7 @@ async fn a_gpu_tagged_fit_waits_for_a_gpu_worker_and_runs_only_there() {
             label: None,
             remote: false,
             release: None,
+            peer: None,
             forget: None,
             memory: None,
         })

@@ -285,11 +285,22 @@ fn plain_work_after_a_tagged_step_runs_on_the_plain_queue() {
         .wait_for_workers(3, Duration::from_secs(60))
         .unwrap();
     let keys: Vec<String> = (0..400).map(|i| i.to_string()).collect();
-    let x = ndarray::Array2::from_shape_fn((400, 4), |(i, j)| ((i * 7 + j * 3) % 13) as f64);
+    let x = ndarray::Array2::from_shape_fn((400, 64), |(i, j)| ((i * 7 + j * 3) % 13) as f64);
     let bag = Bag::from_rows(keys, x.into_dyn(), Partitioning::NPartitions(20)).unwrap();
+    let before = cluster.runtime().wire_traffic().received();
     let out = whiten_clip_pca()
         .fit_transform(cluster.runtime(), bag)
         .unwrap();
+    // The partitions moved from job to job (plain -> io -> plain) and the fit's
+    // rows too: what came back is the output (2 of 64 columns) and the
+    // scaler's statistics (2 x 64 per partition), not the data (three times
+    // the input, before).
+    let received = cluster.runtime().wire_traffic().received() - before;
+    let input = 400 * 64 * 8;
+    assert!(
+        received < input / 2,
+        "{received} bytes received for {input} of input"
+    );
     let field = |line: &str, key: &str| -> String {
         line.split(' ')
             .find_map(|f| f.strip_prefix(&format!("{key}=")))

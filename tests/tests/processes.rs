@@ -456,7 +456,16 @@ fn plain_work_after_a_tagged_step_moves_to_the_plain_worker() {
     )
     .unwrap();
     let mut p = whiten_clip_pca();
-    let out = p.fit_transform(&rt, data(2000, 4)).unwrap();
+    let out = p.fit_transform(&rt, data(2000, 32)).unwrap();
+    // Every partition moved between the workers (plain -> io -> plain), and
+    // the fit's rows too, worker to worker: what came back is about the
+    // output (2 of 32 columns). Failing before: the data came back at every move.
+    let received = rt.wire_traffic().received();
+    let input = 2000 * 32 * 8;
+    assert!(
+        received < input / 4,
+        "{received} bytes received for {input} of input"
+    );
     let names = |step: &str, op: TaskOp| -> Vec<String> {
         out.report
             .workers_of(step, op)
@@ -476,7 +485,7 @@ fn plain_work_after_a_tagged_step_moves_to_the_plain_worker() {
     let threads =
         Runtime::start(RuntimeConfig::in_process(1).with_worker(Resources::one("io", 1))).unwrap();
     let local = whiten_clip_pca()
-        .fit_transform(&threads, data(2000, 4))
+        .fit_transform(&threads, data(2000, 32))
         .unwrap();
     assert_eq!(out.bag.stack(DATA).unwrap(), local.bag.stack(DATA).unwrap());
 }

@@ -95,6 +95,7 @@ impl BatchSystem for SimulatedGrid {
             job: Some(id.to_string()),
             label: Some(label.to_owned()),
             memory: None,
+            peer: None,
         };
         std::thread::Builder::new()
             .name(format!("sim-job-{id}"))

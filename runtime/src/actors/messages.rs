@@ -70,6 +70,14 @@ pub enum ChainInput {
     Here(Arc<Batch>),
     /// Already on the worker, from the partition's previous stage.
     Held,
+    /// Held by another worker process (worker `holder`, reached at `addr`):
+    /// fetched from there, which then holds it no more.
+    Peer {
+        /// Where the holder listens for its peers.
+        addr: String,
+        /// The holder's worker id.
+        holder: u32,
+    },
 }
 
 /// One task handed to a worker (cloned cheaply: its data is shared).

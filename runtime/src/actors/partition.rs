@@ -167,6 +167,20 @@ impl PartitionSlot {
         }
     }
 
+    /// Hands the ready stage to `worker` while another worker holds the data:
+    /// `worker` fetches it from the holder, which holds it no more. Returns the
+    /// stage and the holder.
+    pub fn dispatch_from_peer(&mut self, worker: u32) -> Result<(u16, u32), ProtocolError> {
+        match (self.state, self.held_by) {
+            (PartitionState::Ready { stage }, Some(h)) if h != worker => {
+                self.state = PartitionState::Running { stage, worker };
+                self.held_by = None;
+                Ok((stage, h))
+            }
+            _ => Err(self.violation("dispatch from a peer")),
+        }
+    }
+
     /// The worker holding the partition is gone: start again from `source` at the
     /// first stage (its lineage). Not for a running partition (see `requeue`).
     pub fn rebuild(&mut self, source: Arc<Batch>) -> Result<(), ProtocolError> {
@@ -387,6 +401,27 @@ mod tests {
         let err = s.complete(1, None, Next::Done).unwrap_err();
         assert_eq!(err.event, "complete", "only the running worker completes");
         assert!(err.to_string().contains("partition 3"));
+    }
+
+    #[test]
+    fn held_data_goes_to_a_peer_only_by_name_and_is_no_longer_held() {
+        let mut s = slot();
+        s.dispatch_to(1).unwrap();
+        s.complete_held(1, Next::Ready).unwrap();
+        assert!(
+            s.dispatch_from_peer(1).is_err(),
+            "the holder runs it itself"
+        );
+        assert_eq!(s.dispatch_from_peer(2).unwrap(), (1, 1));
+        assert_eq!(
+            s.state(),
+            PartitionState::Running {
+                stage: 1,
+                worker: 2
+            }
+        );
+        assert_eq!(s.held_by(), None, "the peer took it");
+        assert!(s.dispatch_from_peer(3).is_err(), "taken once");
     }
 
     #[test]

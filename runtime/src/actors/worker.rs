@@ -56,7 +56,7 @@ pub fn execute(env: TaskEnvelope) -> TaskOutcome {
             ..
         } => TaskResult::Chain(Box::new(run_chain(input, &stage))),
         TaskPayload::Chain {
-            input: ChainInput::Held,
+            input: ChainInput::Held | ChainInput::Peer { .. },
             ..
         } => unreachable!("held inputs are resolved by the worker process before execution"),
         TaskPayload::Fit {

@@ -11,6 +11,7 @@
 //! proves it holds the cluster secret with the scheduler's own handshake, and
 //! the connection is sealed beyond loopback (or when the scheduler's is).
 
+use crate::batch::Batch;
 use crate::exec::Contribution;
 use crate::wire::auth::{build_identity, Secret};
 use crate::wire::frame::encode_message;
@@ -34,74 +35,112 @@ pub struct InputKey {
     pub partition: u32,
 }
 
-/// The fit inputs a worker process keeps for its peers, shared by its executor
-/// (which keeps them) and its peer server (which serves them).
-#[derive(Clone, Debug, Default)]
-pub struct KeptInputs(Arc<Mutex<HashMap<InputKey, Arc<Contribution>>>>);
+/// What a worker process keeps for its peers, by key: shared by its executor
+/// (which puts things on it) and its peer server (which serves them).
+#[derive(Debug)]
+pub struct Shelf<K, V>(Arc<Mutex<HashMap<K, V>>>);
 
-impl KeptInputs {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<InputKey, Arc<Contribution>>> {
+impl<K, V> Clone for Shelf<K, V> {
+    fn clone(&self) -> Self {
+        Shelf(self.0.clone())
+    }
+}
+
+impl<K, V> Default for Shelf<K, V> {
+    fn default() -> Self {
+        Shelf(Arc::default())
+    }
+}
+
+impl<K: std::hash::Hash + Eq, V: Clone> Shelf<K, V> {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<K, V>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Keeps `rows` under `key` (a rebuilt partition's replace the earlier).
-    pub fn keep(&self, key: InputKey, rows: impl Into<Arc<Contribution>>) {
-        self.map().insert(key, rows.into());
+    /// Puts `value` under `key` (replacing an earlier one).
+    pub fn put(&self, key: K, value: V) {
+        self.map().insert(key, value);
     }
 
-    /// The rows under `key`, when kept here.
-    pub fn get(&self, key: &InputKey) -> Option<Arc<Contribution>> {
+    /// The value under `key`, when there is one.
+    pub fn get(&self, key: &K) -> Option<V> {
         self.map().get(key).cloned()
     }
 
-    /// Takes the rows under `key` out (the fit's own worker, the last to need
-    /// them).
-    pub fn take(&self, key: &InputKey) -> Option<Arc<Contribution>> {
+    /// Takes the value under `key` off the shelf.
+    pub fn take(&self, key: &K) -> Option<V> {
         self.map().remove(key)
     }
 
-    /// Drops the rows of `run` (of its stage `stage` only, when given): their
-    /// fit has its model, or the run ended.
-    pub fn drop_run(&self, run: u32, stage: Option<u16>) {
-        self.map()
-            .retain(|k, _| k.run != run || stage.is_some_and(|s| s != k.stage));
+    /// Keeps only what `keep` says.
+    pub fn retain(&self, mut keep: impl FnMut(&K) -> bool) {
+        self.map().retain(|k, _| keep(k));
     }
 
-    /// How many inputs are kept.
+    /// How many things are on it.
     pub fn len(&self) -> usize {
         self.map().len()
     }
 
-    /// Whether none is kept.
+    /// Whether it is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
 
-/// A peer's request: these inputs, in this order.
-#[derive(Debug, Serialize, Deserialize)]
-struct PeerAsk {
-    keys: Vec<InputKey>,
+/// The rows a worker process keeps for gather fits.
+pub type KeptInputs = Shelf<InputKey, Arc<Contribution>>;
+
+/// The partitions a worker process holds between stages, by (run, partition):
+/// its next stage runs here, or on a peer that fetches it (taking it).
+pub type HeldPartitions = Shelf<(u32, u32), Arc<Batch>>;
+
+impl KeptInputs {
+    /// Drops the rows of `run` (of its stage `stage` only, when given): their
+    /// fit has its model, or the run ended.
+    pub fn drop_run(&self, run: u32, stage: Option<u16>) {
+        self.retain(|k| k.run != run || stage.is_some_and(|s| s != k.stage));
+    }
 }
 
-/// One input as it goes to a peer (`None`: not kept here).
-#[derive(Serialize)]
-struct PeerGiveRef<'a>(Option<&'a Contribution>);
+/// What a worker process serves its peers.
+#[derive(Clone, Debug, Default)]
+pub struct PeerStores {
+    /// Rows kept for gather fits (served, kept until dropped).
+    pub rows: KeptInputs,
+    /// Partitions held between stages (served once: the fetching peer runs the
+    /// next stage).
+    pub held: HeldPartitions,
+}
 
-/// One input as a peer receives it.
+/// A peer's request.
+#[derive(Debug, Serialize, Deserialize)]
+enum PeerAsk {
+    /// These rows, in this order.
+    Rows(Vec<InputKey>),
+    /// These held partitions (run, partition), in this order; each is handed
+    /// over (no longer held here).
+    Partitions(Vec<(u32, u32)>),
+}
+
+/// One thing as it goes to a peer (`None`: not here).
+#[derive(Serialize)]
+struct PeerGiveRef<'a, T>(Option<&'a T>);
+
+/// One thing as a peer receives it.
 #[derive(Deserialize)]
-struct PeerGive(Option<Contribution>);
+struct PeerGive<T>(Option<T>);
 
 /// How long a peer may take for its handshake, and for each frame after it.
 const PEER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serves the inputs in `store` to peers connecting to `listener`, until the
+/// Serves what is in `stores` to peers connecting to `listener`, until the
 /// task is dropped. `sealed`: seal every connection (else only those beyond
 /// loopback).
 pub async fn serve_peers(
     listener: tokio::net::TcpListener,
     secret: Secret,
-    store: KeptInputs,
+    stores: PeerStores,
     max_message: u64,
     sealed: bool,
 ) {
@@ -109,20 +148,36 @@ pub async fn serve_peers(
         let Ok((stream, peer)) = listener.accept().await else {
             continue;
         };
-        let (secret, store) = (secret.clone(), store.clone());
+        let (secret, stores) = (secret.clone(), stores.clone());
         let seal = sealed || !is_loopback(peer.ip());
         tokio::spawn(async move {
-            if let Err(e) = serve_peer(stream, &secret, &store, max_message, seal).await {
+            if let Err(e) = serve_peer(stream, &secret, &stores, max_message, seal).await {
                 tracing::debug!(%peer, error = %e, "a peer's fetch ended");
             }
         });
     }
 }
 
+/// Encodes one thing for a peer off the event loop (which also carries the
+/// worker's heartbeats to the scheduler) and writes it.
+async fn give<T: Serialize + Send + Sync + 'static>(
+    stream: &mut tokio::net::TcpStream,
+    outbound: &mut crate::wire::session::Outbound,
+    thing: Option<Arc<T>>,
+    max_message: u64,
+) -> Result<(), WireError> {
+    let message = tokio::task::spawn_blocking(move || {
+        encode_message(&PeerGiveRef(thing.as_deref()), max_message)
+    })
+    .await
+    .map_err(|e| WireError::Garbage(e.to_string()))??;
+    outbound.write_message(stream, message).await
+}
+
 async fn serve_peer(
     mut stream: tokio::net::TcpStream,
     secret: &Secret,
-    store: &KeptInputs,
+    stores: &PeerStores,
     max_message: u64,
     sealed: bool,
 ) -> Result<(), WireError> {
@@ -146,30 +201,34 @@ async fn serve_peer(
     let ask: PeerAsk = inbound
         .read_msg_with(&mut stream, max_message, Some(PEER_TIMEOUT), &mut || {})
         .await?;
-    for key in ask.keys {
-        let rows = store.get(&key);
-        // A large input is encoded off the event loop, which also carries the
-        // worker's heartbeats to the scheduler.
-        let message = tokio::task::spawn_blocking(move || {
-            encode_message(&PeerGiveRef(rows.as_deref()), max_message)
-        })
-        .await
-        .map_err(|e| WireError::Garbage(e.to_string()))??;
-        outbound.write_message(&mut stream, message).await?;
+    match ask {
+        PeerAsk::Rows(keys) => {
+            for key in keys {
+                let rows = stores.rows.get(&key);
+                give(&mut stream, &mut outbound, rows, max_message).await?;
+            }
+        }
+        PeerAsk::Partitions(keys) => {
+            for key in keys {
+                let data = stores.held.take(&key);
+                give(&mut stream, &mut outbound, data, max_message).await?;
+            }
+        }
     }
     stream.flush().await?;
     Ok(())
 }
 
-/// Fetches the inputs `keys` from the peer at `addr`, in order; an input the
-/// peer does not keep is an error naming it.
-pub async fn fetch_inputs(
+/// Asks the peer at `addr` for `n` things and reads them, in order; one the
+/// peer does not have is an error naming it (`name`).
+async fn ask_peer<T: serde::de::DeserializeOwned>(
     addr: &str,
     secret: &Secret,
-    keys: Vec<InputKey>,
+    ask: PeerAsk,
+    name: impl Fn(usize) -> String,
     max_message: u64,
-) -> Result<Vec<Contribution>, String> {
-    let fail = |why: String| format!("fetching fit inputs from the worker at {addr}: {why}");
+) -> Result<Vec<T>, String> {
+    let fail = |why: String| format!("fetching from the worker at {addr}: {why}");
     let connect = tokio::net::TcpStream::connect(addr);
     let mut stream = tokio::time::timeout(PEER_TIMEOUT, connect)
         .await
@@ -184,6 +243,7 @@ pub async fn fetch_inputs(
         job: None,
         label: None,
         memory: None,
+        peer: None,
     };
     let handshake = worker_side(&mut stream, peer, secret, build_identity(), me);
     let (_, channel) = tokio::time::timeout(PEER_TIMEOUT, handshake)
@@ -195,28 +255,57 @@ pub async fn fetch_inputs(
         mut inbound,
         ..
     } = channel;
-    let n = keys.len();
-    let ask = encode_message(&PeerAsk { keys: keys.clone() }, max_message)
-        .map_err(|e| fail(e.to_string()))?;
+    let n = match &ask {
+        PeerAsk::Rows(k) => k.len(),
+        PeerAsk::Partitions(k) => k.len(),
+    };
+    let message = encode_message(&ask, max_message).map_err(|e| fail(e.to_string()))?;
     outbound
-        .write_message(&mut stream, ask)
+        .write_message(&mut stream, message)
         .await
         .map_err(|e| fail(e.to_string()))?;
     stream.flush().await.map_err(|e| fail(e.to_string()))?;
     let mut out = Vec::with_capacity(n);
-    for key in keys {
-        let PeerGive(rows) = inbound
+    for i in 0..n {
+        let PeerGive(thing) = inbound
             .read_msg_with(&mut stream, max_message, Some(PEER_TIMEOUT), &mut || {})
             .await
             .map_err(|e| fail(e.to_string()))?;
-        out.push(rows.ok_or_else(|| {
-            fail(format!(
-                "it does not keep partition {} of stage {} (run {})",
-                key.partition, key.stage, key.run
-            ))
-        })?);
+        out.push(thing.ok_or_else(|| fail(format!("it does not have {}", name(i))))?);
     }
     Ok(out)
+}
+
+/// Fetches the rows `keys` from the peer at `addr`, in order; rows the peer
+/// does not keep are an error naming them.
+pub async fn fetch_inputs(
+    addr: &str,
+    secret: &Secret,
+    keys: Vec<InputKey>,
+    max_message: u64,
+) -> Result<Vec<Contribution>, String> {
+    let name = |i: usize| {
+        let k: InputKey = keys[i];
+        format!(
+            "partition {} of stage {} (run {})",
+            k.partition, k.stage, k.run
+        )
+    };
+    ask_peer(addr, secret, PeerAsk::Rows(keys.clone()), name, max_message).await
+}
+
+/// Takes partition `partition` of run `run`, held between stages by the peer
+/// at `addr` (it holds it no more).
+pub async fn fetch_partition(
+    addr: &str,
+    secret: &Secret,
+    (run, partition): (u32, u32),
+    max_message: u64,
+) -> Result<Batch, String> {
+    let name = |_| format!("partition {partition} of run {run}");
+    let ask = PeerAsk::Partitions(vec![(run, partition)]);
+    let mut got: Vec<Batch> = ask_peer(addr, secret, ask, name, max_message).await?;
+    Ok(got.pop().expect("one asked, one given"))
 }
 
 #[cfg(test)]
@@ -239,21 +328,22 @@ mod tests {
         }
     }
 
-    async fn server(store: KeptInputs, secret: Secret) -> String {
+    async fn server(stores: PeerStores, secret: Secret) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        tokio::spawn(serve_peers(listener, secret, store, 1 << 30, false));
+        tokio::spawn(serve_peers(listener, secret, stores, 1 << 30, false));
         addr
     }
 
     #[tokio::test]
     async fn a_peer_fetches_kept_inputs_in_order_and_is_told_which_one_is_missing() {
-        let store = KeptInputs::default();
-        store.keep(key(0), rows(1.0, 2));
+        let stores = PeerStores::default();
+        let store = stores.rows.clone();
+        store.put(key(0), Arc::new(rows(1.0, 2)));
         // Over one frame: it streams.
-        store.keep(key(1), rows(2.0, 400_000));
+        store.put(key(1), Arc::new(rows(2.0, 400_000)));
         let secret = Secret::generate();
-        let addr = server(store.clone(), secret.clone()).await;
+        let addr = server(stores, secret.clone()).await;
         let got = fetch_inputs(&addr, &secret, vec![key(1), key(0)], 1 << 30)
             .await
             .unwrap();
@@ -277,21 +367,42 @@ mod tests {
 
     #[tokio::test]
     async fn a_peer_without_the_secret_gets_nothing() {
-        let store = KeptInputs::default();
-        store.keep(key(0), rows(1.0, 2));
-        let addr = server(store, Secret::generate()).await;
+        let stores = PeerStores::default();
+        stores.rows.put(key(0), Arc::new(rows(1.0, 2)));
+        let addr = server(stores, Secret::generate()).await;
         let err = fetch_inputs(&addr, &Secret::generate(), vec![key(0)], 1 << 30)
             .await
             .unwrap_err();
         assert!(err.contains("secret"), "{err}");
     }
 
+    #[tokio::test]
+    async fn a_held_partition_is_handed_to_the_peer_that_fetches_it_once() {
+        let stores = PeerStores::default();
+        let sample = |k: &str| {
+            crate::data::sample::Sample::new(k.to_string(), ArrayD::from_elem(IxDyn(&[3]), 4.0))
+        };
+        let batch = Batch::from_samples(vec![sample("a"), sample("b")]).unwrap();
+        stores.held.put((1, 5), Arc::new(batch.clone()));
+        let secret = Secret::generate();
+        let addr = server(stores.clone(), secret.clone()).await;
+        let got = fetch_partition(&addr, &secret, (1, 5), 1 << 30)
+            .await
+            .unwrap();
+        assert_eq!(got.keys(), batch.keys());
+        assert!(stores.held.is_empty(), "handed over, no longer held");
+        let err = fetch_partition(&addr, &secret, (1, 5), 1 << 30)
+            .await
+            .unwrap_err();
+        assert!(err.contains("partition 5 of run 1"), "{err}");
+    }
+
     #[test]
     fn dropping_a_runs_inputs_keeps_other_runs_and_stages() {
         let store = KeptInputs::default();
-        store.keep(key(0), rows(1.0, 1));
-        store.keep(InputKey { stage: 3, ..key(0) }, rows(1.0, 1));
-        store.keep(InputKey { run: 2, ..key(0) }, rows(1.0, 1));
+        store.put(key(0), Arc::new(rows(1.0, 1)));
+        store.put(InputKey { stage: 3, ..key(0) }, Arc::new(rows(1.0, 1)));
+        store.put(InputKey { run: 2, ..key(0) }, Arc::new(rows(1.0, 1)));
         store.drop_run(1, Some(2));
         assert_eq!(store.len(), 2);
         store.drop_run(1, None);

@@ -3,8 +3,10 @@
 //! fetches a fit's kept rows from their holders before the fit runs (see
 //! [`super::peer`]).
 
-use super::peer::{fetch_inputs, serve_peers, InputKey, KeptInputs};
-use crate::actors::messages::{TaskEnvelope, TaskKind, TaskOutcome, TaskPayload, TaskResult};
+use super::peer::{fetch_inputs, fetch_partition, serve_peers, InputKey, PeerStores};
+use crate::actors::messages::{
+    ChainInput, TaskEnvelope, TaskKind, TaskOutcome, TaskPayload, TaskResult,
+};
 use crate::exec::{Contribution, KeptInput};
 use crate::wire::auth::Secret;
 use std::collections::BTreeMap;
@@ -13,64 +15,84 @@ use std::sync::Arc;
 /// Per holder (worker id) that could not give its rows, why.
 pub(crate) type Unreachable = Vec<(u32, String)>;
 
-/// What a worker process needs to keep fit inputs for its peers and fetch
-/// them from theirs.
+/// What a worker process needs to keep fit inputs and held partitions for its
+/// peers and fetch them from theirs.
 pub(crate) struct Peers {
-    /// Where its peers reach it (`None`: it could not listen, and keeps nothing).
+    /// Where its peers reach it (`None`: it could not listen, and keeps
+    /// nothing for them).
     addr: Option<String>,
-    /// The rows it keeps.
-    pub(crate) kept: KeptInputs,
+    /// What it keeps for its peers.
+    pub(crate) stores: PeerStores,
     /// The cluster's secret, which peers prove.
     secret: Option<Secret>,
     /// The largest message.
     max_message: u64,
 }
 
-/// Starts listening for peers on the address by which this worker reaches the
+/// A socket listening for peers, and the address they reach it by.
+pub(crate) struct PeerListener {
+    listener: tokio::net::TcpListener,
+    /// Where peers reach it.
+    pub(crate) addr: String,
+}
+
+/// Listens for peers on the address by which this worker reaches the
 /// scheduler (the one its peers can reach too); a worker that cannot listen
-/// keeps no rows (they go to the scheduler, as from a worker without peers).
-pub(crate) async fn listen_for_peers(
-    scheduler: &tokio::net::TcpStream,
-    secret: &Secret,
-    max_message: u64,
-    sealed: bool,
-) -> Peers {
-    let kept = KeptInputs::default();
+/// keeps nothing for peers (it goes to the scheduler, as from a worker without
+/// peers).
+pub(crate) async fn bind_for_peers(scheduler: &tokio::net::TcpStream) -> Option<PeerListener> {
     let bound = match scheduler.local_addr() {
         Ok(local) => tokio::net::TcpListener::bind((local.ip(), 0)).await,
         Err(e) => Err(e),
     };
-    let addr = match bound.and_then(|l| Ok((l.local_addr()?, l))) {
-        Ok((addr, listener)) => {
-            tokio::spawn(serve_peers(
-                listener,
-                secret.clone(),
-                kept.clone(),
-                max_message,
-                sealed,
-            ));
-            Some(addr.to_string())
-        }
+    match bound.and_then(|l| Ok((l.local_addr()?, l))) {
+        Ok((addr, listener)) => Some(PeerListener {
+            listener,
+            addr: addr.to_string(),
+        }),
         Err(e) => {
-            eprintln!("gridpipe worker: cannot listen for peers ({e}); fit inputs go through the scheduler");
+            eprintln!(
+                "gridpipe worker: cannot listen for peers ({e}); its data goes through the scheduler"
+            );
             None
         }
-    };
-    Peers {
-        addr,
-        kept,
-        secret: Some(secret.clone()),
-        max_message,
     }
 }
 
 impl Peers {
+    /// Serves its peers from `listener` (when there is one) on the current
+    /// event loop.
+    pub(crate) fn start(
+        listener: Option<PeerListener>,
+        secret: &Secret,
+        max_message: u64,
+        sealed: bool,
+    ) -> Self {
+        let stores = PeerStores::default();
+        let addr = listener.map(|l| {
+            tokio::spawn(serve_peers(
+                l.listener,
+                secret.clone(),
+                stores.clone(),
+                max_message,
+                sealed,
+            ));
+            l.addr
+        });
+        Peers {
+            addr,
+            stores,
+            secret: Some(secret.clone()),
+            max_message,
+        }
+    }
+
     /// Keeps nothing and fetches nothing (tests of the executor).
     #[cfg(test)]
     pub(crate) fn none() -> Self {
         Peers {
             addr: None,
-            kept: KeptInputs::default(),
+            stores: PeerStores::default(),
             secret: None,
             max_message: 0,
         }
@@ -94,13 +116,49 @@ impl Peers {
             partition,
         };
         let bytes = rows.rows_bytes();
-        self.kept.keep(key, rows);
+        self.stores.rows.put(key, Arc::new(rows));
         out.contribution = Some(Contribution::Kept(KeptInput {
             holder: 0,
             addr: addr.clone(),
             key,
             bytes,
         }));
+    }
+
+    /// Puts into a chain task its input held by a peer, taken from there.
+    /// Returns, when the peer could not give it, why.
+    pub(crate) fn fetch_partition(&self, env: &mut TaskEnvelope) -> Result<(), Unreachable> {
+        let (TaskKind::Chain { partition, .. }, TaskPayload::Chain { input, .. }) =
+            (env.task, &mut env.payload)
+        else {
+            return Ok(());
+        };
+        let ChainInput::Peer { addr, holder } = input else {
+            return Ok(());
+        };
+        let holder = *holder;
+        let Some(secret) = &self.secret else {
+            return Err(vec![(holder, "this worker has no cluster secret".into())]);
+        };
+        let got = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+            .and_then(|rt| {
+                rt.block_on(fetch_partition(
+                    addr,
+                    secret,
+                    (env.run, partition),
+                    self.max_message,
+                ))
+            });
+        match got {
+            Ok(batch) => {
+                *input = ChainInput::Here(Arc::new(batch));
+                Ok(())
+            }
+            Err(why) => Err(vec![(holder, why)]),
+        }
     }
 
     /// Puts into a fit task the rows kept on worker processes: fetched from
@@ -132,7 +190,7 @@ impl Peers {
         let mut lost = Vec::new();
         let mut own = Vec::with_capacity(mine.len());
         for (i, holder, key) in mine {
-            match self.kept.take(&key) {
+            match self.stores.rows.take(&key) {
                 Some(rows) => own.push((i, rows)),
                 None => lost.push((
                     holder,
@@ -147,7 +205,7 @@ impl Peers {
             // Put back what was taken: a later try on this worker needs it.
             for (i, rows) in own {
                 if let Contribution::Kept(k) = &parts[i] {
-                    self.kept.keep(k.key, rows);
+                    self.stores.rows.put(k.key, rows);
                 }
             }
             return Err(lost);

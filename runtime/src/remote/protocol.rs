@@ -48,7 +48,7 @@ pub enum FromWorker {
     /// The held partitions asked for by `Release` (`None`: not here).
     Released(Vec<(u32, u32, Option<Arc<Batch>>)>),
     /// A fit running here has fetched every row kept for it: their holders
-    /// need not keep them (run and fit).
+    /// may be retired while it runs (run and fit).
     InputsFetched(u32, u16),
 }
 

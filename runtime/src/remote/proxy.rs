@@ -277,6 +277,7 @@ impl Actor for RemoteWorker {
                 release: Some(ctx.address().recipient()),
                 forget: Some(ctx.address().recipient()),
                 memory: identity.memory,
+                peer: identity.peer,
             })
             .into_actor(self)
             .then(|id, act, ctx| {

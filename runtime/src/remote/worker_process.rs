@@ -14,7 +14,7 @@
 //! (bytes it may use for a fit; default its host's) and
 //! `GRIDPIPE_HEARTBEAT_TIMEOUT_MS` (default 10000).
 
-use super::peer_fit::{listen_for_peers, Peers};
+use super::peer_fit::{bind_for_peers, PeerListener, Peers};
 use super::protocol::{frames_from_worker, outcome_to_wire, unpack, FromWorker, ToWorker};
 use super::worker_args::{parse_worker_args, WorkerArgs};
 use crate::actors::messages::{ChainInput, TaskEnvelope, TaskKind, TaskPayload, TaskResult};
@@ -23,7 +23,6 @@ use crate::batch::Batch;
 use crate::resources::Resources;
 use crate::wire::auth::{build_identity, Secret};
 use crate::wire::handshake::{worker_side, Channel, WorkerIdentity};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
@@ -96,6 +95,7 @@ fn identity() -> Result<WorkerIdentity, String> {
             }
             None => host_memory(),
         },
+        peer: None,
     })
 }
 
@@ -167,13 +167,19 @@ pub fn serve_worker(
 async fn admitted(
     addr: &str,
     secret: &Secret,
-    me: &WorkerIdentity,
+    me: &mut WorkerIdentity,
+    listener: &mut Option<PeerListener>,
     timeout: Duration,
 ) -> Result<(tokio::net::TcpStream, Channel), String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut pause = Duration::from_millis(50);
     loop {
         let mut stream = connect(addr).await?;
+        if listener.is_none() {
+            // Peers reach it where it reaches the scheduler; it says where.
+            *listener = bind_for_peers(&stream).await;
+            me.peer = listener.as_ref().map(|l| l.addr.clone());
+        }
         let peer = stream.peer_addr().map_err(|e| e.to_string())?.ip();
         let handshake = worker_side(&mut stream, peer, secret, build_identity(), me.clone());
         let why = match tokio::time::timeout(timeout, handshake).await {
@@ -212,13 +218,15 @@ async fn serve(
     me: WorkerIdentity,
     timeout: Duration,
 ) -> Result<(), String> {
-    let (stream, channel) = admitted(&addr, &secret, &me, timeout).await?;
+    let mut me = me;
+    let mut listener = None;
+    let (stream, channel) = admitted(&addr, &secret, &mut me, &mut listener, timeout).await?;
     let Channel {
         mut outbound,
         mut inbound,
         max_message,
     } = channel;
-    let peers = listen_for_peers(&stream, &secret, max_message, outbound.is_sealed()).await;
+    let peers = Peers::start(listener, &secret, max_message, outbound.is_sealed());
     let (mut rd, mut wr) = stream.into_split();
     let (task_tx, task_rx) = std::sync::mpsc::channel::<ExecItem>();
     let (out_tx, mut out_rx) = tokio::sync::mpsc::unbounded_channel::<FromWorker>();
@@ -337,17 +345,17 @@ enum ExecItem {
 }
 
 /// Partitions this worker keeps between stages, by (run, partition).
-type Held = HashMap<(u32, u32), Arc<Batch>>;
+type Held = super::peer::HeldPartitions;
 
 /// Gives a task its held input; `false` when the worker does not have it.
-fn resolve_held(env: &mut TaskEnvelope, held: &mut Held) -> bool {
+fn resolve_held(env: &mut TaskEnvelope, held: &Held) -> bool {
     let (TaskKind::Chain { partition, .. }, TaskPayload::Chain { input, .. }) =
         (env.task, &mut env.payload)
     else {
         return true;
     };
     if let ChainInput::Held = input {
-        match held.remove(&(env.run, partition)) {
+        match held.take(&(env.run, partition)) {
             Some(b) => *input = ChainInput::Here(b),
             None => return false,
         }
@@ -357,12 +365,12 @@ fn resolve_held(env: &mut TaskEnvelope, held: &mut Held) -> bool {
 
 /// Keeps a chain's output here when the scheduler asked for it; only a summary
 /// (failures, checkpoint counts, the fit contribution) goes back.
-fn keep_output(o: &mut crate::actors::messages::TaskOutcome, hold: bool, held: &mut Held) {
+fn keep_output(o: &mut crate::actors::messages::TaskOutcome, hold: bool, held: &Held) {
     if let (true, TaskKind::Chain { partition, .. }, TaskResult::Chain(c)) =
         (hold, o.task, &mut o.result)
     {
         let b = std::mem::replace(&mut c.batch, Batch::empty());
-        held.insert((o.run, partition), Arc::new(b));
+        held.put((o.run, partition), Arc::new(b));
         c.held = true;
     }
 }
@@ -372,14 +380,14 @@ fn executor(
     out: tokio::sync::mpsc::UnboundedSender<FromWorker>,
     peers: Peers,
 ) {
-    let mut held = Held::new();
+    let held = peers.stores.held.clone();
     for item in items {
         let batch = match item {
             ExecItem::Tasks(batch) => batch,
             ExecItem::Release(parts) => {
                 let back = parts
                     .into_iter()
-                    .map(|(run, p)| (run, p, held.remove(&(run, p))))
+                    .map(|(run, p)| (run, p, held.take(&(run, p))))
                     .collect();
                 if out.send(FromWorker::Released(back)).is_err() {
                     return;
@@ -388,13 +396,13 @@ fn executor(
             }
             ExecItem::Discard(parts) => {
                 for key in parts {
-                    held.remove(&key);
+                    held.take(&key);
                 }
                 continue;
             }
             ExecItem::DropInputs(which) => {
                 for (run, stage) in which {
-                    peers.kept.drop_run(run, stage);
+                    peers.stores.rows.drop_run(run, stage);
                 }
                 continue;
             }
@@ -403,7 +411,7 @@ fn executor(
         let mut done = Vec::new();
         let mut last_flush = Instant::now();
         for (i, mut env) in batch.into_iter().enumerate() {
-            if !resolve_held(&mut env, &mut held) {
+            if !resolve_held(&mut env, &held) {
                 // Should never happen; the scheduler rebuilds what a lost worker held.
                 eprintln!(
                     "gridpipe worker: a partition this worker should hold is missing; exiting"
@@ -418,7 +426,10 @@ fn executor(
                     ..
                 }
             );
-            let mut o = match peers.fetch_fit_inputs(&mut env) {
+            let fetched = peers
+                .fetch_partition(&mut env)
+                .and_then(|()| peers.fetch_fit_inputs(&mut env));
+            let mut o = match fetched {
                 Ok(false) => execute(env),
                 Ok(true) => {
                     // Their holders may let the rows go while the fit runs.
@@ -429,7 +440,7 @@ fn executor(
                 }
                 Err(lost) => super::peer_fit::inputs_lost(env, lost),
             };
-            keep_output(&mut o, hold, &mut held);
+            keep_output(&mut o, hold, &held);
             if keep_rows {
                 peers.keep_fit_input(&mut o);
             }

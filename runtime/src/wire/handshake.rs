@@ -54,6 +54,9 @@ pub struct WorkerIdentity {
     /// (`None`: unknown).
     #[serde(default)]
     pub memory: Option<u64>,
+    /// Where its peers reach it (a worker process listening for them).
+    #[serde(default)]
+    pub peer: Option<String>,
 }
 
 /// The worker's opening message: only that it speaks gridpipe, and its nonce.
@@ -293,6 +296,7 @@ mod tests {
     fn me() -> WorkerIdentity {
         WorkerIdentity {
             memory: None,
+            peer: None,
             name: "w".into(),
             resources: Resources::one("gpu", 1),
             queue: Some("q_gpu".into()),

@@ -213,6 +213,49 @@ impl RunState {
         outbox.fail(error);
     }
 
+    /// Stage `stage` of `partition` could not fetch its input from the worker
+    /// process holding it (`lost`: holder and why), on `worker`: the partition
+    /// starts again from its source (its lineage), catching up where it can,
+    /// and the holder drops whatever it still holds of it.
+    pub(crate) fn on_chain_input_lost(
+        &mut self,
+        worker: u32,
+        (stage, partition): (u16, u32),
+        lost: &[(u32, String)],
+        times: TaskTimes,
+        outbox: &mut RunOutbox,
+    ) {
+        let reason = lost
+            .iter()
+            .map(|(_, why)| why.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
+        self.record(
+            stage as u32,
+            Some(partition),
+            worker,
+            times,
+            0,
+            Some(reason),
+        );
+        let p = partition as usize;
+        let Some(source) = self.sources[p].clone() else {
+            outbox.fail(RunError::Internal(format!(
+                "partition {partition}'s input was lost on its way and it has no source"
+            )));
+            return;
+        };
+        if self.parts[p].requeue(worker, source).is_err() {
+            return;
+        }
+        outbox
+            .discard
+            .extend(lost.iter().map(|(h, _)| (*h, partition)));
+        if let Some(Some(stage)) = self.rebuild_lost(p) {
+            outbox.ready.push((partition, stage));
+        }
+    }
+
     /// `worker`, which held the data of some partitions between stages, is
     /// lost: each is rebuilt from its input ([`RunState::rebuild_lost`]).
     /// Returns how many.

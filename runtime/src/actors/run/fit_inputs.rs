@@ -9,6 +9,9 @@ use crate::actors::partition::PartitionState;
 
 /// No worker keeps the partition's rows.
 const NOBODY: u32 = u32::MAX;
+/// The worker that kept the partition's rows is gone after the fit fetched
+/// them (they are made again only if the fit must run again).
+const GONE: u32 = u32::MAX - 1;
 
 /// What the scheduler must do once a holder's rows are gone, for one fit.
 #[derive(Debug, Default, PartialEq)]
@@ -66,8 +69,9 @@ impl RunState {
         self.fit_rows_fetched[f] = false;
     }
 
-    /// Fit `f`'s worker fetched every row kept for it: their holders may let
-    /// them go (should that worker be lost, they are made again). Returns
+    /// Fit `f`'s worker fetched every row kept for it: their holders keep them
+    /// until the fit has its model, but may be retired meanwhile (should the
+    /// fit run again, the rows of holders gone are made again). Returns
     /// whether any worker keeps rows of it.
     pub(crate) fn on_fit_rows_fetched(&mut self, f: usize) -> bool {
         if !matches!(self.fits[f], FitBarrier::Running) || self.fit_inputs_on[f].is_empty() {
@@ -77,9 +81,9 @@ impl RunState {
         true
     }
 
-    /// Fit `f` goes back to its queue after its worker was lost: when its
-    /// rows were let go after they were fetched, every partition makes them
-    /// again and the fit gathers anew.
+    /// Fit `f` goes back to its queue after its worker was lost: the rows of
+    /// holders gone since it fetched them are made again (it gathers them
+    /// anew); the others are still where they were.
     pub(crate) fn regather_if_let_go(
         &mut self,
         f: usize,
@@ -89,9 +93,9 @@ impl RunState {
             return None;
         }
         let partitions: Vec<u32> = (0..self.fit_inputs_on[f].len() as u32)
-            .filter(|&p| self.fit_inputs_on[f][p as usize] != NOBODY)
+            .filter(|&p| self.fit_inputs_on[f][p as usize] == GONE)
             .collect();
-        Some(self.lose_rows(f, partitions, outbox))
+        (!partitions.is_empty()).then(|| self.lose_rows(f, partitions, outbox))
     }
 
     /// The rows of `partitions` for fit `f` are gone: each partition makes
@@ -123,15 +127,17 @@ impl RunState {
     pub(crate) fn on_fit_inputs_lost(&mut self, w: u32, outbox: &mut RunOutbox) -> Vec<RowsLost> {
         let mut lost = Vec::new();
         for f in 0..self.fit_inputs_on.len() {
-            // A fit that fetched its rows has them; it needs these no more.
-            if self.fits[f].is_done()
-                || self.fit_rows_fetched[f]
-                || !self.fit_inputs_on[f].contains(&w)
-            {
+            if self.fits[f].is_done() || !self.fit_inputs_on[f].contains(&w) {
                 continue;
             }
-            let partitions: Vec<u32> = (0..self.fit_inputs_on[f].len() as u32)
-                .filter(|&p| self.fit_inputs_on[f][p as usize] == w)
+            let on = &mut self.fit_inputs_on[f];
+            if self.fit_rows_fetched[f] {
+                // The fit has them: they are made again only if it runs again.
+                on.iter_mut().filter(|h| **h == w).for_each(|h| *h = GONE);
+                continue;
+            }
+            let partitions: Vec<u32> = (0..on.len() as u32)
+                .filter(|&p| on[p as usize] == w)
                 .collect();
             lost.push(self.lose_rows(f, partitions, outbox));
         }

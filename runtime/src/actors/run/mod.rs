@@ -147,7 +147,7 @@ pub(crate) struct RunState {
     /// Per fit: how many times its estimator actor was told to forget rows (a
     /// `FitReady` of an earlier round is stale).
     pub(crate) fit_round: Vec<u32>,
-    /// Per fit: its worker fetched every kept row, and their holders let them go.
+    /// Per fit: its worker fetched every kept row (their holders may be retired).
     pub(crate) fit_rows_fetched: Vec<bool>,
     /// Fits that could not fetch their kept rows, so far.
     pub(crate) fit_fetch_failures: u32,

@@ -415,7 +415,7 @@ fn a_fit_that_cannot_fetch_its_rows_is_tried_again_then_fails_the_run_naming_it(
 }
 
 #[test]
-fn fetched_rows_are_let_go_and_made_again_only_if_the_fit_is_lost() {
+fn rows_of_holders_gone_after_the_fetch_are_made_again_only_if_the_fit_is_lost() {
     let (mut run, _) = started(
         vec![Step::new("center", Center), Step::new("shift", Shift(1.0))],
         2,
@@ -437,16 +437,50 @@ fn fetched_rows_are_let_go_and_made_again_only_if_the_fit_is_lost() {
     assert!(!run.on_fit_rows_fetched(0), "not running yet");
     run.fits[0] = FitBarrier::Running;
     assert!(run.on_fit_rows_fetched(0));
-    // The holders may go: losing one makes nothing again.
+    // The holders may go: losing one makes nothing again while the fit runs.
     assert!(!run.keeps_fit_inputs_on(5));
     let mut outbox = RunOutbox::default();
     assert!(run.on_fit_inputs_lost(5, &mut outbox).is_empty());
     assert!(outbox.ready.is_empty());
-    // The fit itself is lost: every partition makes its rows again.
+    // The fit itself is lost: the gone holder's partition makes its rows again.
     run.fits[0] = FitBarrier::Gathered;
     let lost = run.regather_if_let_go(0, &mut outbox).expect("made again");
-    assert_eq!(lost.partitions, vec![0, 1]);
-    assert_eq!(outbox.ready, vec![(0, 0), (1, 0)]);
+    assert_eq!(
+        lost.partitions,
+        vec![0],
+        "worker 6 still keeps partition 1's"
+    );
+    assert_eq!(outbox.ready, vec![(0, 0)]);
     assert!(matches!(run.fits[0], FitBarrier::Gathering));
     assert!(run.regather_if_let_go(0, &mut outbox).is_none(), "once");
+}
+
+#[test]
+fn a_partition_whose_input_a_peer_could_not_give_starts_again_from_its_source() {
+    let (mut run, _) = started(
+        vec![Step::new("shift", Shift(1.0)), Step::new("center", Center)],
+        1,
+        true,
+    );
+    let mut outbox = RunOutbox::default();
+    // Stage 0 held on worker 5; stage 1 taken by worker 6 from it, whose fetch fails.
+    run_stage(&mut run, 0, 0, 5, output(Some(rows()), true), &mut outbox);
+    let mut outbox = RunOutbox::default();
+    run.on_fit_inputs(0, &mut outbox);
+    let model: Arc<dyn Estimator> = Arc::new(Center);
+    run.on_fit_done(1, 0, Ok(model), TaskTimes::default(), &mut outbox);
+    assert_eq!(run.parts[0].dispatch_from_peer(6).unwrap(), (1, 5));
+    let mut outbox = RunOutbox::default();
+    let lost = vec![(5, "connection refused".to_string())];
+    run.on_chain_input_lost(6, (1, 0), &lost, TaskTimes::default(), &mut outbox);
+    assert_eq!(outbox.ready, vec![(0, 1)], "its stage again, catching up");
+    assert!(run.parts[0].catching_up());
+    assert_eq!(
+        outbox.discard,
+        vec![(5, 0)],
+        "the holder drops what is left"
+    );
+    assert!(outbox.failed.is_none());
+    let last = run.tasks.last().unwrap();
+    assert_eq!(last.error.as_deref(), Some("connection refused"));
 }

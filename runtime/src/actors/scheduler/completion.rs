@@ -82,6 +82,10 @@ impl Scheduler {
                 (task, TaskResult::TooLarge { size, limit }) => {
                     run.on_too_large(worker, task, (size, limit), times, outbox);
                 }
+                (TaskKind::Chain { stage, partition }, TaskResult::InputsLost(lost)) => {
+                    tracing::warn!(partition, ?lost, "a task could not fetch its input");
+                    run.on_chain_input_lost(worker, (stage, partition), &lost, times, outbox);
+                }
                 (TaskKind::Fit { fit }, TaskResult::InputsLost(lost)) => {
                     tracing::warn!(fit, ?lost, "a fit could not fetch its inputs");
                     run.on_fit_fetch_failed(worker, fit, &lost, times, outbox);

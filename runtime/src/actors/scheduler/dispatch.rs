@@ -20,6 +20,14 @@ pub(super) struct Placement {
     pub(super) rows_may_stay: bool,
 }
 
+impl Placement {
+    /// Whether `worker` keeps a partition's output for a next stage needing
+    /// `next`: it runs that stage itself, or a peer fetches it from there.
+    fn keeps_for(&self, worker: &WorkerSlot, next: &Resources, has_peers: bool) -> bool {
+        has_peers || Scheduler::runs_next_stage(worker, next, self.plain_available)
+    }
+}
+
 /// What handing a task to a worker touches, borrowed apart from the workers and
 /// the ready queues.
 struct Handout<'a> {
@@ -31,6 +39,8 @@ struct Handout<'a> {
     plain_available: bool,
     /// Rows for a gather fit may stay on the worker process that made them.
     rows_may_stay: bool,
+    /// Per worker: where its peers reach it.
+    peer_addrs: &'a [Option<String>],
     /// Runs whose ready task had lost its inputs (a broken invariant).
     lost: &'a mut Vec<u32>,
 }
@@ -75,7 +85,8 @@ impl Handout<'_> {
             plain_available: self.plain_available,
             rows_may_stay: self.rows_may_stay,
         };
-        let Some(payload) = Scheduler::payload(run, t.task, worker, placement) else {
+        let Some(payload) = Scheduler::payload(run, t.task, worker, placement, self.peer_addrs)
+        else {
             // A ready task whose inputs are missing is a scheduler bug: fail the run
             // loudly rather than lose the task.
             tracing::error!(run = t.run, task = ?t.task, "ready task without its inputs");
@@ -130,11 +141,7 @@ impl Scheduler {
         let share = total_ready.div_ceil(self.workers.len()).max(1);
         // Workers offering a resource are kept for the tasks that need one, as long
         // as a plain worker (or a cluster queue of them) exists for plain tasks.
-        let plain_available = self
-            .workers
-            .iter()
-            .any(|w| w.alive && !w.draining && w.info.resources.is_empty())
-            || self.cluster_offers.iter().any(|o| o.resources.is_empty());
+        let plain_available = self.plain_available();
         let mut lost = Vec::new();
         let rows_may_stay = self.rows_may_stay();
         let mut out = Handout {
@@ -143,6 +150,7 @@ impl Scheduler {
             suspects: &self.suspects,
             plain_available,
             rows_may_stay,
+            peer_addrs: &self.peer_addrs,
             lost: &mut lost,
         };
         for w in 0..self.workers.len() {
@@ -213,11 +221,29 @@ impl Scheduler {
         }
     }
 
+    /// Whether a plain worker (or a cluster queue of them) exists: then
+    /// workers offering a resource keep off plain tasks.
+    pub(super) fn plain_available(&self) -> bool {
+        self.workers
+            .iter()
+            .any(|w| w.alive && !w.draining && w.info.resources.is_empty())
+            || self.cluster_offers.iter().any(|o| o.resources.is_empty())
+    }
+
+    /// Whether `worker` runs a next stage needing `next` itself: it offers
+    /// what the stage needs, and is not kept for tagged work (a worker
+    /// offering a resource leaves plain stages to plain workers, when any).
+    pub(super) fn runs_next_stage(worker: &WorkerSlot, next: &Resources, plain: bool) -> bool {
+        let reserved = plain && !worker.info.resources.is_empty();
+        worker.info.resources.covers(next) && !(reserved && next.is_empty())
+    }
+
     pub(super) fn payload(
         run: &mut RunState,
         task: TaskKind,
         worker: &WorkerSlot,
         placement: Placement,
+        peer_addrs: &[Option<String>],
     ) -> Option<TaskPayload> {
         match task {
             TaskKind::Chain { partition, .. } => {
@@ -231,26 +257,37 @@ impl Scheduler {
                     PartitionState::Ready { stage } => run.stage_exec(stage as usize)?,
                     _ => return None,
                 };
-                let (stage, input) = run.parts[p].dispatch_to(worker.info.id).ok()?;
+                // Data another worker process holds is fetched from there.
+                let (stage, input) = match run.parts[p].held_by() {
+                    Some(h) if h != worker.info.id => {
+                        let addr = peer_addrs.get(h as usize)?.clone()?;
+                        let (stage, holder) =
+                            run.parts[p].dispatch_from_peer(worker.info.id).ok()?;
+                        (stage, ChainInput::Peer { addr, holder })
+                    }
+                    _ => match run.parts[p].dispatch_to(worker.info.id).ok()? {
+                        (stage, SlotInput::Here(b)) => (stage, ChainInput::Here(b)),
+                        (stage, SlotInput::Held) => (stage, ChainInput::Held),
+                    },
+                };
                 let s = stage as usize;
-                // A worker process keeps the output when it can run the next stage
-                // too and the partition can be rebuilt if the worker is lost (a
-                // suspect's output comes back: its next stage runs alone anywhere).
-                // A worker offering a resource keeps nothing for a plain next stage
-                // while plain workers exist: the data moves to one of them, so the
-                // scarce worker never sits on plain work.
-                let reserved = placement.plain_available && !worker.info.resources.is_empty();
+                // A worker process keeps the output when the partition can be
+                // rebuilt if the worker is lost (a suspect's output comes back:
+                // its next stage runs alone anywhere), and either it runs the next
+                // stage itself or its peers can fetch it from there: a worker
+                // offering a resource never runs a plain next stage while plain
+                // workers exist, so the scarce worker never sits on plain work.
                 // A run that keeps its outputs in place leaves the last stage's
                 // output there too.
+                let has_peers = peer_addrs
+                    .get(worker.info.id as usize)
+                    .is_some_and(Option::is_some);
                 let hold = worker.remote
                     && !worker.draining
                     && !placement.suspect
                     && run.sources[p].is_some()
                     && match run.plan.stages.get(s + 1) {
-                        Some(next) => {
-                            worker.info.resources.covers(&next.resources)
-                                && !(reserved && next.resources.is_empty())
-                        }
+                        Some(next) => placement.keeps_for(worker, &next.resources, has_peers),
                         None => run.keeps_outputs(),
                     };
                 // The rows it gives a gather fit stay with its output.
@@ -259,10 +296,7 @@ impl Scheduler {
                     run.keep_fit_input(s, partition, worker.info.id);
                 }
                 Some(TaskPayload::Chain {
-                    input: match input {
-                        SlotInput::Here(b) => ChainInput::Here(b),
-                        SlotInput::Held => ChainInput::Held,
-                    },
+                    input,
                     stage: exec,
                     hold,
                     keep_fit_input,
@@ -320,8 +354,18 @@ impl Scheduler {
             },
             ready_s,
         };
+        // A holder that runs the stage itself gets it (or one its peers cannot
+        // fetch from); otherwise whoever takes it fetches the data from the
+        // holder.
+        let plain = self.plain_available();
         match run.parts[partition as usize].held_by() {
-            Some(w) if self.workers.get(w as usize).is_some_and(|w| w.alive) => {
+            Some(w)
+                if self.workers.get(w as usize).is_some_and(|h| {
+                    h.alive
+                        && (Self::runs_next_stage(h, &shape, plain)
+                            || self.peer_addrs.get(w as usize).is_none_or(Option::is_none))
+                }) =>
+            {
                 self.workers[w as usize].pinned.push_back((shape, t));
             }
             _ => self.push_ready(&shape, t),

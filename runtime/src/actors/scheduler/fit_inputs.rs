@@ -12,7 +12,7 @@ use super::Scheduler;
 use actix::prelude::*;
 
 /// A worker process's proxy -> scheduler: the fit running there fetched every
-/// row kept for it; their holders may let them go (and be retired).
+/// row kept for it; their holders may be retired during the fit.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct FitInputsFetched {
@@ -33,12 +33,9 @@ impl Handler<FitInputsFetched> for Scheduler {
         if f >= run.fits.len() || !run.on_fit_rows_fetched(f) {
             return;
         }
-        let Some(stage) = run.feeding_stage(f) else {
-            return;
-        };
+        // Holders being retired need not wait for the fit any more.
         let holders = run.input_holders.clone();
         for h in holders {
-            self.tell_to_drop(h, vec![(msg.run, Some(stage as u16))]);
             self.check_drained(h);
         }
     }
@@ -142,8 +139,8 @@ impl Scheduler {
         }
     }
 
-    /// Fit `f` of `run` goes back to its queue (its worker was lost): if its
-    /// rows were let go once fetched, they are made again.
+    /// Fit `f` of `run` goes back to its queue (its worker was lost): rows of
+    /// holders gone since it fetched them are made again.
     pub(super) fn regather_if_let_go(&mut self, run: u32, f: usize) {
         let Some(state) = self.runs.get_mut(&run) else {
             return;
@@ -154,7 +151,7 @@ impl Scheduler {
                 run,
                 fit,
                 partitions = partitions.len(),
-                "a fit lost with its worker after its rows were let go; making them again"
+                "a fit lost with its worker after holders of its rows left; making those again"
             );
             state.estimators[fit].do_send(ForgetInputs(partitions));
             let ready_s = state.now();

@@ -111,6 +111,8 @@ pub struct Scheduler {
     kept: kept::KeptHolds,
     /// Its own address, weak (for the partition actors it starts).
     me: Option<actix::WeakAddr<Scheduler>>,
+    /// Per worker (by id): where its peers reach it, if it listens for them.
+    peer_addrs: Vec<Option<String>>,
 }
 
 /// A failed run's folder locks, kept while its tasks are still out on workers.
@@ -145,6 +147,7 @@ impl Scheduler {
             questions: Vec::new(),
             kept: Default::default(),
             me: None,
+            peer_addrs: Vec::new(),
         }
     }
 

@@ -34,6 +34,8 @@ pub struct AddWorker {
     pub forget: Option<Recipient<ForgetWorker>>,
     /// The memory it may use, in bytes, when known.
     pub memory: Option<u64>,
+    /// Where its peers reach it (a worker process listening for them).
+    pub peer: Option<String>,
 }
 
 impl Handler<AddWorker> for Scheduler {
@@ -41,6 +43,7 @@ impl Handler<AddWorker> for Scheduler {
 
     fn handle(&mut self, msg: AddWorker, _ctx: &mut Context<Self>) -> u32 {
         let id = self.workers.len() as u32;
+        self.peer_addrs.push(msg.peer.clone());
         tracing::info!(worker = %msg.name, resources = %msg.resources, "worker added");
         self.workers.push(WorkerSlot {
             info: WorkerInfo {
@@ -133,6 +136,9 @@ impl Handler<WorkerLost> for Scheduler {
                 "a worker died holding several tasks: each will run alone"
             );
         }
+        // Rows it kept for fits still waiting for them are made again (before
+        // its fit tasks go back: a fit that lost rows gathers again).
+        self.fit_inputs_lost(w);
         for env in msg.unfinished {
             let key = (env.run, env.task);
             if msg.ran && certain.is_none() {
@@ -142,8 +148,22 @@ impl Handler<WorkerLost> for Scheduler {
         }
         self.gone_worker_of_lingering(w);
         self.kept_holder_lost(w);
-        // Rows it kept for fits still waiting for them are made again.
-        self.fit_inputs_lost(w);
+        // Ready tasks of partitions it held that were waiting for another
+        // worker to fetch them: their partitions are rebuilt and queued again.
+        let runs = &self.runs;
+        for q in self
+            .ready
+            .values_mut()
+            .chain(self.suspect_ready.values_mut())
+        {
+            q.retain(|t| match t.task {
+                TaskKind::Chain { partition, .. } => runs
+                    .get(&t.run)
+                    .and_then(|r| r.parts.get(partition as usize))
+                    .is_none_or(|p| p.held_by() != Some(w)),
+                TaskKind::Fit { .. } => true,
+            });
+        }
         // Partitions whose data lived on the lost worker start again from their
         // source: their lineage is the input plus the stages, which run again
         // (in one task where one worker can run them all).
@@ -251,7 +271,7 @@ impl Scheduler {
                 // The input: the one sent, or (when the worker held it) the source.
                 let (input, from_source) = match input {
                     ChainInput::Here(b) => (Some(b), false),
-                    ChainInput::Held => (run.sources[p].clone(), true),
+                    ChainInput::Held | ChainInput::Peer { .. } => (run.sources[p].clone(), true),
                 };
                 let Some(input) = input else {
                     self.fail_run(
@@ -323,9 +343,15 @@ impl Scheduler {
                     return;
                 }
                 // Its estimator actor still holds the inputs (or where they are
-                // kept; if they were let go, they are made again).
-                run.fits[fit as usize] = super::super::run::FitBarrier::Gathered;
-                self.push_ready(&env.resources, again);
+                // kept), unless rows were lost with their holders: then it
+                // gathers them again, and is queued once it has them.
+                if matches!(
+                    run.fits[fit as usize],
+                    super::super::run::FitBarrier::Running
+                ) {
+                    run.fits[fit as usize] = super::super::run::FitBarrier::Gathered;
+                    self.push_ready(&env.resources, again);
+                }
                 self.regather_if_let_go(env.run, fit as usize);
             }
             _ => tracing::error!("lost task with a mismatched payload"),

@@ -325,28 +325,31 @@ fn kept_rows(holder: u32, partition: u32) -> Contribution {
     })
 }
 
-#[test]
-fn rows_kept_on_a_lost_worker_are_made_again_and_the_fit_gathers_again() {
+/// A run of `center` (a gather fit) then `shift` whose partition `p` ran its
+/// first stage on worker `holders[p]`, which keeps its output and rows; the
+/// fit has every input.
+fn rows_kept_on(holders: &[u32]) -> RunState {
     let (mut run, _) = started(
         vec![Step::new("center", Center), Step::new("shift", Shift(1.0))],
-        3,
+        holders.len(),
         true,
     );
     let mut outbox = RunOutbox::default();
-    // Partitions 0 and 1 keep their output and rows on worker 5, 2 on worker 6.
-    for (p, w) in [(0, 5), (1, 5), (2, 6)] {
+    for (p, &w) in holders.iter().enumerate() {
+        let p = p as u32;
         assert!(run.may_keep_fit_input(0));
         run.keep_fit_input(0, p, w);
-        run_stage(
-            &mut run,
-            p,
-            0,
-            w,
-            output(Some(kept_rows(w, p)), true),
-            &mut outbox,
-        );
+        let rows = output(Some(kept_rows(w, p)), true);
+        run_stage(&mut run, p, 0, w, rows, &mut outbox);
     }
     run.on_fit_inputs(0, &mut outbox);
+    run
+}
+
+#[test]
+fn rows_kept_on_a_lost_worker_are_made_again_and_the_fit_gathers_again() {
+    // Partitions 0 and 1 keep their output and rows on worker 5, 2 on worker 6.
+    let mut run = rows_kept_on(&[5, 5, 6]);
     assert!(!run.may_keep_fit_input(0), "the fit has its rows");
     assert!(run.keeps_fit_inputs_on(5) && run.keeps_fit_inputs_on(6));
 
@@ -416,24 +419,7 @@ fn a_fit_that_cannot_fetch_its_rows_is_tried_again_then_fails_the_run_naming_it(
 
 #[test]
 fn rows_of_holders_gone_after_the_fetch_are_made_again_only_if_the_fit_is_lost() {
-    let (mut run, _) = started(
-        vec![Step::new("center", Center), Step::new("shift", Shift(1.0))],
-        2,
-        true,
-    );
-    let mut outbox = RunOutbox::default();
-    for (p, w) in [(0, 5), (1, 6)] {
-        run.keep_fit_input(0, p, w);
-        run_stage(
-            &mut run,
-            p,
-            0,
-            w,
-            output(Some(kept_rows(w, p)), true),
-            &mut outbox,
-        );
-    }
-    run.on_fit_inputs(0, &mut outbox);
+    let mut run = rows_kept_on(&[5, 6]);
     assert!(!run.on_fit_rows_fetched(0), "not running yet");
     run.fits[0] = FitBarrier::Running;
     assert!(run.on_fit_rows_fetched(0));

@@ -69,6 +69,75 @@ fn marks(dir: &Path, prefix: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// `gate` (holding the partition of key "0" until the file `open` exists in
+/// `dir`) then `mean`, a gathered fit.
+fn gated(dir: &Path) -> Pipeline {
+    std::fs::create_dir_all(dir.join("marks")).unwrap();
+    Pipeline::new()
+        .step(
+            Step::new(
+                "gate",
+                Gate {
+                    key: "0".into(),
+                    gate: dir.join("open"),
+                    marks: dir.join("marks"),
+                },
+            )
+            .transform_extra("key", "key"),
+        )
+        .add("mean", SlowFit { ms: 0, mean: None })
+}
+
+/// The gated pipeline's output on one thread, the gate open.
+fn gated_reference(dir: &Path) -> ArrayD<f64> {
+    let mut p = gated(dir);
+    std::fs::write(dir.join("open"), "").unwrap();
+    let local = Runtime::in_process(1).unwrap();
+    p.fit_transform(&local, data(240, 3))
+        .unwrap()
+        .bag
+        .stack(DATA)
+        .unwrap()
+        .array
+}
+
+/// Waits until the gated partition runs on one worker and the other worker
+/// (of `pids`) has finished its share, keeping its rows; returns the other
+/// worker's process id and how many partitions it ran.
+fn other_worker_done(dir: &Path, pids: &[u32]) -> (u32, usize) {
+    let marked = dir.join("marks");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !marked.join("held").exists() {
+        assert!(Instant::now() < deadline, "the gated partition never ran");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let held_by: u32 = std::fs::read_to_string(marked.join("held"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let other = *pids.iter().find(|&&p| p != held_by).unwrap();
+    // Its share is done once its marks stop coming.
+    let mut done = (0, Instant::now());
+    while done.0 == 0 || done.1.elapsed() < Duration::from_millis(300) {
+        assert!(Instant::now() < deadline, "the other worker ran nothing");
+        let n = marks(&marked, &format!("{other}-"));
+        if n != done.0 {
+            done = (n, Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (other, done.0)
+}
+
+/// Tasks of the step `gate` in a run's report.
+fn gate_tasks(out: &gridpipe_runtime::RunOutput) -> usize {
+    out.report
+        .tasks
+        .iter()
+        .filter(|t| out.report.label(t).steps == ["gate"])
+        .count()
+}
+
 /// One partition is held at the stage feeding a gathered fit while the other
 /// worker finishes its share and keeps their rows; that worker is killed: its
 /// partitions make their rows again (each runs the stage once more), the fit
@@ -76,79 +145,69 @@ fn marks(dir: &Path, prefix: &str) -> usize {
 #[test]
 fn rows_kept_on_a_killed_worker_are_made_again_and_the_result_is_unchanged() {
     let base = std::env::temp_dir().join(unique(&format!("gridpipe-rows-{}", std::process::id())));
-    let pipeline = |dir: &Path| {
-        std::fs::create_dir_all(dir.join("marks")).unwrap();
-        Pipeline::new()
-            .step(
-                Step::new(
-                    "gate",
-                    Gate {
-                        key: "0".into(),
-                        gate: dir.join("open"),
-                        marks: dir.join("marks"),
-                    },
-                )
-                .transform_extra("key", "key"),
-            )
-            .add("mean", SlowFit { ms: 0, mean: None })
-    };
-    let reference = {
-        let dir = base.join("reference");
-        let mut p = pipeline(&dir);
-        std::fs::write(dir.join("open"), "").unwrap();
-        let local = Runtime::in_process(1).unwrap();
-        p.fit_transform(&local, data(240, 3))
-            .unwrap()
-            .bag
-            .stack(DATA)
-            .unwrap()
-            .array
-    };
+    let reference = gated_reference(&base.join("reference"));
     let dir = base.join("run");
-    let mut p = pipeline(&dir);
+    let mut p = gated(&dir);
+    let rt = processes(2);
+    let pids = rt.worker_pids();
+    let (out, victims_share) = std::thread::scope(|s| {
+        let run = s.spawn(|| p.fit_transform(&rt, data(240, 3)).unwrap());
+        let (victim, share) = other_worker_done(&dir, &pids);
+        kill9(victim);
+        std::thread::sleep(Duration::from_millis(200));
+        std::fs::write(dir.join("open"), "").unwrap();
+        (run.join().unwrap(), share)
+    });
+    let _ = std::fs::remove_dir_all(&base);
+    assert!(close(&out.bag.stack(DATA).unwrap().array, &reference));
+    assert_eq!(out.report.workers_lost, 1);
+    assert_eq!(
+        gate_tasks(&out),
+        12 + victims_share,
+        "each of the killed worker's {victims_share} partitions made its rows again"
+    );
+}
+
+/// A worker keeping rows its fit has not fetched yet is retired: the
+/// retirement waits until the fit has fetched them (nothing is made again),
+/// then completes, and the result is the one threads give.
+#[test]
+fn retiring_a_worker_waits_until_the_fit_has_fetched_its_rows() {
+    use gridpipe_runtime::actors::scheduler::{Drain, ListWorkers};
+    let base = std::env::temp_dir().join(unique(&format!("gridpipe-drain-{}", std::process::id())));
+    let reference = gated_reference(&base.join("reference"));
+    let dir = base.join("run");
+    let mut p = gated(&dir);
     let rt = processes(2);
     let pids = rt.worker_pids();
     let out = std::thread::scope(|s| {
         let run = s.spawn(|| p.fit_transform(&rt, data(240, 3)).unwrap());
-        let marked = dir.join("marks");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !marked.join("held").exists() {
-            assert!(Instant::now() < deadline, "the gated partition never ran");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let held_by: u32 = std::fs::read_to_string(marked.join("held"))
+        let (keeper, _) = other_worker_done(&dir, &pids);
+        let name = format!("local-{}", pids.iter().position(|&p| p == keeper).unwrap());
+        let workers = futures::executor::block_on(rt.scheduler().send(ListWorkers)).unwrap();
+        let id = workers
+            .iter()
+            .find(|w| w.info.name == name)
             .unwrap()
-            .parse()
-            .unwrap();
-        let victim = *pids.iter().find(|&&p| p != held_by).unwrap();
-        // The other worker's share is done once its marks stop coming.
-        let mut done = (0, Instant::now());
-        while done.0 == 0 || done.1.elapsed() < Duration::from_millis(300) {
-            assert!(Instant::now() < deadline, "the other worker ran nothing");
-            let n = marks(&marked, &format!("{victim}-"));
-            if n != done.0 {
-                done = (n, Instant::now());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        kill9(victim);
-        std::thread::sleep(Duration::from_millis(200));
-        std::fs::write(dir.join("open"), "").unwrap();
-        (run.join().unwrap(), done.0)
+            .info
+            .id;
+        let drained = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|d| {
+            d.spawn(|| {
+                futures::executor::block_on(rt.scheduler().send(Drain(id))).unwrap();
+                drained.store(true, std::sync::atomic::Ordering::SeqCst);
+            });
+            std::thread::sleep(Duration::from_millis(500));
+            assert!(
+                !drained.load(std::sync::atomic::Ordering::SeqCst),
+                "retired while its rows were still to be fetched"
+            );
+            std::fs::write(dir.join("open"), "").unwrap();
+        });
+        assert!(drained.load(std::sync::atomic::Ordering::SeqCst));
+        run.join().unwrap()
     });
     let _ = std::fs::remove_dir_all(&base);
-    let (out, victims_share) = out;
     assert!(close(&out.bag.stack(DATA).unwrap().array, &reference));
-    assert_eq!(out.report.workers_lost, 1);
-    let gate_tasks = out
-        .report
-        .tasks
-        .iter()
-        .filter(|t| out.report.label(t).steps == ["gate"])
-        .count();
-    assert_eq!(
-        gate_tasks,
-        12 + victims_share,
-        "each of the killed worker's {victims_share} partitions made its rows again"
-    );
+    assert_eq!(gate_tasks(&out), 12, "no rows were made again");
 }

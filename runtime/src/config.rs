@@ -68,6 +68,12 @@ pub struct RuntimeConfig {
     /// scheduler's process (default true; only where every worker is a
     /// worker process: in-process workers cannot fetch them).
     pub fit_inputs_on_workers: bool,
+    /// A worker process keeps a partition for a peer to fetch (its next stage
+    /// runs on another worker) only when its arrays have at least this many
+    /// bytes (default 1 MiB); a smaller one comes back with its task's
+    /// summary and goes out with the next task, which costs less than a
+    /// fetch's connection.
+    pub peer_min_bytes: u64,
     /// Tasks for a worker process go out in messages of about this many bytes
     /// of data (default 16 MiB; a bigger task goes alone): each is encoded once
     /// the one before it is written, so the scheduler's process holds one such
@@ -139,6 +145,7 @@ impl RuntimeConfig {
             send_group_bytes: 16 << 20,
             fit_memory_factor: 3.0,
             fit_inputs_on_workers: true,
+            peer_min_bytes: 1 << 20,
             bind: "127.0.0.1:0".to_string(),
             wire_encryption: WireEncryption::BeyondLoopback,
             max_pending_handshakes: 64,

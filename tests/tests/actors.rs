@@ -308,6 +308,7 @@ fn chain_tasks(
                 )),
                 stage: stage.clone(),
                 hold: false,
+                hold_min_bytes: 0,
                 keep_fit_input: false,
             },
             contribute_to: contribute_to.clone(),

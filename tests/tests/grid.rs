@@ -260,11 +260,14 @@ fn plain_work_after_a_tagged_step_runs_on_the_plain_queue() {
     use gridpipe_runtime::TaskOp;
     let _grid = grid();
     let test = "placement";
-    let options = ClusterOptions::default()
+    let mut options = ClusterOptions::default()
         .work_dir(work_dir(test))
         .job_name(format!("gp-{test}"))
         .worker_program(WORKER)
         .handle_signals(false);
+    // Every partition is kept for a peer, however small (the default keeps
+    // only those of 1 MiB or more).
+    options.runtime.peer_min_bytes = 0;
     // Three queue specs: plain, io (on the same Grid Engine queue) and gpu.
     let specs = QueueSpecs::new(QueueSpec::new("q_1day"))
         .unwrap()

@@ -447,14 +447,14 @@ fn an_application_with_an_async_main_runs_on_worker_processes_of_itself() {
 #[test]
 fn plain_work_after_a_tagged_step_moves_to_the_plain_worker() {
     use gridpipe_runtime::Resources;
-    // One plain worker process and one offering `io`.
-    let rt = Runtime::start(
-        RuntimeConfig::processes(1)
-            .with_worker(Resources::one("io", 1))
-            .worker_program(WORKER)
-            .without_dashboard(),
-    )
-    .unwrap();
+    // One plain worker process and one offering `io`; every partition is kept
+    // for a peer, however small (the default keeps those of 1 MiB or more).
+    let mut config = RuntimeConfig::processes(1)
+        .with_worker(Resources::one("io", 1))
+        .worker_program(WORKER)
+        .without_dashboard();
+    config.peer_min_bytes = 0;
+    let rt = Runtime::start(config).unwrap();
     let mut p = whiten_clip_pca();
     let out = p.fit_transform(&rt, data(2000, 32)).unwrap();
     // Every partition moved between the workers (plain -> io -> plain), and

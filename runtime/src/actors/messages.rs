@@ -39,6 +39,10 @@ pub enum TaskPayload {
         stage: Arc<StageExec>,
         /// Keep the output on the worker (only a summary comes back).
         hold: bool,
+        /// Keep it only when its arrays have at least this many bytes (a peer
+        /// would fetch it: a smaller one comes back with the summary, which
+        /// costs less than a fetch).
+        hold_min_bytes: u64,
         /// Keep the rows the stage gives a gather fit on the worker too: the
         /// fit's worker fetches them from there (only where every worker that
         /// may run the fit is a worker process).
@@ -119,6 +123,7 @@ impl TaskEnvelope {
                     feeds: None,
                 }),
                 hold,
+                hold_min_bytes: 0,
                 keep_fit_input: false,
             },
             contribute_to: None,

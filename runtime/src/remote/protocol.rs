@@ -102,6 +102,9 @@ pub enum WirePayload {
         stage: u32,
         /// Keep the output on the worker.
         hold: bool,
+        /// Only when its arrays have at least this many bytes.
+        #[serde(default)]
+        hold_min_bytes: u64,
         /// Keep the rows for a gather fit on the worker too.
         #[serde(default)]
         keep_fit_input: bool,
@@ -269,6 +272,7 @@ pub fn pack(envelopes: &[TaskEnvelope]) -> ToWorker {
                 input,
                 stage,
                 hold,
+                hold_min_bytes,
                 keep_fit_input,
             } => {
                 let idx = match stages.iter().position(|s| Arc::ptr_eq(s, stage)) {
@@ -282,6 +286,7 @@ pub fn pack(envelopes: &[TaskEnvelope]) -> ToWorker {
                     input: input.clone(),
                     stage: idx as u32,
                     hold: *hold,
+                    hold_min_bytes: *hold_min_bytes,
                     keep_fit_input: *keep_fit_input,
                 }
             }
@@ -323,10 +328,12 @@ pub fn unpack(
                     input,
                     stage,
                     hold,
+                    hold_min_bytes,
                     keep_fit_input,
                 } => TaskPayload::Chain {
                     input,
                     hold,
+                    hold_min_bytes,
                     keep_fit_input,
                     stage: stages
                         .get(stage as usize)

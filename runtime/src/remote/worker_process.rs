@@ -365,10 +365,17 @@ fn resolve_held(env: &mut TaskEnvelope, held: &Held) -> bool {
 
 /// Keeps a chain's output here when the scheduler asked for it; only a summary
 /// (failures, checkpoint counts, the fit contribution) goes back.
-fn keep_output(o: &mut crate::actors::messages::TaskOutcome, hold: bool, held: &Held) {
+fn keep_output(
+    o: &mut crate::actors::messages::TaskOutcome,
+    (hold, min_bytes): (bool, u64),
+    held: &Held,
+) {
     if let (true, TaskKind::Chain { partition, .. }, TaskResult::Chain(c)) =
         (hold, o.task, &mut o.result)
     {
+        if c.batch.array_bytes() < min_bytes {
+            return;
+        }
         let b = std::mem::replace(&mut c.batch, Batch::empty());
         held.put((o.run, partition), Arc::new(b));
         c.held = true;
@@ -418,7 +425,14 @@ fn executor(
                 );
                 std::process::exit(3);
             }
-            let hold = matches!(env.payload, TaskPayload::Chain { hold: true, .. });
+            let hold = match env.payload {
+                TaskPayload::Chain {
+                    hold,
+                    hold_min_bytes,
+                    ..
+                } => (hold, hold_min_bytes),
+                TaskPayload::Fit { .. } => (false, 0),
+            };
             let keep_rows = matches!(
                 env.payload,
                 TaskPayload::Chain {
@@ -441,7 +455,8 @@ fn executor(
                 Err(lost) => super::peer_fit::inputs_lost(env, lost),
             };
             keep_output(&mut o, hold, &held);
-            if keep_rows {
+            // Rows stay only beside an output that stayed.
+            if keep_rows && matches!(&o.result, TaskResult::Chain(c) if c.held) {
                 peers.keep_fit_input(&mut o);
             }
             done.push(outcome_to_wire(o));
@@ -511,6 +526,33 @@ mod tests {
             ExecItem::Release(vec![(1, 3), (1, 4)]),
         ]);
         assert_eq!(released(&out), vec![(1, 3, false), (1, 4, true)]);
+    }
+
+    #[test]
+    fn an_output_kept_for_a_peer_only_when_big_enough_else_it_comes_back() {
+        let mut small = held_task(3);
+        if let TaskPayload::Chain { hold_min_bytes, .. } = &mut small.payload {
+            *hold_min_bytes = 1;
+        }
+        let out = run_executor(vec![
+            ExecItem::Tasks(vec![small]),
+            ExecItem::Release(vec![(1, 3)]),
+        ]);
+        let held: Vec<bool> = out
+            .iter()
+            .filter_map(|m| match m {
+                FromWorker::Done(o) => Some(o),
+                _ => None,
+            })
+            .flatten()
+            .map(|o| matches!(&o.result, super::super::protocol::WireResult::Chain(c) if c.held))
+            .collect();
+        assert_eq!(
+            held,
+            [false],
+            "an empty output is under one byte: it came back"
+        );
+        assert_eq!(released(&out), vec![(1, 3, false)]);
     }
 
     #[test]

@@ -103,6 +103,9 @@ impl RunState {
         } else {
             Next::Wait
         };
+        if !held {
+            self.rows_came_back(s, partition);
+        }
         let slot = &mut self.parts[partition as usize];
         if held {
             slot.complete_held(worker, next)?;

@@ -54,6 +54,16 @@ impl RunState {
         self.input_holders.insert(w);
     }
 
+    /// Partition `p`'s output did not stay on its worker after stage `s` (too
+    /// small to be kept for a peer): nor did its rows.
+    pub(crate) fn rows_came_back(&mut self, s: usize, p: u32) {
+        if let Some(f) = self.plan.stages[s].feeds_fit {
+            if let Some(h) = self.fit_inputs_on[f].get_mut(p as usize) {
+                *h = NOBODY;
+            }
+        }
+    }
+
     /// Whether worker `w` keeps rows a fit may still fetch (its fit waits for
     /// its model and has not fetched them).
     pub(crate) fn keeps_fit_inputs_on(&self, w: u32) -> bool {

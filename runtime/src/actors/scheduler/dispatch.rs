@@ -18,6 +18,8 @@ pub(super) struct Placement {
     pub(super) plain_available: bool,
     /// Rows for a gather fit may stay on the worker process that made them.
     pub(super) rows_may_stay: bool,
+    /// The fewest bytes a partition kept for a peer to fetch has.
+    pub(super) peer_min_bytes: u64,
 }
 
 impl Placement {
@@ -41,6 +43,8 @@ struct Handout<'a> {
     rows_may_stay: bool,
     /// Per worker: where its peers reach it.
     peer_addrs: &'a [Option<String>],
+    /// The fewest bytes a partition kept for a peer to fetch has.
+    peer_min_bytes: u64,
     /// Runs whose ready task had lost its inputs (a broken invariant).
     lost: &'a mut Vec<u32>,
 }
@@ -84,6 +88,7 @@ impl Handout<'_> {
             suspect,
             plain_available: self.plain_available,
             rows_may_stay: self.rows_may_stay,
+            peer_min_bytes: self.peer_min_bytes,
         };
         let Some(payload) = Scheduler::payload(run, t.task, worker, placement, self.peer_addrs)
         else {
@@ -151,6 +156,7 @@ impl Scheduler {
             plain_available,
             rows_may_stay,
             peer_addrs: &self.peer_addrs,
+            peer_min_bytes: self.config.peer_min_bytes,
             lost: &mut lost,
         };
         for w in 0..self.workers.len() {
@@ -290,6 +296,20 @@ impl Scheduler {
                         Some(next) => placement.keeps_for(worker, &next.resources, has_peers),
                         None => run.keeps_outputs(),
                     };
+                // Kept for a peer to fetch: only when big enough to be worth a
+                // fetch.
+                let hold_min_bytes = match run.plan.stages.get(s + 1) {
+                    Some(next)
+                        if !Scheduler::runs_next_stage(
+                            worker,
+                            &next.resources,
+                            placement.plain_available,
+                        ) =>
+                    {
+                        placement.peer_min_bytes
+                    }
+                    _ => 0,
+                };
                 // The rows it gives a gather fit stay with its output.
                 let keep_fit_input = hold && placement.rows_may_stay && run.may_keep_fit_input(s);
                 if keep_fit_input {
@@ -299,6 +319,7 @@ impl Scheduler {
                     input,
                     stage: exec,
                     hold,
+                    hold_min_bytes,
                     keep_fit_input,
                 })
             }

@@ -377,14 +377,16 @@ impl Scheduler {
         };
         // A holder that runs the stage itself gets it (or one its peers cannot
         // fetch from); otherwise whoever takes it fetches the data from the
-        // holder.
-        let plain = self.plain_available();
+        // holder. Only a holder offering a resource asks whether plain workers
+        // exist (a walk over every worker, kept off this per-task path).
         match run.parts[partition as usize].held_by() {
             Some(w)
                 if self.workers.get(w as usize).is_some_and(|h| {
                     h.alive
-                        && (Self::runs_next_stage(h, &shape, plain)
-                            || self.peer_addrs.get(w as usize).is_none_or(Option::is_none))
+                        && (self.peer_addrs.get(w as usize).is_none_or(Option::is_none) || {
+                            let plain = !h.info.resources.is_empty() && self.plain_available();
+                            Self::runs_next_stage(h, &shape, plain)
+                        })
                 }) =>
             {
                 self.workers[w as usize].pinned.push_back((shape, t));

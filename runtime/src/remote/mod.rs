@@ -6,6 +6,7 @@ pub mod peer;
 pub(crate) mod peer_fit;
 pub mod protocol;
 pub mod proxy;
+pub(crate) mod sending;
 pub mod worker_args;
 pub mod worker_process;
 

@@ -123,12 +123,9 @@ enum PeerAsk {
     Partitions(Vec<(u32, u32)>),
 }
 
-/// One thing as it goes to a peer (`None`: not here).
-#[derive(Serialize)]
-struct PeerGiveRef<'a, T>(Option<&'a T>);
-
-/// One thing as a peer receives it.
-#[derive(Deserialize)]
+/// One thing as it goes to a peer and as the peer receives it (`None`: not
+/// here).
+#[derive(Serialize, Deserialize)]
 struct PeerGive<T>(Option<T>);
 
 /// How long a peer may take for its handshake, and for each frame after it.
@@ -158,20 +155,20 @@ pub async fn serve_peers(
     }
 }
 
-/// Encodes one thing for a peer off the event loop (which also carries the
-/// worker's heartbeats to the scheduler) and writes it.
+/// Writes one thing for a peer (`data_bytes` of data), encoded off the event
+/// loop (which also carries the worker's heartbeats to the scheduler) straight
+/// into its frames.
 async fn give<T: Serialize + Send + Sync + 'static>(
     stream: &mut tokio::net::TcpStream,
     outbound: &mut crate::wire::session::Outbound,
     thing: Option<Arc<T>>,
+    data_bytes: u64,
     max_message: u64,
 ) -> Result<(), WireError> {
-    let message = tokio::task::spawn_blocking(move || {
-        encode_message(&PeerGiveRef(thing.as_deref()), max_message)
-    })
-    .await
-    .map_err(|e| WireError::Garbage(e.to_string()))??;
-    outbound.write_message(stream, message).await
+    let message = Arc::new(PeerGive(thing));
+    outbound
+        .write_streamed(stream, message, data_bytes, max_message, None)
+        .await
 }
 
 async fn serve_peer(
@@ -205,13 +202,15 @@ async fn serve_peer(
         PeerAsk::Rows(keys) => {
             for key in keys {
                 let rows = stores.rows.get(&key);
-                give(&mut stream, &mut outbound, rows, max_message).await?;
+                let bytes = rows.as_ref().map_or(0, |r| r.data_bytes());
+                give(&mut stream, &mut outbound, rows, bytes, max_message).await?;
             }
         }
         PeerAsk::Partitions(keys) => {
             for key in keys {
                 let data = stores.held.take(&key);
-                give(&mut stream, &mut outbound, data, max_message).await?;
+                let bytes = data.as_ref().map_or(0, |b| b.array_bytes());
+                give(&mut stream, &mut outbound, data, bytes, max_message).await?;
             }
         }
     }

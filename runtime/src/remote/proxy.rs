@@ -3,9 +3,8 @@
 //! every task it handed over until the worker reports it, so a lost worker's tasks
 //! go back to the scheduler to run elsewhere.
 
-use super::protocol::{
-    data_bytes, frames_to_worker, group_by_bytes, outcome_from_wire, FromWorker, ToWorker,
-};
+use super::protocol::{group_by_bytes, outcome_from_wire, FromWorker, ToWorker};
+use super::sending::{send_tasks, TooBig};
 use crate::actors::messages::{
     ForgetWorker, PartitionsReturned, ReleaseHeld, RunTasks, TaskEnvelope, TaskKind, TaskOutcome,
     TaskResult, TasksDone,
@@ -58,10 +57,6 @@ enum Outgoing {
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Oversized(Vec<TooBig>);
-
-/// A task (run and task) whose message would be this many bytes, over the
-/// largest message.
-type TooBig = ((u32, TaskKind), u64);
 
 /// The connection's reader: a frame of a long message came in (the worker is
 /// alive while its transfer goes on).
@@ -208,15 +203,16 @@ impl Actor for RemoteWorker {
         });
         actix_rt::spawn(async move {
             // Frames are sealed here, in the order they are written; a long
-            // message streams in several. Tasks are encoded on a blocking thread
-            // (a gathered fit's inputs may take seconds), with heartbeats
-            // meanwhile; the messages after them wait, so order holds.
-            // Ticks missed while idle are skipped, never sent in a burst.
+            // message streams in several. Tasks with data are encoded on a
+            // blocking thread straight into their frames as those are written
+            // (`write_streamed`: a 256 MiB partition is never one 256 MiB
+            // message here), with heartbeats until the first frame; the
+            // messages after them wait, so order holds. Ticks missed while idle
+            // are skipped, never sent in a burst.
             let mut beat = tokio::time::interval(Duration::from_secs(1));
             beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            // A batch of tasks goes in groups of about `group_bytes` of data, each
-            // encoded once the one before it is written: the process holds one
-            // group's bytes per worker, not the batch's.
+            // A batch of tasks goes in groups of about `group_bytes` of data, one
+            // message each.
             while let Some(outgoing) = rx.recv().await {
                 let groups = match outgoing {
                     Outgoing::Message(m) => {
@@ -228,31 +224,16 @@ impl Actor for RemoteWorker {
                     Outgoing::Tasks(tasks) => group_by_bytes(tasks, group_bytes),
                 };
                 for group in groups {
-                    let encoded = outbound
-                        .encode_beating(
-                            &mut wr,
-                            group.iter().map(data_bytes).sum(),
-                            move || split_tasks(&group, max_message),
-                            &mut beat,
-                            || encode(&ToWorker::Heartbeat),
-                        )
-                        .await;
-                    let frames = match encoded {
-                        Ok((frames, oversized)) => {
-                            if !oversized.is_empty() {
-                                writer_me.do_send(Oversized(oversized));
-                            }
-                            frames
-                        }
+                    let sent = send_tasks(&mut outbound, &mut wr, group, max_message, &mut beat);
+                    let oversized = match sent.await {
+                        Ok(oversized) => oversized,
                         Err(e) => {
                             writer_me.do_send(ConnClosed(format!("cannot send tasks: {e}")));
                             return;
                         }
                     };
-                    for m in frames {
-                        if outbound.write_message(&mut wr, m).await.is_err() {
-                            return;
-                        }
+                    if !oversized.is_empty() {
+                        writer_me.do_send(Oversized(oversized));
                     }
                 }
             }
@@ -320,20 +301,6 @@ impl Handler<RunTasks> for RemoteWorker {
             let _ = out.send(Outgoing::Tasks(tasks));
         }
     }
-}
-
-/// Encodes tasks into messages; returns them and the tasks too big for any
-/// message (with the size they would have had).
-fn split_tasks(
-    tasks: &[TaskEnvelope],
-    max_message: u64,
-) -> Result<(Vec<Vec<u8>>, Vec<TooBig>), crate::wire::WireError> {
-    let crate::wire::frame::Split { frames, oversized } = frames_to_worker(tasks, max_message)?;
-    let oversized = oversized
-        .into_iter()
-        .map(|(i, size)| ((tasks[i].run, tasks[i].task), size))
-        .collect();
-    Ok((frames, oversized))
 }
 
 impl Handler<Oversized> for RemoteWorker {

@@ -15,7 +15,8 @@
 //! `GRIDPIPE_HEARTBEAT_TIMEOUT_MS` (default 10000).
 
 use super::peer_fit::{bind_for_peers, PeerListener, Peers};
-use super::protocol::{frames_from_worker, outcome_to_wire, unpack, FromWorker, ToWorker};
+use super::protocol::{outcome_to_wire, unpack, FromWorker, ToWorker};
+use super::sending::send_results;
 use super::worker_args::{parse_worker_args, WorkerArgs};
 use crate::actors::messages::{ChainInput, TaskEnvelope, TaskKind, TaskPayload, TaskResult};
 use crate::actors::worker::execute;
@@ -243,40 +244,18 @@ async fn serve(
                 m = out_rx.recv() => match m { Some(m) => m, None => break },
                 _ = beat.tick() => FromWorker::Heartbeat,
             };
-            // Several messages when the results do not fit in one (each streams
-            // in frames); a result too big for any message goes back as
-            // `TooLarge`, never as a message the scheduler would refuse. Results
-            // are encoded on a blocking thread, with heartbeats going on
-            // meanwhile: encoding a large result is no silence.
-            let encoded = if matches!(msg, FromWorker::Heartbeat) {
-                frames_from_worker(msg, max_message)
-            } else {
-                let heartbeat =
-                    || crate::wire::frame::encode_message(&FromWorker::Heartbeat, max_message);
-                outbound
-                    .encode_beating(
-                        &mut wr,
-                        msg.data_bytes(),
-                        move || frames_from_worker(msg, max_message),
-                        &mut beat,
-                        heartbeat,
-                    )
-                    .await
-            };
-            let messages = match encoded {
-                Ok(m) => m,
+            // Results are encoded on a blocking thread straight into their
+            // frames, with heartbeats until the first: a large result is never
+            // silence, nor a second copy of itself here. Results that do not
+            // fit in one message go in several; one too big for any goes back
+            // as `TooLarge`, never as a message the scheduler would refuse.
+            let ok = match send_results(&mut outbound, &mut wr, msg, max_message, &mut beat).await {
+                Ok(()) => true,
                 Err(e) => {
-                    eprintln!("gridpipe worker: cannot encode a message: {e}");
-                    break;
+                    eprintln!("gridpipe worker: cannot send a message: {e}");
+                    false
                 }
             };
-            let mut ok = true;
-            for m in messages {
-                if outbound.write_message(&mut wr, m).await.is_err() {
-                    ok = false;
-                    break;
-                }
-            }
             if !ok || wr.flush().await.is_err() {
                 break;
             }

@@ -38,7 +38,7 @@ pub fn encode_limited<T: Serialize>(msg: &T, max: u64) -> Result<Vec<u8>, WireEr
 /// Encodes a message of at most `max` bytes for [`super::session::Outbound::write_message`],
 /// which streams it in frames: four bytes left for a length, then the payload
 /// (any size up to `max`, beyond a frame's 4 GiB too).
-pub fn encode_message<T: Serialize>(msg: &T, max: u64) -> Result<Vec<u8>, WireError> {
+pub fn encode_message<T: Serialize + ?Sized>(msg: &T, max: u64) -> Result<Vec<u8>, WireError> {
     let mut out = vec![0u8; 4];
     rmp_serde::encode::write_named(&mut out, msg).map_err(|e| WireError::Garbage(e.to_string()))?;
     let size = (out.len() - 4) as u64;

@@ -11,6 +11,7 @@ pub mod handshake;
 pub mod raw;
 pub mod session;
 pub mod stream;
+pub mod streamed;
 pub mod traffic;
 
 use thiserror::Error;

@@ -118,13 +118,7 @@ impl Outbound {
         loop {
             let stop = (start + chunk).min(end);
             let mark = if stop == end { LAST } else { MORE };
-            let body = &mut message[start..stop];
-            let tag = self.seal(body, mark)?;
-            let tag: &[u8] = tag.as_ref().map_or(&[], |t| &t[..]);
-            let len = u32::try_from(body.len() + tag.len() + 1)
-                .map_err(|_| WireError::Garbage("a frame over 4 GiB".into()))?;
-            let header = len.to_le_bytes();
-            write_all_vectored(w, &[&header, body, tag, &[mark]]).await?;
+            self.write_frame(w, &mut message[start..stop], mark).await?;
             if stop == end {
                 return Ok(());
             }
@@ -135,7 +129,7 @@ impl Outbound {
 
 /// Writes every byte of `parts`, in order, in as few writes as the stream
 /// takes (a small header never goes out alone, to wait for an acknowledgement).
-async fn write_all_vectored<W: AsyncWrite + Unpin>(
+pub(super) async fn write_all_vectored<W: AsyncWrite + Unpin>(
     w: &mut W,
     parts: &[&[u8]],
 ) -> Result<(), WireError> {

@@ -1,19 +1,20 @@
 //! The wire's throughput on loopback: one connection carries `--mib` MiB of
-//! `f64` arrays in messages of `--message-mib` MiB (each streamed in frames of
-//! 4 MiB), encoded as workers encode data (raw little-endian blocks), plain or
-//! sealed (`--sealed`: AES-256-GCM, as every connection beyond loopback is), and
-//! the receiver puts every message together and decodes it. Prints one JSON
-//! line.
+//! `f64` arrays in messages of `--message-mib` MiB, sent as the scheduler and
+//! workers send data (`Outbound::write_streamed`: each array a block beside its
+//! message, in frames of 4 MiB, written from the array's memory), plain or
+//! sealed (`--sealed`: AES-256-GCM, as every connection beyond loopback is),
+//! and the receiver reads each block into the array it becomes. Prints one
+//! JSON line.
 
 use clap::Parser;
 use gridpipe_examples::failure::Failure;
 use gridpipe_runtime::wire::auth::{random_bytes, Secret};
-use gridpipe_runtime::wire::frame::encode_message;
 use gridpipe_runtime::wire::raw;
 use gridpipe_runtime::wire::session::{Inbound, Outbound, SessionKeys};
 use gridpipe_runtime::wire::stream::{CHUNK, DEFAULT_MAX_MESSAGE};
 use ndarray::{ArrayD, IxDyn};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::AsyncWriteExt;
 
@@ -53,9 +54,10 @@ fn main() -> Result<(), Failure> {
     let args = Args::parse();
     let per_message = (args.message_mib << 20) / 8;
     let messages = (args.mib / args.message_mib.max(1)).max(1);
-    let block = Block {
+    let block = Arc::new(Block {
         values: ArrayD::from_shape_fn(IxDyn(&[per_message]), |d| d[0] as f64 * 0.5),
-    };
+    });
+    let block_bytes = (per_message * 8) as u64;
     let ((mut out, _), (_, mut inbound)) = halves(args.sealed);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -80,11 +82,15 @@ fn main() -> Result<(), Failure> {
         s.set_nodelay(true)?;
         let start = Instant::now();
         for _ in 0..messages {
-            let message = encode_message(&block, DEFAULT_MAX_MESSAGE)
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
-            out.write_message(&mut s, message)
-                .await
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            out.write_streamed(
+                &mut s,
+                block.clone(),
+                block_bytes,
+                DEFAULT_MAX_MESSAGE,
+                None,
+            )
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         }
         s.flush().await?;
         let values = receiver.await.map_err(std::io::Error::other)??;

@@ -6,6 +6,7 @@
 //! ([`raw`]), not as per-element msgpack.
 
 pub mod auth;
+pub mod blocks;
 pub mod frame;
 pub mod handshake;
 pub mod raw;
@@ -17,7 +18,7 @@ pub mod traffic;
 use thiserror::Error;
 
 /// The wire protocol version; both sides must speak the same one.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Something went wrong on a connection; the connection is closed, nothing else.
 #[derive(Debug, Error)]

@@ -12,6 +12,10 @@ struct Raw<'a> {
     shape: Vec<usize>,
     #[serde(borrow, with = "bytes")]
     data: std::borrow::Cow<'a, [u8]>,
+    /// The values travel beside the message as this block ([`super::blocks`]);
+    /// `data` is then empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    block: Option<u32>,
 }
 
 mod bytes {
@@ -54,33 +58,46 @@ mod bytes {
 }
 
 /// The array's raw block: its own bytes, borrowed, when it is contiguous (on a
-/// little-endian machine they already are the wire's bytes), else a copy.
+/// little-endian machine they already are the wire's bytes), else a copy; or,
+/// while a message for the wire is encoded, a block beside it.
 fn to_raw(a: &ArrayD<f64>) -> Raw<'_> {
+    let shape = a.shape().to_vec();
+    if let Some(block) = a.as_slice().and_then(super::blocks::offer) {
+        return Raw {
+            shape,
+            data: std::borrow::Cow::Borrowed(&[]),
+            block: Some(block),
+        };
+    }
     let data: std::borrow::Cow<'_, [u8]> = match a.as_slice() {
         #[cfg(target_endian = "little")]
         Some(s) => std::borrow::Cow::Borrowed(bytemuck::cast_slice(s)),
         _ => a.iter().flat_map(|x| x.to_le_bytes()).collect(),
     };
     Raw {
-        shape: a.shape().to_vec(),
+        shape,
         data,
+        block: None,
     }
 }
 
 fn from_raw<E: serde::de::Error>(r: Raw<'_>) -> Result<ArrayD<f64>, E> {
     let n: usize = r.shape.iter().product();
-    if r.data.len() != n * 8 {
+    let values: Vec<f64> = match r.block {
+        Some(block) => super::blocks::take(block).map_err(E::custom)?,
+        None => r
+            .data
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect(),
+    };
+    if values.len() != n || (r.block.is_none() && r.data.len() != n * 8) {
         return Err(E::custom(format!(
-            "raw block of {} bytes for shape {:?}",
-            r.data.len(),
+            "raw block of {} values for shape {:?}",
+            values.len(),
             r.shape
         )));
     }
-    let values = r
-        .data
-        .chunks_exact(8)
-        .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
-        .collect();
     ArrayD::from_shape_vec(IxDyn(&r.shape), values).map_err(E::custom)
 }
 

@@ -195,19 +195,38 @@ impl Inbound {
         from: usize,
         mark: u8,
     ) -> Result<(), WireError> {
-        let Some(opener) = &mut self.0 else {
+        if self.0.is_none() {
             return Ok(());
-        };
+        }
         if body.len() < from + TAG_LEN {
             return Err(WireError::Forged);
         }
         let split = body.len() - TAG_LEN;
-        let tag = aes_gcm::Tag::clone_from_slice(&body[split..]);
+        let mut tag = [0u8; TAG_LEN];
+        tag.copy_from_slice(&body[split..]);
         body.truncate(split);
+        self.open_slice(&mut body[from..], &tag, mark)
+    }
+
+    /// Checks and opens a frame's body in place (when sealed), its tag given
+    /// apart; like [`Inbound::open`].
+    pub(super) fn open_slice(
+        &mut self,
+        body: &mut [u8],
+        tag: &[u8],
+        mark: u8,
+    ) -> Result<(), WireError> {
+        let Some(opener) = &mut self.0 else {
+            return Ok(());
+        };
+        if tag.len() != TAG_LEN {
+            return Err(WireError::Forged);
+        }
+        let tag = aes_gcm::Tag::clone_from_slice(tag);
         let nonce = opener.next_nonce();
         opener
             .cipher
-            .decrypt_in_place_detached(Nonce::from_slice(&nonce), &[mark], &mut body[from..], &tag)
+            .decrypt_in_place_detached(Nonce::from_slice(&nonce), &[mark], body, &tag)
             .map_err(|_| WireError::Forged)
     }
 }

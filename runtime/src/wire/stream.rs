@@ -46,6 +46,10 @@ pub const LAST: u8 = 0;
 /// The mark of a frame that more of its message follows.
 pub const MORE: u8 = 1;
 
+/// The mark of the last frame of a message's body that blocks follow
+/// ([`super::blocks`]): a table of their lengths, then each block's frames.
+pub const BLOCKS: u8 = 2;
+
 impl Outbound {
     /// Makes a frame made by [`super::frame::encode`] (length prefix and body)
     /// a whole message's only frame, in place: sealed when the connection is,
@@ -178,16 +182,27 @@ impl Inbound {
     ) -> Result<T, WireError> {
         let mut message = std::mem::take(&mut self.1);
         message.clear();
-        let result = self
+        let result = match self
             .read_message_into(r, &mut message, max, per_frame, on_frame)
             .await
-            .and_then(|()| decode(&message));
+        {
+            Ok(false) => decode(&message),
+            Ok(true) => {
+                let budget = max.saturating_sub(message.len() as u64);
+                match self.read_blocks(r, budget, per_frame, on_frame).await {
+                    Ok(blocks) => super::blocks::providing(blocks, || decode(&message)),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        };
         if message.capacity() <= KEEP_BUFFER {
             self.1 = message;
         }
         result
     }
 
+    /// Reads a message's body; returns whether blocks follow it.
     async fn read_message_into<R: AsyncRead + Unpin>(
         &mut self,
         r: &mut R,
@@ -195,7 +210,7 @@ impl Inbound {
         max: u64,
         per_frame: Option<Duration>,
         on_frame: &mut (dyn FnMut() + Send),
-    ) -> Result<(), WireError> {
+    ) -> Result<bool, WireError> {
         loop {
             let from = message.len();
             let read = self.read_frame_into(r, message, max);
@@ -207,7 +222,8 @@ impl Inbound {
             };
             self.open(message, from, mark)?;
             match mark {
-                LAST => return Ok(()),
+                LAST => return Ok(false),
+                BLOCKS => return Ok(true),
                 MORE => on_frame(),
                 _ => return Err(WireError::Garbage("a frame without its mark".into())),
             }
@@ -217,26 +233,14 @@ impl Inbound {
     /// Reads one frame onto the end of `message` (its body, and its tag when
     /// sealed); returns its mark. The frame may carry at most [`CHUNK`] bytes
     /// of the message, and the message at most `max` in all.
-    async fn read_frame_into<R: AsyncRead + Unpin>(
+    pub(super) async fn read_frame_into<R: AsyncRead + Unpin>(
         &mut self,
         r: &mut R,
         message: &mut Vec<u8>,
         max: u64,
     ) -> Result<u8, WireError> {
-        let mut len = [0u8; 4];
-        let mut got = 0;
-        while got < 4 {
-            let n = r.read(&mut len[got..]).await?;
-            if n == 0 {
-                return Err(if got == 0 && message.is_empty() {
-                    WireError::Closed
-                } else {
-                    WireError::Truncated { got, want: 4 }
-                });
-            }
-            got += n;
-        }
-        let size = u64::from(u32::from_le_bytes(len));
+        let len = read_length(r, message.is_empty()).await?;
+        let size = u64::from(len);
         let overhead = (self.tag_len() + 1) as u64;
         let body = size.saturating_sub(overhead);
         let limit = max.min(CHUNK as u64);
@@ -264,6 +268,28 @@ impl Inbound {
         }
         Ok(message.pop().expect("a frame has its mark"))
     }
+}
+
+/// Reads a frame's 4-byte length. The connection closing before its first
+/// byte is [`WireError::Closed`] when `between_messages`, else truncation.
+pub(super) async fn read_length<R: AsyncRead + Unpin>(
+    r: &mut R,
+    between_messages: bool,
+) -> Result<u32, WireError> {
+    let mut len = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        let n = r.read(&mut len[got..]).await?;
+        if n == 0 {
+            return Err(if got == 0 && between_messages {
+                WireError::Closed
+            } else {
+                WireError::Truncated { got, want: 4 }
+            });
+        }
+        got += n;
+    }
+    Ok(u32::from_le_bytes(len))
 }
 
 #[cfg(test)]

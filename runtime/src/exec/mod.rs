@@ -61,9 +61,11 @@ pub enum Contribution {
     Partial(PartialFit),
     /// The valid rows of the step's input and its extra fit inputs (gather).
     Data {
-        /// The input rows.
-        #[serde(with = "crate::wire::raw::array")]
-        x: ArrayD<f64>,
+        /// The input rows: the batch's own column when every row is valid
+        /// (shared, not copied: a worker keeping them beside its held output
+        /// holds them once).
+        #[serde(with = "crate::wire::raw::shared_array")]
+        x: Arc<ArrayD<f64>>,
         /// The extra fit inputs, same rows.
         extra: Extra,
     },
@@ -400,7 +402,7 @@ fn contribute(batch: &mut Batch, feed: &FeedSpec) -> Contribution {
         Err(e) if batch.is_empty() || rows.as_ref().is_some_and(|r| r.is_empty()) => {
             let _ = e;
             return Contribution::Data {
-                x: ArrayD::zeros(IxDyn(&[0])),
+                x: Arc::new(ArrayD::zeros(IxDyn(&[0]))),
                 extra: Extra::none(),
             };
         }
@@ -417,8 +419,11 @@ fn contribute(batch: &mut Batch, feed: &FeedSpec) -> Contribution {
         }
     } else {
         let x = match x {
-            crate::batch::ArrayViewOrOwned::View(v) => v.to_owned(),
-            crate::batch::ArrayViewOrOwned::Owned(a) => a,
+            // Every row: the column itself.
+            crate::batch::ArrayViewOrOwned::View(_) => {
+                batch.shared_array(&step.input).expect("selected above")
+            }
+            crate::batch::ArrayViewOrOwned::Owned(a) => Arc::new(a),
         };
         Contribution::Data { x, extra }
     }
@@ -473,4 +478,41 @@ pub fn run_fit(
         guarded(|| model.fit(x.view(), &extra))?;
     }
     Ok(Arc::from(model))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::test_estimators::Center;
+    use crate::sample::Sample;
+
+    fn feeding_gather() -> StageExec {
+        let step = Arc::new(Step::new("center", Center));
+        StageExec {
+            ops: Vec::new(),
+            feeds: Some(FeedSpec {
+                template: step.estimator.clone(),
+                step,
+                reduce: false,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_gather_fits_rows_are_the_partitions_own_column_when_every_row_is_valid() {
+        let samples = (0..4)
+            .map(|i| Sample::new(i.to_string(), ArrayD::from_elem(IxDyn(&[3]), i as f64)))
+            .collect();
+        let batch = Batch::from_samples(samples).unwrap();
+        let out = run_chain(Arc::new(batch), &feeding_gather());
+        let Some(Contribution::Data { x, .. }) = &out.contribution else {
+            panic!("rows for the fit: {:?}", out.contribution)
+        };
+        let column = out.batch.shared_array(crate::batch::DATA).unwrap();
+        assert!(
+            Arc::ptr_eq(x, &column),
+            "the rows kept for the fit are the output's own column, not a copy"
+        );
+        assert_eq!(x.shape(), &[4, 3]);
+    }
 }

@@ -314,7 +314,7 @@ mod tests {
 
     fn rows(v: f64, n: usize) -> Contribution {
         Contribution::Data {
-            x: ArrayD::from_elem(IxDyn(&[n, 3]), v),
+            x: ArrayD::from_elem(IxDyn(&[n, 3]), v).into(),
             extra: crate::estimator::Extra::none(),
         }
     }

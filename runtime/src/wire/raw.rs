@@ -116,6 +116,22 @@ pub mod array {
     }
 }
 
+/// Serialises one shared array as a raw block
+/// (`#[serde(with = "raw::shared_array")]`).
+pub mod shared_array {
+    use super::*;
+
+    /// Writes the array as shape + raw bytes.
+    pub fn serialize<S: Serializer>(a: &Arc<ArrayD<f64>>, s: S) -> Result<S::Ok, S::Error> {
+        to_raw(a).serialize(s)
+    }
+
+    /// Reads an array written by [`serialize`].
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<ArrayD<f64>>, D::Error> {
+        Ok(Arc::new(from_raw(Raw::deserialize(d)?)?))
+    }
+}
+
 /// Serialises a map of shared arrays as raw blocks.
 pub mod array_map {
     use super::*;

@@ -63,7 +63,7 @@ fn output(contribution: Option<Contribution>, held: bool) -> ChainOutput {
 
 fn rows() -> Contribution {
     Contribution::Data {
-        x: ndarray::ArrayD::zeros(vec![1, 2]),
+        x: ndarray::ArrayD::zeros(vec![1, 2]).into(),
         extra: Extra::default(),
     }
 }

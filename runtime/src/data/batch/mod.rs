@@ -108,6 +108,11 @@ impl Batch {
         self.arrays.get(name).map(|a| a.as_ref())
     }
 
+    /// A loaded array column, shared (no copy of its values).
+    pub fn shared_array(&self, name: &str) -> Option<Arc<ArrayD<f64>>> {
+        self.arrays.get(name).cloned()
+    }
+
     /// A scalar attribute column.
     pub fn values(&self, name: &str) -> Option<&[Value]> {
         self.values.get(name).map(|v| v.as_slice())

@@ -70,9 +70,9 @@ pub struct RuntimeConfig {
     pub fit_inputs_on_workers: bool,
     /// A worker process keeps a partition for a peer to fetch (its next stage
     /// runs on another worker) only when its arrays have at least this many
-    /// bytes (default 1 MiB); a smaller one comes back with its task's
+    /// bytes (default 64 KiB); a smaller one comes back with its task's
     /// summary and goes out with the next task, which costs less than a
-    /// fetch's connection.
+    /// fetch's round trip.
     pub peer_min_bytes: u64,
     /// Tasks for a worker process go out in messages of about this many bytes
     /// of data (default 16 MiB; a bigger task goes alone): each is encoded once
@@ -145,7 +145,7 @@ impl RuntimeConfig {
             send_group_bytes: 16 << 20,
             fit_memory_factor: 3.0,
             fit_inputs_on_workers: true,
-            peer_min_bytes: 1 << 20,
+            peer_min_bytes: 64 << 10,
             bind: "127.0.0.1:0".to_string(),
             wire_encryption: WireEncryption::BeyondLoopback,
             max_pending_handshakes: 64,

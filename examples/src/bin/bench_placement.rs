@@ -1,10 +1,11 @@
 //! The cost of keeping plain work off a resource worker. With worker processes,
 //! one plain and one offering `io`: `x -> 2x + 1` (plain), then `x / 2` (tagged
 //! `io=1`), then `x - 1` (plain). The partitions move from the io worker back to
-//! the plain one for the last step (through the scheduler); the reference runs the
+//! the plain one for the last step; the reference runs the
 //! same steps untagged on two plain workers, where every partition stays on its
-//! worker. Prints one JSON line: both wall times, their difference, and the bytes
-//! that moved.
+//! worker. Prints one JSON line: both wall times, their difference, the bytes
+//! that moved, and those that went through the scheduler's process
+//! (`--peer-min-bytes`: from which size a partition goes worker to worker).
 
 use clap::Parser;
 use gridpipe_estimators::{Affine, FunctionTransformer, Pipeline};
@@ -25,6 +26,11 @@ struct Args {
     /// Number of partitions.
     #[arg(long, default_value_t = 16)]
     partitions: usize,
+    /// Keep a partition for the worker that runs its next stage to fetch only
+    /// from this many bytes (`RuntimeConfig::peer_min_bytes`; default: the
+    /// runtime's).
+    #[arg(long)]
+    peer_min_bytes: Option<u64>,
 }
 
 fn affine(scale: f64, offset: f64) -> FunctionTransformer {
@@ -51,12 +57,18 @@ fn main() -> Result<(), Failure> {
         )?)
     };
     let io = Resources::one("io", 1);
-    let config = RuntimeConfig::processes(1)
+    let mut config = RuntimeConfig::processes(1)
         .with_worker(io.clone())
         .without_dashboard();
+    if let Some(bytes) = args.peer_min_bytes {
+        config.peer_min_bytes = bytes;
+    }
+    let peer_min_bytes = config.peer_min_bytes;
     let rt = Runtime::start(config)?;
     let (wall_s, out) = timed(|| pipeline(io).transform(&rt, bag()?).map_err(Failure::from));
     let out = out?;
+    let traffic = rt.wire_traffic();
+    let bytes_via_scheduler = traffic.sent() + traffic.received();
     let last_on: Vec<String> = out
         .report
         .workers_of("last", TaskOp::Transform)
@@ -86,6 +98,8 @@ fn main() -> Result<(), Failure> {
         "untagged_wall_s": untagged_s,
         "move_cost_s": wall_s - untagged_s,
         "moved_mib": moved_mib,
+        "peer_min_bytes": peer_min_bytes,
+        "bytes_via_scheduler": bytes_via_scheduler,
     });
     println!("{line}");
     Ok(())

@@ -4,6 +4,7 @@
 pub mod launcher;
 pub mod peer;
 pub(crate) mod peer_fit;
+pub mod peer_pool;
 pub mod protocol;
 pub mod proxy;
 pub(crate) mod sending;

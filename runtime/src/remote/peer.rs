@@ -11,11 +11,11 @@
 //! proves it holds the cluster secret with the scheduler's own handshake, and
 //! the connection is sealed beyond loopback (or when the scheduler's is).
 
+pub use super::peer_pool::PeerPool;
 use crate::batch::Batch;
 use crate::exec::Contribution;
 use crate::wire::auth::{build_identity, Secret};
-use crate::wire::frame::encode_message;
-use crate::wire::handshake::{scheduler_side, worker_side, Channel, WorkerIdentity};
+use crate::wire::handshake::{scheduler_side, Channel};
 use crate::wire::session::is_loopback;
 use crate::wire::WireError;
 use serde::{Deserialize, Serialize};
@@ -115,7 +115,7 @@ pub struct PeerStores {
 
 /// A peer's request.
 #[derive(Debug, Serialize, Deserialize)]
-enum PeerAsk {
+pub(super) enum PeerAsk {
     /// These rows, in this order.
     Rows(Vec<InputKey>),
     /// These held partitions (run, partition), in this order; each is handed
@@ -126,10 +126,10 @@ enum PeerAsk {
 /// One thing as it goes to a peer and as the peer receives it (`None`: not
 /// here).
 #[derive(Serialize, Deserialize)]
-struct PeerGive<T>(Option<T>);
+pub(super) struct PeerGive<T>(pub(super) Option<T>);
 
 /// How long a peer may take for its handshake, and for each frame after it.
-const PEER_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const PEER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves what is in `stores` to peers connecting to `listener`, until the
 /// task is dropped. `sealed`: seal every connection (else only those beyond
@@ -195,89 +195,40 @@ async fn serve_peer(
         mut inbound,
         ..
     } = admitted.channel;
-    let ask: PeerAsk = inbound
-        .read_msg_with(&mut stream, max_message, Some(PEER_TIMEOUT), &mut || {})
-        .await?;
-    match ask {
-        PeerAsk::Rows(keys) => {
-            for key in keys {
-                let rows = stores.rows.get(&key);
-                let bytes = rows.as_ref().map_or(0, |r| r.data_bytes());
-                give(&mut stream, &mut outbound, rows, bytes, max_message).await?;
-            }
-        }
-        PeerAsk::Partitions(keys) => {
-            for key in keys {
-                let data = stores.held.take(&key);
-                let bytes = data.as_ref().map_or(0, |b| b.array_bytes());
-                give(&mut stream, &mut outbound, data, bytes, max_message).await?;
-            }
-        }
-    }
-    stream.flush().await?;
-    Ok(())
-}
-
-/// Asks the peer at `addr` for `n` things and reads them, in order; one the
-/// peer does not have is an error naming it (`name`).
-async fn ask_peer<T: serde::de::DeserializeOwned>(
-    addr: &str,
-    secret: &Secret,
-    ask: PeerAsk,
-    name: impl Fn(usize) -> String,
-    max_message: u64,
-) -> Result<Vec<T>, String> {
-    let fail = |why: String| format!("fetching from the worker at {addr}: {why}");
-    let connect = tokio::net::TcpStream::connect(addr);
-    let mut stream = tokio::time::timeout(PEER_TIMEOUT, connect)
-        .await
-        .map_err(|_| fail("no connection in time".into()))?
-        .map_err(|e| fail(e.to_string()))?;
-    let _ = stream.set_nodelay(true);
-    let peer = stream.peer_addr().map_err(|e| fail(e.to_string()))?.ip();
-    let me = WorkerIdentity {
-        name: format!("peer-{}", std::process::id()),
-        resources: crate::resources::Resources::none(),
-        queue: None,
-        job: None,
-        label: None,
-        memory: None,
-        peer: None,
-    };
-    let handshake = worker_side(&mut stream, peer, secret, build_identity(), me);
-    let (_, channel) = tokio::time::timeout(PEER_TIMEOUT, handshake)
-        .await
-        .map_err(|_| fail("no handshake in time".into()))?
-        .map_err(|e| fail(e.to_string()))?;
-    let Channel {
-        mut outbound,
-        mut inbound,
-        ..
-    } = channel;
-    let n = match &ask {
-        PeerAsk::Rows(k) => k.len(),
-        PeerAsk::Partitions(k) => k.len(),
-    };
-    let message = encode_message(&ask, max_message).map_err(|e| fail(e.to_string()))?;
-    outbound
-        .write_message(&mut stream, message)
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    stream.flush().await.map_err(|e| fail(e.to_string()))?;
-    let mut out = Vec::with_capacity(n);
-    for i in 0..n {
-        let PeerGive(thing) = inbound
+    // One connection serves its peer's asks one after another until the peer
+    // closes it (or leaves it idle for PEER_TIMEOUT).
+    loop {
+        let ask: PeerAsk = match inbound
             .read_msg_with(&mut stream, max_message, Some(PEER_TIMEOUT), &mut || {})
             .await
-            .map_err(|e| fail(e.to_string()))?;
-        out.push(thing.ok_or_else(|| fail(format!("it does not have {}", name(i))))?);
+        {
+            Err(WireError::Closed) => return Ok(()),
+            other => other?,
+        };
+        match ask {
+            PeerAsk::Rows(keys) => {
+                for key in keys {
+                    let rows = stores.rows.get(&key);
+                    let bytes = rows.as_ref().map_or(0, |r| r.data_bytes());
+                    give(&mut stream, &mut outbound, rows, bytes, max_message).await?;
+                }
+            }
+            PeerAsk::Partitions(keys) => {
+                for key in keys {
+                    let data = stores.held.take(&key);
+                    let bytes = data.as_ref().map_or(0, |b| b.array_bytes());
+                    give(&mut stream, &mut outbound, data, bytes, max_message).await?;
+                }
+            }
+        }
+        stream.flush().await?;
     }
-    Ok(out)
 }
 
 /// Fetches the rows `keys` from the peer at `addr`, in order; rows the peer
 /// does not keep are an error naming them.
 pub async fn fetch_inputs(
+    pool: &PeerPool,
     addr: &str,
     secret: &Secret,
     keys: Vec<InputKey>,
@@ -290,12 +241,14 @@ pub async fn fetch_inputs(
             k.partition, k.stage, k.run
         )
     };
-    ask_peer(addr, secret, PeerAsk::Rows(keys.clone()), name, max_message).await
+    let ask = PeerAsk::Rows(keys.clone());
+    pool.ask(addr, secret, ask, name, max_message).await
 }
 
 /// Takes partition `partition` of run `run`, held between stages by the peer
 /// at `addr` (it holds it no more).
 pub async fn fetch_partition(
+    pool: &PeerPool,
     addr: &str,
     secret: &Secret,
     (run, partition): (u32, u32),
@@ -303,7 +256,7 @@ pub async fn fetch_partition(
 ) -> Result<Batch, String> {
     let name = |_| format!("partition {partition} of run {run}");
     let ask = PeerAsk::Partitions(vec![(run, partition)]);
-    let mut got: Vec<Batch> = ask_peer(addr, secret, ask, name, max_message).await?;
+    let mut got: Vec<Batch> = pool.ask(addr, secret, ask, name, max_message).await?;
     Ok(got.pop().expect("one asked, one given"))
 }
 
@@ -343,9 +296,15 @@ mod tests {
         store.put(key(1), Arc::new(rows(2.0, 400_000)));
         let secret = Secret::generate();
         let addr = server(stores, secret.clone()).await;
-        let got = fetch_inputs(&addr, &secret, vec![key(1), key(0)], 1 << 30)
-            .await
-            .unwrap();
+        let got = fetch_inputs(
+            &PeerPool::default(),
+            &addr,
+            &secret,
+            vec![key(1), key(0)],
+            1 << 30,
+        )
+        .await
+        .unwrap();
         let firsts: Vec<(usize, f64)> = got
             .iter()
             .map(|c| match c {
@@ -354,9 +313,15 @@ mod tests {
             })
             .collect();
         assert_eq!(firsts, [(400_000, 2.0), (2, 1.0)]);
-        let err = fetch_inputs(&addr, &secret, vec![key(0), key(7)], 1 << 30)
-            .await
-            .unwrap_err();
+        let err = fetch_inputs(
+            &PeerPool::default(),
+            &addr,
+            &secret,
+            vec![key(0), key(7)],
+            1 << 30,
+        )
+        .await
+        .unwrap_err();
         assert!(err.contains("partition 7 of stage 2"), "{err}");
         assert!(err.contains(&addr), "{err}");
         // Dropped with their fit: gone.
@@ -369,9 +334,15 @@ mod tests {
         let stores = PeerStores::default();
         stores.rows.put(key(0), Arc::new(rows(1.0, 2)));
         let addr = server(stores, Secret::generate()).await;
-        let err = fetch_inputs(&addr, &Secret::generate(), vec![key(0)], 1 << 30)
-            .await
-            .unwrap_err();
+        let err = fetch_inputs(
+            &PeerPool::default(),
+            &addr,
+            &Secret::generate(),
+            vec![key(0)],
+            1 << 30,
+        )
+        .await
+        .unwrap_err();
         assert!(err.contains("secret"), "{err}");
     }
 
@@ -385,15 +356,57 @@ mod tests {
         stores.held.put((1, 5), Arc::new(batch.clone()));
         let secret = Secret::generate();
         let addr = server(stores.clone(), secret.clone()).await;
-        let got = fetch_partition(&addr, &secret, (1, 5), 1 << 30)
+        let pool = PeerPool::default();
+        let got = fetch_partition(&pool, &addr, &secret, (1, 5), 1 << 30)
             .await
             .unwrap();
         assert_eq!(got.keys(), batch.keys());
         assert!(stores.held.is_empty(), "handed over, no longer held");
-        let err = fetch_partition(&addr, &secret, (1, 5), 1 << 30)
+        let err = fetch_partition(&pool, &addr, &secret, (1, 5), 1 << 30)
             .await
             .unwrap_err();
         assert!(err.contains("partition 5 of run 1"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn fetches_reuse_one_connection_and_one_the_peer_closed_is_replaced() {
+        let stores = PeerStores::default();
+        stores.rows.put(key(0), Arc::new(rows(1.0, 2)));
+        let secret = Secret::generate();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (served_secret, served_stores, count) =
+            (secret.clone(), stores.clone(), accepted.clone());
+        // A peer that serves each connection for 300 ms, then closes it.
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let (secret, stores) = (served_secret.clone(), served_stores.clone());
+                tokio::spawn(async move {
+                    let serving = serve_peer(stream, &secret, &stores, 1 << 30, false);
+                    let _ = tokio::time::timeout(Duration::from_millis(300), serving).await;
+                });
+            }
+        });
+        let pool = PeerPool::default();
+        for _ in 0..3 {
+            fetch_inputs(&pool, &addr, &secret, vec![key(0)], 1 << 30)
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            accepted.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "one connection for three fetches"
+        );
+        assert_eq!(pool.open_connections(), 1);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let got = fetch_inputs(&pool, &addr, &secret, vec![key(0)], 1 << 30).await;
+        assert!(got.is_ok(), "the closed connection was replaced: {got:?}");
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(pool.open_connections(), 1);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! fetches a fit's kept rows from their holders before the fit runs (see
 //! [`super::peer`]).
 
-use super::peer::{fetch_inputs, fetch_partition, serve_peers, InputKey, PeerStores};
+use super::peer::{fetch_inputs, fetch_partition, serve_peers, InputKey, PeerPool, PeerStores};
 use crate::actors::messages::{
     ChainInput, TaskEnvelope, TaskKind, TaskOutcome, TaskPayload, TaskResult,
 };
@@ -27,6 +27,9 @@ pub(crate) struct Peers {
     secret: Option<Secret>,
     /// The largest message.
     max_message: u64,
+    /// The event loop its fetches run on (made at the first), and the
+    /// connections to peers it keeps open on it.
+    fetching: std::sync::OnceLock<(tokio::runtime::Runtime, PeerPool)>,
 }
 
 /// A socket listening for peers, and the address they reach it by.
@@ -84,7 +87,21 @@ impl Peers {
             stores,
             secret: Some(secret.clone()),
             max_message,
+            fetching: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The event loop fetches run on and the pool of its connections (made
+    /// at the first fetch, on the executor's thread, and kept).
+    fn fetching(&self) -> Result<&(tokio::runtime::Runtime, PeerPool), String> {
+        if let Some(made) = self.fetching.get() {
+            return Ok(made);
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("no event loop to fetch with: {e}"))?;
+        Ok(self.fetching.get_or_init(|| (runtime, PeerPool::default())))
     }
 
     /// Keeps nothing and fetches nothing (tests of the executor).
@@ -95,6 +112,7 @@ impl Peers {
             stores: PeerStores::default(),
             secret: None,
             max_message: 0,
+            fetching: std::sync::OnceLock::new(),
         }
     }
 
@@ -140,18 +158,15 @@ impl Peers {
         let Some(secret) = &self.secret else {
             return Err(vec![(holder, "this worker has no cluster secret".into())]);
         };
-        let got = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())
-            .and_then(|rt| {
-                rt.block_on(fetch_partition(
-                    addr,
-                    secret,
-                    (env.run, partition),
-                    self.max_message,
-                ))
-            });
+        let got = self.fetching().and_then(|(rt, pool)| {
+            rt.block_on(fetch_partition(
+                pool,
+                addr,
+                secret,
+                (env.run, partition),
+                self.max_message,
+            ))
+        });
         match got {
             Ok(batch) => {
                 *input = ChainInput::Here(Arc::new(batch));
@@ -233,18 +248,15 @@ impl Peers {
             let why = "this worker has no cluster secret to fetch with".to_string();
             return Err(from.keys().map(|(_, h)| (*h, why.clone())).collect());
         };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| {
-                from.keys()
-                    .map(|(_, h)| (*h, format!("no event loop to fetch with: {e}")))
-                    .collect::<Vec<_>>()
-            })?;
+        let (runtime, pool) = self.fetching().map_err(|why| {
+            from.keys()
+                .map(|(_, h)| (*h, why.clone()))
+                .collect::<Vec<_>>()
+        })?;
         let results = runtime.block_on(futures::future::join_all(from.iter().map(
             |((addr, holder), keys)| async move {
                 let wanted = keys.iter().map(|(_, k)| *k).collect();
-                let got = fetch_inputs(addr, secret, wanted, self.max_message).await;
+                let got = fetch_inputs(pool, addr, secret, wanted, self.max_message).await;
                 (*holder, keys, got)
             },
         )));

@@ -296,15 +296,9 @@ mod tests {
         store.put(key(1), Arc::new(rows(2.0, 400_000)));
         let secret = Secret::generate();
         let addr = server(stores, secret.clone()).await;
-        let got = fetch_inputs(
-            &PeerPool::default(),
-            &addr,
-            &secret,
-            vec![key(1), key(0)],
-            1 << 30,
-        )
-        .await
-        .unwrap();
+        let pool = PeerPool::default();
+        let fetch = |keys| fetch_inputs(&pool, &addr, &secret, keys, 1 << 30);
+        let got = fetch(vec![key(1), key(0)]).await.unwrap();
         let firsts: Vec<(usize, f64)> = got
             .iter()
             .map(|c| match c {
@@ -313,15 +307,7 @@ mod tests {
             })
             .collect();
         assert_eq!(firsts, [(400_000, 2.0), (2, 1.0)]);
-        let err = fetch_inputs(
-            &PeerPool::default(),
-            &addr,
-            &secret,
-            vec![key(0), key(7)],
-            1 << 30,
-        )
-        .await
-        .unwrap_err();
+        let err = fetch(vec![key(0), key(7)]).await.unwrap_err();
         assert!(err.contains("partition 7 of stage 2"), "{err}");
         assert!(err.contains(&addr), "{err}");
         // Dropped with their fit: gone.

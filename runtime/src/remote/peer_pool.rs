@@ -1,7 +1,7 @@
 //! Connections from a worker process to its peers, kept open between fetches:
 //! a fetch over a kept connection costs its messages only, not a connection
 //! and a handshake. A connection the peer has closed meanwhile (it closes one
-//! left idle for [`PEER_TIMEOUT`]) is replaced by a fresh one, once.
+//! left idle for 30 s) is replaced by a fresh one, once.
 
 use super::peer::{PeerAsk, PeerGive, PEER_TIMEOUT};
 use crate::wire::auth::{build_identity, Secret};

@@ -2,7 +2,9 @@
 //! slots, so its tests run one at a time, whether they share a process under
 //! `cargo test` or each has its own under nextest), and what `qstat` lists.
 
+use gridpipe_sge::{ClusterOptions, QueueSpec, QueueSpecs, SgeCluster};
 use std::fs::File;
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -86,4 +88,40 @@ pub fn accounted_queue(id: &str) -> String {
         assert!(Instant::now() < deadline, "qacct never listed job {id}");
         std::thread::sleep(Duration::from_millis(300));
     }
+}
+
+/// A fresh working folder for the test `test`'s cluster.
+pub fn work_dir(test: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("gridpipe-grid-test-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A cluster of two jobs of `spec` whose workers run `worker`, its jobs named
+/// after `test`.
+pub fn cluster_of(worker: &str, test: &str, spec: QueueSpec) -> SgeCluster {
+    let options = ClusterOptions::default()
+        .work_dir(work_dir(test))
+        .job_name(format!("gp-{test}"))
+        .worker_program(worker)
+        .handle_signals(false);
+    let specs = QueueSpecs::new(spec).unwrap();
+    let cluster = SgeCluster::with_options(specs, options).unwrap();
+    cluster.scale(2).unwrap();
+    cluster
+        .wait_for_workers(2, Duration::from_secs(60))
+        .unwrap();
+    cluster
+}
+
+/// Closes the cluster and checks that Grid Engine lists none of its jobs.
+pub fn close_cluster(cluster: SgeCluster, test: &str) {
+    cluster.close().unwrap();
+    let prefix = format!("gp-{test}");
+    let left: Vec<_> = listed_jobs()
+        .into_iter()
+        .filter(|(_, name)| name.starts_with(&prefix))
+        .collect();
+    assert!(left.is_empty(), "jobs left after close: {left:?}");
 }

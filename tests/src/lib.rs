@@ -2,6 +2,7 @@
 
 #![warn(missing_docs)]
 
+pub mod gated;
 pub mod grid;
 pub mod netns;
 

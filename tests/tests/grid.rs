@@ -11,7 +11,9 @@ use gridpipe_estimators::Pipeline;
 use gridpipe_runtime::actors::scheduler::ListWorkers;
 use gridpipe_runtime::{Bag, Checkpoint, Partitioning, Step, DATA};
 use gridpipe_sge::{ClusterOptions, JobState, QueueSpec, QueueSpecs, SgeCluster, SgeCommands};
-use gridpipe_tests::grid::{accounted_queue, grid, listed_jobs, listed_named};
+use gridpipe_tests::grid::{
+    self, accounted_queue, close_cluster as close, grid, listed_named, work_dir,
+};
 use gridpipe_tests::*;
 use ndarray::ArrayD;
 use std::collections::BTreeSet;
@@ -21,13 +23,6 @@ use std::time::{Duration, Instant};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_gridpipe-test-worker");
 
-fn work_dir(test: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("gridpipe-grid-test-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
 /// A cluster of two jobs in q_1day whose workers run the test worker binary.
 fn cluster(test: &str) -> SgeCluster {
     cluster_of(test, QueueSpec::new("q_1day"))
@@ -35,29 +30,7 @@ fn cluster(test: &str) -> SgeCluster {
 
 /// A cluster of two jobs of `spec` whose workers run the test worker binary.
 fn cluster_of(test: &str, spec: QueueSpec) -> SgeCluster {
-    let options = ClusterOptions::default()
-        .work_dir(work_dir(test))
-        .job_name(format!("gp-{test}"))
-        .worker_program(WORKER)
-        .handle_signals(false);
-    let specs = QueueSpecs::new(spec).unwrap();
-    let cluster = SgeCluster::with_options(specs, options).unwrap();
-    cluster.scale(2).unwrap();
-    cluster
-        .wait_for_workers(2, Duration::from_secs(60))
-        .unwrap();
-    cluster
-}
-
-/// Closes the cluster and checks that Grid Engine lists none of its jobs.
-fn close(cluster: SgeCluster, test: &str) {
-    cluster.close().unwrap();
-    let prefix = format!("gp-{test}");
-    let left: Vec<_> = listed_jobs()
-        .into_iter()
-        .filter(|(_, name)| name.starts_with(&prefix))
-        .collect();
-    assert!(left.is_empty(), "jobs left after close: {left:?}");
+    grid::cluster_of(WORKER, test, spec)
 }
 
 fn one_sample_tasks(n: usize) -> Bag {
@@ -224,6 +197,22 @@ fn a_gather_fits_rows_go_from_job_to_job_not_through_the_scheduler() {
         received < input / 4,
         "{received} bytes received for {input} of input"
     );
+    close(cluster, test);
+}
+
+/// A job keeping rows its fit waits for is killed (its worker, as when a node
+/// dies): its partitions make their rows again, the fit gathers them, the
+/// result is the one threads give, and no job is left behind.
+#[test]
+fn rows_kept_in_a_killed_job_are_made_again_and_the_result_is_unchanged() {
+    use gridpipe_tests::gated::{gated_reference, kill_the_rows_keeper};
+    let _grid = grid();
+    let test = "rowskill";
+    let base = work_dir(&format!("{test}-gate"));
+    let reference = gated_reference(&base.join("reference"));
+    let cluster = cluster(test);
+    kill_the_rows_keeper(cluster.runtime(), &base.join("run"), &reference, |_| {});
+    let _ = std::fs::remove_dir_all(&base);
     close(cluster, test);
 }
 

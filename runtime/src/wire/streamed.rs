@@ -217,9 +217,7 @@ impl Outbound {
                     scratch.extend_from_slice(piece);
                     self.write_frame(w, &mut scratch, mark).await?;
                 } else {
-                    let header = u32::try_from(piece.len() + 1)
-                        .map_err(|_| WireError::Garbage("a frame over 4 GiB".into()))?
-                        .to_le_bytes();
+                    let header = frame_header(piece.len())?;
                     write_all_vectored(w, &[&header, piece, &[mark]]).await?;
                 }
             }
@@ -237,11 +235,16 @@ impl Outbound {
     ) -> Result<(), WireError> {
         let tag = self.seal(body, mark)?;
         let tag: &[u8] = tag.as_ref().map_or(&[], |t| &t[..]);
-        let len = u32::try_from(body.len() + tag.len() + 1)
-            .map_err(|_| WireError::Garbage("a frame over 4 GiB".into()))?;
-        let header = len.to_le_bytes();
+        let header = frame_header(body.len() + tag.len())?;
         write_all_vectored(w, &[&header, body, tag, &[mark]]).await
     }
+}
+
+/// The length prefix of a frame of `bytes` (body and tag) and its mark.
+fn frame_header(bytes: usize) -> Result<[u8; 4], WireError> {
+    let len =
+        u32::try_from(bytes + 1).map_err(|_| WireError::Garbage("a frame over 4 GiB".into()))?;
+    Ok(len.to_le_bytes())
 }
 
 impl Inbound {

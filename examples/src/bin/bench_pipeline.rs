@@ -95,6 +95,21 @@ fn pca_floor(y: &Array2<f64>) -> Result<(Array2<f64>, f64), Failure> {
     Ok((out, t.elapsed().as_secs_f64()))
 }
 
+/// The floor's output for the run's input (made again from the seed) and,
+/// with `--fit pca`, the PCA step fitted and applied to it (`floor_fit_s`).
+fn expected_output(
+    args: &Args,
+    extra: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<Array2<f64>, Failure> {
+    let expected = floor(&normal_matrix(args.samples, args.dim, args.seed));
+    if args.fit != Some(ExtraFit::Pca) {
+        return Ok(expected);
+    }
+    let (out, s) = pca_floor(&expected)?;
+    extra.insert("floor_fit_s".into(), s.into());
+    Ok(out)
+}
+
 /// Whether `a` and `b` agree to `tol` up to the sign of each column (a PCA's
 /// components are defined up to their sign).
 fn agree_up_to_sign(a: &Array2<f64>, b: &Array2<f64>, tol: f64) -> bool {
@@ -390,32 +405,35 @@ fn main() -> Result<(), Failure> {
     // both passes fused, on as many threads as the run has workers.
     let floor_threads = args.workers.max(1);
     let floor_s = best_of(3, || fused_floor(&x, floor_threads));
-    let mut expected = floor(&x);
     let mut extra = serde_json::Map::new();
     if args.fit == Some(ExtraFit::Pca) {
         if args.checkpoint.is_some() {
             return Err("--fit pca and --checkpoint do not go together".into());
         }
-        let (out, s) = pca_floor(&expected)?;
-        expected = out;
         extra.insert("fit".into(), "pca".into());
-        extra.insert("floor_fit_s".into(), s.into());
     }
 
     if let Some(dir) = &args.checkpoint {
         let _ = std::fs::remove_dir_all(dir);
         let y = x.mapv(|v| 2.0 * v + 1.0);
-        let w = file_floor(&dir.join("floor"), &[y, expected.clone()])?;
+        let w = file_floor(&dir.join("floor"), &[y, floor(&x)])?;
         let _ = std::fs::remove_dir_all(dir.join("floor"));
         // Flush the floor's deferred writes now, untimed, so the first run does not
         // pay for them in its own sync.
         store::sync_file_system_of(dir);
         extra.insert("floor_write_s".into(), w.into());
     }
+    // A streamed run is checked as it comes, so it needs the expected output
+    // beforehand; otherwise it is made after the run, which then holds only its
+    // input and its result.
+    let expected_before = match args.keep {
+        true => Some(expected_output(&args, &mut extra)?),
+        false => None,
+    };
 
     let t = std::time::Instant::now();
     let keys: Vec<String> = (0..args.samples).map(|i| i.to_string()).collect();
-    let second_input = args.checkpoint.as_ref().map(|_| (keys.clone(), x.clone()));
+    let second_keys = args.checkpoint.as_ref().map(|_| keys.clone());
     let bag = Bag::from_rows(keys, x.into_dyn(), Partitioning::NPartitions(partitions))?;
     let input_bytes = (args.samples * args.dim * 8) as u64;
     let cluster = match args.grid {
@@ -468,7 +486,8 @@ fn main() -> Result<(), Failure> {
         if args.keep {
             let out = pipeline.fit_transform_kept(rt, bag)?;
             let kept = out.kept.ok_or("a kept run gave no kept output")?;
-            let (ok, check_s) = stream_matches(kept, &expected, args.fit.is_some())?;
+            let expected = expected_before.as_ref().ok_or("no expected output")?;
+            let (ok, check_s) = stream_matches(kept, expected, args.fit.is_some())?;
             return Ok((None, ok, check_s, out.report));
         }
         let out = pipeline.fit_transform(rt, bag)?;
@@ -479,20 +498,28 @@ fn main() -> Result<(), Failure> {
             .into_dimensionality()?;
         Ok((Some(y), true, 0.0, out.report))
     });
+    // The peaks are the run's: taken before the benchmark makes its expected
+    // output (or a checkpointed second run).
     let run_peak_rss_mib = peak_rss_mib();
+    let all_peak_rss_mib = peak_rss_mib_with(&rt.worker_pids());
     let (result, stream_ok, check_s, report) = result?;
     // The time the benchmark spent checking the streamed partitions is its own.
     let wall_s = wall_s - check_s;
     if args.keep {
         extra.insert("check_s".into(), check_s.into());
     }
+    let expected = match expected_before {
+        Some(expected) => expected,
+        None => expected_output(&args, &mut extra)?,
+    };
     let mut result = result.unwrap_or_else(|| expected.clone());
     if let Some(noise) = noise {
         noise.report(&mut extra)?;
     }
     args.view.write_pictures(&report, None)?;
-    if let Some((keys, x)) = second_input {
+    if let Some(keys) = second_keys {
         extra.insert("run1_s".into(), wall_s.into());
+        let x = normal_matrix(args.samples, args.dim, args.seed);
         let bag = Bag::from_rows(keys, x.into_dyn(), Partitioning::NPartitions(partitions))?;
         let mut again = make();
         let (run2_s, second) = timed(|| -> Result<_, Box<dyn std::error::Error>> {
@@ -541,10 +568,10 @@ fn main() -> Result<(), Failure> {
         "wall_s": wall_s,
         "floor_s": floor_s,
         "floor_threads": floor_threads,
-        "peak_rss_mib": peak_rss_mib_with(&rt.worker_pids()),
+        "peak_rss_mib": all_peak_rss_mib,
         // The scheduler's process alone (the caller's: the runtime is embedded),
         // and the bytes between it and the worker processes.
-        "scheduler_peak_rss_mib": run_peak_rss_mib.max(peak_rss_mib()),
+        "scheduler_peak_rss_mib": run_peak_rss_mib,
         "scheduler_base_rss_mib": base_rss_mib,
         "scheduler_peak_reset": peak_reset,
         "kept": args.keep,

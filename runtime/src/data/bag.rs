@@ -300,8 +300,12 @@ impl Bag {
         }
         let row_shape = row_shape.unwrap_or_default();
         let width: usize = row_shape.iter().product();
-        let mut buf = Vec::with_capacity(rows * width);
+        // Zeroed memory this large comes from the system unwritten.
+        let mut buf = vec![0f64; rows * width];
         let mut left_out = Vec::new();
+        // Each contributing partition with the part of the result it fills.
+        let mut copies = Vec::with_capacity(parts.len());
+        let mut rest = &mut buf[..];
         for p in parts {
             for (row, f) in p.failures() {
                 left_out.push(failed(p.keys()[*row].clone(), f.clone()));
@@ -309,20 +313,16 @@ impl Bag {
             if !contributes(&p) {
                 continue;
             }
-            let a = p.array(column).expect("checked above");
-            if p.failures().is_empty() {
-                match a.as_slice() {
-                    Some(s) => buf.extend_from_slice(s),
-                    None => buf.extend(a.iter().copied()),
-                }
-            } else {
-                for (i, row) in a.axis_iter(Axis(0)).enumerate() {
-                    if !p.failures().contains_key(&i) {
-                        buf.extend(row.iter().copied());
-                    }
-                }
-            }
+            let n = (p.len() - p.failures().len()) * width;
+            let (dst, tail) = std::mem::take(&mut rest).split_at_mut(n);
+            rest = tail;
+            copies.push((dst, p));
         }
+        let threads = match rows * width * std::mem::size_of::<f64>() >= PARALLEL_STACK_FROM {
+            true => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            false => 1,
+        };
+        copy_in_parallel(copies, column, threads.min(MAX_STACK_THREADS));
         let mut shape = vec![rows];
         shape.extend(row_shape);
         let array = ArrayD::from_shape_vec(IxDyn(&shape), buf).expect("stacked rows match shape");
@@ -410,6 +410,56 @@ fn check_batch_keys(partitions: &[Batch]) -> Result<(), DataError> {
     Ok(())
 }
 
+/// A stacked result of at least this many bytes is filled on several threads:
+/// most of the cost is the kernel's first touch of each fresh page, which
+/// spreads over cores.
+const PARALLEL_STACK_FROM: usize = 32 << 20;
+
+/// At most this many threads fill one stacked result.
+const MAX_STACK_THREADS: usize = 8;
+
+/// Copies each partition's rows of `column` (the failed ones left out) into the
+/// part of the result paired with it, on up to `threads` threads; each
+/// partition is freed as soon as it has been copied.
+fn copy_in_parallel(copies: Vec<(&mut [f64], Arc<Batch>)>, column: &str, threads: usize) {
+    if threads <= 1 || copies.len() <= 1 {
+        copies
+            .into_iter()
+            .for_each(|(dst, p)| copy_rows(dst, p, column));
+        return;
+    }
+    let mut shares: Vec<Vec<_>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, copy) in copies.into_iter().enumerate() {
+        shares[i % threads].push(copy);
+    }
+    std::thread::scope(|s| {
+        for share in shares {
+            s.spawn(move || {
+                share
+                    .into_iter()
+                    .for_each(|(dst, p)| copy_rows(dst, p, column))
+            });
+        }
+    });
+}
+
+/// Copies `p`'s rows of `column` that did not fail into `dst`, then frees `p`.
+fn copy_rows(dst: &mut [f64], p: Arc<Batch>, column: &str) {
+    let a = p.array(column).expect("checked before the copy");
+    match (p.failures().is_empty(), a.as_slice()) {
+        (true, Some(s)) => dst.copy_from_slice(s),
+        (true, None) => dst.iter_mut().zip(a.iter()).for_each(|(d, v)| *d = *v),
+        (false, _) => {
+            let kept = a
+                .axis_iter(Axis(0))
+                .enumerate()
+                .filter(|(i, _)| !p.failures().contains_key(i))
+                .flat_map(|(_, row)| row.into_iter());
+            dst.iter_mut().zip(kept).for_each(|(d, v)| *d = *v);
+        }
+    }
+}
+
 fn failed(key: String, f: Failure) -> FailedSample {
     FailedSample {
         key,
@@ -421,7 +471,7 @@ fn failed(key: String, f: Failure) -> FailedSample {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::Array2;
+    use ndarray::{Array2, ShapeBuilder};
 
     #[test]
     fn ranges_are_even_and_cover_everything() {
@@ -444,6 +494,47 @@ mod tests {
         assert_eq!(bag.npartitions(), 3);
         assert_eq!(bag.stack(DATA).unwrap().array, data);
         assert_eq!(bag.samples()[4].key, "4");
+    }
+
+    #[test]
+    fn a_large_stack_is_filled_on_several_threads_in_order_leaving_failed_rows_out() {
+        let (n, d) = (70_000, 64);
+        assert!(
+            n * d * 8 >= PARALLEL_STACK_FROM,
+            "big enough to be filled in parallel"
+        );
+        let data = Array2::from_shape_fn((n, d), |(i, j)| (i * d + j) as f64);
+        let keys = (0..n).map(|i| i.to_string()).collect();
+        let bag =
+            Bag::from_rows(keys, data.clone().into_dyn(), Partitioning::NPartitions(5)).unwrap();
+        let mut parts: Vec<Batch> = bag.partitions().iter().map(|p| (**p).clone()).collect();
+        let starts: Vec<usize> = parts
+            .iter()
+            .scan(0, |at, p| {
+                let start = *at;
+                *at += p.len();
+                Some(start)
+            })
+            .collect();
+        parts[1] = parts[1].with_rows_failed(&[0, 7], "s", "bad row");
+        parts[3] = parts[3].with_all_failed("s", "bad partition");
+        // A column in column-major order: not one slice in row order.
+        let own = parts[4].array(DATA).unwrap().clone();
+        let mut columns = Array2::zeros((own.shape()[0], d).f());
+        columns.assign(&own.into_dimensionality::<ndarray::Ix2>().unwrap());
+        parts[4].set_output(DATA, columns.into_dyn(), vec![]);
+        let failed_rows: Vec<usize> = [starts[1], starts[1] + 7]
+            .into_iter()
+            .chain(starts[3]..starts[3] + parts[3].len())
+            .collect();
+
+        let stacked = Bag::from_batches(parts).unwrap().into_stack(DATA).unwrap();
+
+        let kept: Vec<usize> = (0..n).filter(|i| !failed_rows.contains(i)).collect();
+        assert_eq!(stacked.array, data.select(Axis(0), &kept).into_dyn());
+        let left: Vec<String> = stacked.left_out.iter().map(|f| f.key.clone()).collect();
+        let want: Vec<String> = failed_rows.iter().map(|i| i.to_string()).collect();
+        assert_eq!(left, want, "every failed sample is named, in order");
     }
 
     fn dup(err: DataError) -> (String, String, String) {

@@ -1,5 +1,5 @@
 //! The data model: samples and their values, columns, key checks, one partition
-//! in columns ([`batch`]) and a partitioned collection ([`bag`]).
+//! in columns ([`batch`]), a partitioned collection ([`bag`]) and its stacking ([`stack`]).
 
 pub mod bag;
 pub mod batch;
@@ -7,4 +7,5 @@ pub mod columns;
 pub mod error;
 pub mod keys;
 pub mod sample;
+pub mod stack;
 pub mod value;

@@ -4,15 +4,29 @@
 //! million batches: a vector of pairs costs one small allocation where a `BTreeMap`
 //! node costs hundreds of bytes.
 
+use crate::batch::DATA;
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
+/// A column's name. The usual one ([`DATA`]) is not allocated per batch: a
+/// million one-sample partitions would spend a million small allocations on it.
+pub type ColumnName = Cow<'static, str>;
+
+/// The [`ColumnName`] of `name`.
+pub fn column_name(name: &str) -> ColumnName {
+    match name {
+        DATA => Cow::Borrowed(DATA),
+        other => Cow::Owned(other.to_string()),
+    }
+}
+
 /// Named columns in insertion order.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ColumnMap<T>(Vec<(String, T)>);
+pub struct ColumnMap<T>(Vec<(ColumnName, T)>);
 
 impl<T> Default for ColumnMap<T> {
     fn default() -> Self {
@@ -37,32 +51,47 @@ impl<T> ColumnMap<T> {
     }
 
     /// Sets `name`, replacing the old column.
-    pub fn insert(&mut self, name: String, value: T) {
+    pub fn insert(&mut self, name: &str, value: T) {
+        match self.0.iter_mut().find(|(k, _)| k == name) {
+            Some(slot) => slot.1 = value,
+            None => self.push(column_name(name), value),
+        }
+    }
+
+    /// Sets `name` (a name already made), replacing the old column.
+    pub fn insert_name(&mut self, name: ColumnName, value: T) {
         match self.0.iter_mut().find(|(k, _)| *k == name) {
             Some(slot) => slot.1 = value,
-            None => {
-                // Exact growth: a batch has a handful of columns, and the default
-                // growth (room for 4) would cost ~100 bytes per one-sample batch.
-                self.0.reserve_exact(1);
-                self.0.push((name, value))
-            }
+            None => self.push(name, value),
         }
+    }
+
+    fn push(&mut self, name: ColumnName, value: T) {
+        // Exact growth: a batch has a handful of columns, and the default growth
+        // (room for 4) would cost ~100 bytes per one-sample batch.
+        self.0.reserve_exact(1);
+        self.0.push((name, value))
     }
 
     /// Removes and returns `name`.
     pub fn remove(&mut self, name: &str) -> Option<T> {
+        self.remove_entry(name).map(|(_, v)| v)
+    }
+
+    /// Removes `name` and returns it with its column.
+    pub fn remove_entry(&mut self, name: &str) -> Option<(ColumnName, T)> {
         let i = self.0.iter().position(|(k, _)| k == name)?;
-        Some(self.0.remove(i).1)
+        Some(self.0.remove(i))
     }
 
     /// The names.
-    pub fn keys(&self) -> impl Iterator<Item = &String> {
-        self.0.iter().map(|(k, _)| k)
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(k, _)| k.as_ref())
     }
 
     /// The pairs.
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &T)> {
-        self.0.iter().map(|(k, v)| (k, v))
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &T)> {
+        self.0.iter().map(|(k, v)| (k.as_ref(), v))
     }
 
     /// Whether there is no column.
@@ -97,8 +126,8 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for MapVisitor<T> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
         let mut out = ColumnMap::new();
-        while let Some((k, v)) = a.next_entry::<String, T>()? {
-            out.insert(k, v);
+        while let Some((k, v)) = a.next_entry::<Cow<'de, str>, T>()? {
+            out.insert(&k, v);
         }
         Ok(out)
     }
@@ -110,6 +139,83 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for ColumnMap<T> {
     }
 }
 
+/// A [`ColumnMap`] that is usually empty (a batch's scalar and lazy columns): one
+/// pointer wide, so that a million one-sample batches stay small; the map is
+/// allocated with its first column.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SparseColumnMap<T>(Option<Box<ColumnMap<T>>>);
+
+impl<T> Default for SparseColumnMap<T> {
+    fn default() -> Self {
+        Self(None)
+    }
+}
+
+impl<T> SparseColumnMap<T> {
+    /// An empty map.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The column `name`.
+    pub fn get(&self, name: &str) -> Option<&T> {
+        self.0.as_ref()?.get(name)
+    }
+
+    /// Whether `name` is present.
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Sets `name`, replacing the old column.
+    pub fn insert(&mut self, name: &str, value: T) {
+        self.0
+            .get_or_insert_with(Default::default)
+            .insert(name, value)
+    }
+
+    /// Removes and returns `name` (the map's memory goes with its last column).
+    pub fn remove(&mut self, name: &str) -> Option<T> {
+        let map = self.0.as_mut()?;
+        let out = map.remove(name);
+        if map.is_empty() {
+            self.0 = None;
+        }
+        out
+    }
+
+    /// The names.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().flat_map(|m| m.keys())
+    }
+
+    /// The pairs.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &T)> {
+        self.0.iter().flat_map(|m| m.iter())
+    }
+
+    /// Whether there is no column.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+impl<T: Serialize> Serialize for SparseColumnMap<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match &self.0 {
+            Some(m) => m.serialize(s),
+            None => ColumnMap::<T>::new().serialize(s),
+        }
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for SparseColumnMap<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let m = ColumnMap::deserialize(d)?;
+        Ok(Self((!m.is_empty()).then(|| Box::new(m))))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,9 +223,9 @@ mod tests {
     #[test]
     fn behaves_like_a_map() {
         let mut m = ColumnMap::new();
-        m.insert("a".to_string(), 1);
-        m.insert("b".to_string(), 2);
-        m.insert("a".to_string(), 3);
+        m.insert("a", 1);
+        m.insert("b", 2);
+        m.insert("a", 3);
         assert_eq!(m.get("a"), Some(&3));
         assert_eq!(m.keys().count(), 2);
         assert_eq!(m.remove("a"), Some(3));
@@ -127,5 +233,34 @@ mod tests {
         let bytes = rmp_serde::to_vec_named(&m).unwrap();
         let back: ColumnMap<i32> = rmp_serde::from_slice(&bytes).unwrap();
         assert_eq!(back, m);
+    }
+
+    #[test]
+    fn a_sparse_map_is_one_pointer_holds_memory_only_while_not_empty_and_reads_like_a_map() {
+        assert_eq!(std::mem::size_of::<SparseColumnMap<Vec<u8>>>(), 8);
+        let mut m = SparseColumnMap::new();
+        assert!(m.is_empty() && m.get("a").is_none() && m.remove("a").is_none());
+        m.insert("a", 1);
+        m.insert("b", 2);
+        assert_eq!(m.keys().collect::<Vec<_>>(), ["a", "b"]);
+        let bytes = rmp_serde::to_vec_named(&m).unwrap();
+        let back: ColumnMap<i32> = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(
+            back.iter().collect::<Vec<_>>(),
+            m.iter().collect::<Vec<_>>()
+        );
+        assert_eq!(m.remove("a"), Some(1));
+        assert_eq!(m.remove("b"), Some(2));
+        assert!(
+            m.is_empty() && m.0.is_none(),
+            "its memory went with the last column"
+        );
+        let empty = rmp_serde::to_vec_named(&m).unwrap();
+        assert_eq!(
+            empty,
+            rmp_serde::to_vec_named(&ColumnMap::<i32>::new()).unwrap()
+        );
+        let back: SparseColumnMap<i32> = rmp_serde::from_slice(&empty).unwrap();
+        assert!(back.0.is_none());
     }
 }

@@ -114,7 +114,7 @@ impl Contribution {
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct ChainOutput {
     /// The partition after the chain.
-    pub batch: Batch,
+    pub batch: Arc<Batch>,
     /// Samples that failed in this chain (not before it).
     pub new_failures: usize,
     /// The first of them (at most [`FAILED_SAMPLES_SHOWN`]), so that a run's
@@ -315,7 +315,7 @@ fn apply_in_place(mut b: Batch, op: &ChainOp) -> Batch {
         Ok(e) => e,
         Err(e) => return b.with_all_failed(&step.name, &e.to_string()),
     };
-    let Some(x) = b.take_array(&step.input) else {
+    let Some((x, taken)) = b.take_array_to_rewrite(&step.input) else {
         let e = b.select_array(&step.input, None, &step.name).err();
         let reason = e.map_or_else(|| format!("no array {:?}", step.input), |e| e.to_string());
         return b.with_all_failed(&step.name, &reason);
@@ -327,7 +327,7 @@ fn apply_in_place(mut b: Batch, op: &ChainOp) -> Batch {
         Err(reason) => return b.with_all_failed(&step.name, &reason),
     };
     if let Some((data, failures)) = checked_output(&mut b, step, t, n_in, None) {
-        b.set_output(&step.output, data, failures);
+        b.put_rewritten(taken, &step.output, data, failures);
     }
     b
 }
@@ -355,8 +355,8 @@ fn scatter(data: &ArrayD<f64>, rows: &[usize], n: usize) -> ArrayD<f64> {
 pub const FAILED_SAMPLES_SHOWN: usize = 100;
 
 /// Runs one partition through a stage: the fused ops, then its contribution.
-pub fn run_chain(input: Arc<Batch>, stage: &StageExec) -> ChainOutput {
-    let mut batch = Arc::try_unwrap(input).unwrap_or_else(|shared| (*shared).clone());
+pub fn run_chain(mut input: Arc<Batch>, stage: &StageExec) -> ChainOutput {
+    let mut batch = Batch::take_from(&mut input);
     let failed_before: Vec<usize> = batch.failures().keys().copied().collect();
     let mut checkpoints = Vec::new();
     let (resumed, start) = resume_from_last_checkpoint(batch, &stage.ops);
@@ -383,11 +383,14 @@ pub fn run_chain(input: Arc<Batch>, stage: &StageExec) -> ChainOutput {
             reason: f.reason.clone(),
         })
         .collect();
+    let new_failures = batch.failures().len().saturating_sub(failed_before.len());
+    // The output goes back into the input's holder: no new one per task.
+    Batch::put_back(&mut input, batch);
     ChainOutput {
         held: false,
-        new_failures: batch.failures().len().saturating_sub(failed_before.len()),
+        new_failures,
         first_failed,
-        batch,
+        batch: input,
         contribution,
         checkpoints,
     }
@@ -514,5 +517,52 @@ mod tests {
             "the rows kept for the fit are the output's own column, not a copy"
         );
         assert_eq!(x.shape(), &[4, 3]);
+    }
+
+    fn shift_by_one() -> StageExec {
+        StageExec {
+            ops: vec![ChainOp {
+                step: Arc::new(Step::new(
+                    "shift",
+                    crate::graph::test_estimators::Shift(1.0),
+                )),
+                model: Arc::new(crate::graph::test_estimators::Shift(1.0)),
+                kind: OpKind::Transform,
+                force: false,
+            }],
+            feeds: None,
+        }
+    }
+
+    #[test]
+    fn a_chain_writes_its_output_into_the_inputs_holders_unless_the_input_is_shared() {
+        let samples = (0..3)
+            .map(|i| Sample::new(i.to_string(), ArrayD::from_elem(IxDyn(&[2]), i as f64)))
+            .collect();
+        let input = Arc::new(Batch::from_samples(samples).unwrap());
+        let want = input.array(crate::batch::DATA).unwrap().mapv(|v| v + 1.0);
+
+        let shared = input.clone();
+        let out = run_chain(input, &shift_by_one());
+        assert_eq!(out.batch.array(crate::batch::DATA), Some(&want));
+        assert!(
+            !Arc::ptr_eq(&out.batch, &shared),
+            "a shared input is left as it was"
+        );
+        assert_eq!(shared.array(crate::batch::DATA).unwrap()[[2, 0]], 2.0);
+
+        let input = Arc::try_unwrap(shared).unwrap();
+        let input = Arc::new(input);
+        let batch_at = Arc::as_ptr(&input);
+        let array_at: *const ArrayD<f64> = input.array(crate::batch::DATA).unwrap();
+        let out = run_chain(input, &shift_by_one());
+        assert_eq!(out.batch.array(crate::batch::DATA), Some(&want));
+        assert_eq!(
+            Arc::as_ptr(&out.batch),
+            batch_at,
+            "the batch's holder is reused"
+        );
+        let array_now: *const ArrayD<f64> = out.batch.array(crate::batch::DATA).unwrap();
+        assert_eq!(array_now, array_at, "the column's holder is reused");
     }
 }

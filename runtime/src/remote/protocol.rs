@@ -421,7 +421,7 @@ mod tests {
             ready_s: 0.5,
             run_s: 0.25,
             result: WireResult::Chain(Box::new(ChainOutput {
-                batch: Batch::empty(),
+                batch: Arc::new(Batch::empty()),
                 new_failures: 0,
                 first_failed: Vec::new(),
                 held: true,

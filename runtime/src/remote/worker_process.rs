@@ -355,8 +355,8 @@ fn keep_output(
         if c.batch.array_bytes() < min_bytes {
             return;
         }
-        let b = std::mem::replace(&mut c.batch, Batch::empty());
-        held.put((o.run, partition), Arc::new(b));
+        let b = std::mem::replace(&mut c.batch, Arc::new(Batch::empty()));
+        held.put((o.run, partition), b);
         c.held = true;
     }
 }

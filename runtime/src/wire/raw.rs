@@ -156,7 +156,7 @@ pub mod array_map {
         let raw: BTreeMap<String, Raw<'de>> = BTreeMap::deserialize(d)?;
         let mut out = ColumnMap::new();
         for (k, r) in raw {
-            out.insert(k, Arc::new(from_raw::<D::Error>(r)?));
+            out.insert(&k, Arc::new(from_raw::<D::Error>(r)?));
         }
         Ok(out)
     }

@@ -111,7 +111,7 @@ impl RunState {
             slot.complete_held(worker, next)?;
         } else {
             let keep = next != Next::Done || self.plan.collect;
-            slot.complete(worker, keep.then(|| Arc::new(batch)), next)?;
+            slot.complete(worker, keep.then_some(batch), next)?;
         }
         let room = FAILED_SAMPLES_SHOWN.saturating_sub(self.first_failed.len());
         self.first_failed

@@ -52,7 +52,7 @@ fn started(steps: Vec<Step>, partitions: usize, keep_sources: bool) -> (RunState
 
 fn output(contribution: Option<Contribution>, held: bool) -> ChainOutput {
     ChainOutput {
-        batch: Batch::empty(),
+        batch: Arc::new(Batch::empty()),
         new_failures: 0,
         first_failed: Vec::new(),
         held,

@@ -316,7 +316,7 @@ impl Scheduler {
                             held: false,
                             new_failures: failed.len(),
                             first_failed,
-                            batch: failed,
+                            batch: std::sync::Arc::new(failed),
                             contribution: None,
                             checkpoints: Vec::new(),
                         })),

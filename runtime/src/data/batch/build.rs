@@ -104,9 +104,7 @@ impl Batch {
             keys.push(s.key);
         }
         let mut batch = Batch::with_keys(keys);
-        batch
-            .arrays
-            .insert(DATA.to_string(), Arc::new(data.finish(n)));
+        batch.arrays.insert(DATA, Arc::new(data.finish(n)));
         for (name, col) in names.into_iter().zip(columns) {
             batch.insert_value_column(name, col)?;
         }
@@ -154,12 +152,12 @@ impl Batch {
             keys.push(s.key);
         }
         let mut batch = Batch::with_keys(keys);
-        batch.lazy.insert(DATA.to_string(), Arc::new(loaders));
+        batch.lazy.insert(DATA, Arc::new(loaders));
         for (name, col) in names.into_iter().zip(columns) {
             batch.insert_value_column(name, col)?;
         }
         for (name, col) in lazy_names.into_iter().zip(lazy_columns) {
-            batch.lazy.insert(name, Arc::new(col));
+            batch.lazy.insert(&name, Arc::new(col));
         }
         Ok(batch)
     }
@@ -189,7 +187,7 @@ impl Batch {
     fn insert_value_column(&mut self, name: String, col: Vec<Value>) -> Result<(), DataError> {
         let arrays = col.iter().filter(|v| matches!(v, Value::Array(_))).count();
         if arrays == 0 {
-            self.values.insert(name, Arc::new(col));
+            self.values.insert(&name, Arc::new(col));
             return Ok(());
         }
         if arrays != col.len() {
@@ -204,7 +202,7 @@ impl Batch {
                 st.push(key, a)?;
             }
         }
-        self.arrays.insert(name, Arc::new(st.finish(col.len())));
+        self.arrays.insert(&name, Arc::new(st.finish(col.len())));
         Ok(())
     }
 }

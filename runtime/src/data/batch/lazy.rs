@@ -74,21 +74,21 @@ impl Batch {
                     }
                 }
                 self.failures = Failures::from_map(failures);
-                self.arrays.insert(name.to_string(), Arc::new(out));
+                self.arrays.insert(name, Arc::new(out));
             }
             _ => {
                 let col = loaded
                     .into_iter()
                     .map(|v| v.unwrap_or(Value::Float(f64::NAN)))
                     .collect();
-                self.values.insert(name.to_string(), Arc::new(col));
+                self.values.insert(name, Arc::new(col));
             }
         }
     }
 
     /// Loads every lazy column.
     pub fn load_all(&mut self, step: &str) {
-        let names: Vec<String> = self.lazy.keys().cloned().collect();
+        let names: Vec<String> = self.lazy.keys().map(str::to_string).collect();
         let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
         self.load_columns(&refs, step);
     }

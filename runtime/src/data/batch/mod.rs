@@ -9,7 +9,7 @@
 //! its lazy columns, `outcomes` takes it apart again, `column` holds what an
 //! estimator is handed besides the data.
 
-use crate::columns::ColumnMap;
+use crate::columns::{ColumnMap, SparseColumnMap};
 use crate::data::error::DataError;
 use crate::sample::{Attributes, Loader, SampleSet};
 use crate::value::Value;
@@ -61,15 +61,29 @@ impl SetLayout {
 /// A rebuilt sample set and its failed samples (key and failure).
 pub type SetOutcome = (SampleSet, Vec<(String, Failure)>);
 
+/// An array column taken out of a batch to be rewritten
+/// ([`Batch::take_array_to_rewrite`]): its name and the memory that held it.
+#[derive(Debug)]
+pub struct TakenArray {
+    name: crate::columns::ColumnName,
+    /// The emptied holder, when nothing else shared it.
+    holder: Option<Arc<ArrayD<f64>>>,
+}
+
+/// An array of no rows, which allocates nothing.
+fn no_rows() -> ArrayD<f64> {
+    ArrayD::from_shape_vec(ndarray::IxDyn(&[0]), Vec::new()).expect("no rows")
+}
+
 /// One partition's samples in columns: keys, dense arrays, scalar attributes,
 /// lazily loaded columns, failures and (for sample sets) the set layout.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Batch {
-    keys: Arc<Vec<String>>,
+    keys: Arc<[String]>,
     #[serde(with = "crate::wire::raw::array_map")]
     arrays: ColumnMap<Arc<ArrayD<f64>>>,
-    values: ColumnMap<Arc<Vec<Value>>>,
-    lazy: ColumnMap<Arc<Vec<Arc<dyn Loader>>>>,
+    values: SparseColumnMap<Arc<Vec<Value>>>,
+    lazy: SparseColumnMap<Arc<Vec<Arc<dyn Loader>>>>,
     failures: Failures,
     sets: Option<Arc<SetLayout>>,
 }
@@ -135,7 +149,7 @@ impl Batch {
             .keys()
             .chain(self.values.keys())
             .chain(self.lazy.keys())
-            .cloned()
+            .map(str::to_string)
             .collect();
         v.sort();
         v.dedup();
@@ -223,8 +237,43 @@ impl Batch {
     /// Removes an array column and returns it, without copying when nothing else
     /// shares it.
     pub fn take_array(&mut self, name: &str) -> Option<ArrayD<f64>> {
-        let a = self.arrays.remove(name)?;
-        Some(Arc::try_unwrap(a).unwrap_or_else(|shared| (*shared).clone()))
+        self.take_array_to_rewrite(name).map(|(array, _)| array)
+    }
+
+    /// Removes an array column to be rewritten and returns it (without copying
+    /// when nothing else shares it) with the memory that held it, so that
+    /// [`Batch::put_rewritten`] puts the output back without allocating: a
+    /// million one-sample partitions then cost no new holder per step.
+    pub fn take_array_to_rewrite(&mut self, name: &str) -> Option<(ArrayD<f64>, TakenArray)> {
+        let (name, mut holder) = self.arrays.remove_entry(name)?;
+        let (array, holder) = match Arc::get_mut(&mut holder) {
+            Some(inner) => (std::mem::replace(inner, no_rows()), Some(holder)),
+            None => ((*holder).clone(), None),
+        };
+        Some((array, TakenArray { name, holder }))
+    }
+
+    /// Sets `name` to `array` (rows in batch order) and adds `failures`, in place,
+    /// reusing the memory of the column `taken` came from.
+    pub fn put_rewritten(
+        &mut self,
+        taken: TakenArray,
+        name: &str,
+        array: ArrayD<f64>,
+        new_failures: Vec<(usize, Failure)>,
+    ) {
+        let holder = match taken.holder {
+            Some(mut holder) => {
+                *Arc::get_mut(&mut holder).expect("taken unshared") = array;
+                holder
+            }
+            None => Arc::new(array),
+        };
+        let name = match taken.name == name {
+            true => taken.name,
+            false => crate::columns::column_name(name),
+        };
+        self.put_array(name, holder, new_failures);
     }
 
     /// Sets `name` to `array` (rows in batch order) and adds `failures`, in place.
@@ -234,11 +283,56 @@ impl Batch {
         array: ArrayD<f64>,
         new_failures: Vec<(usize, Failure)>,
     ) {
-        self.lazy.remove(name);
-        self.values.remove(name);
-        self.arrays.insert(name.to_string(), Arc::new(array));
+        self.put_array(
+            crate::columns::column_name(name),
+            Arc::new(array),
+            new_failures,
+        );
+    }
+
+    fn put_array(
+        &mut self,
+        name: crate::columns::ColumnName,
+        array: Arc<ArrayD<f64>>,
+        new_failures: Vec<(usize, Failure)>,
+    ) {
+        self.lazy.remove(&name);
+        self.values.remove(&name);
+        self.arrays.insert_name(name, array);
         if !new_failures.is_empty() {
             self.failures.make_mut().extend(new_failures);
+        }
+    }
+
+    /// Takes the batch out of `holder` to be rewritten: moved when nothing else
+    /// shares it (the holder then waits, empty, for [`Batch::put_back`]), else copied.
+    pub fn take_from(holder: &mut Arc<Batch>) -> Batch {
+        match Arc::get_mut(holder) {
+            Some(b) => std::mem::replace(b, Batch::vacant()),
+            None => (**holder).clone(),
+        }
+    }
+
+    /// Puts `batch` into `holder`: into its memory when nothing else shares it
+    /// (no allocation), else into a new holder.
+    pub fn put_back(holder: &mut Arc<Batch>, batch: Batch) {
+        match Arc::get_mut(holder) {
+            Some(slot) => *slot = batch,
+            None => *holder = Arc::new(batch),
+        }
+    }
+
+    /// A batch of nothing that costs no allocation (what a holder keeps while
+    /// its batch is rewritten).
+    fn vacant() -> Self {
+        static NO_KEYS: std::sync::OnceLock<Arc<[String]>> = std::sync::OnceLock::new();
+        Self {
+            keys: NO_KEYS.get_or_init(|| Arc::from(Vec::new())).clone(),
+            arrays: ColumnMap::new(),
+            values: SparseColumnMap::new(),
+            lazy: SparseColumnMap::new(),
+            failures: Failures::default(),
+            sets: None,
         }
     }
 
@@ -252,7 +346,7 @@ impl Batch {
         let mut out = self.clone();
         out.lazy.remove(name);
         out.values.remove(name);
-        out.arrays.insert(name.to_string(), Arc::new(array));
+        out.arrays.insert(name, Arc::new(array));
         if !new_failures.is_empty() {
             out.failures.make_mut().extend(new_failures);
         }
@@ -281,7 +375,7 @@ impl Batch {
     pub fn set_lazy(&mut self, name: &str, loaders: Vec<Arc<dyn Loader>>) {
         self.arrays.remove(name);
         self.values.remove(name);
-        self.lazy.insert(name.to_string(), Arc::new(loaders));
+        self.lazy.insert(name, Arc::new(loaders));
     }
 
     /// A copy where every still-valid row is marked failed with the same reason.
@@ -302,17 +396,17 @@ impl Batch {
     /// A batch from keys and an already stacked data array (first axis = sample).
     pub(crate) fn from_parts(keys: Vec<String>, data: ArrayD<f64>) -> Batch {
         let mut b = Batch::with_keys(keys);
-        b.arrays.insert(DATA.to_string(), Arc::new(data));
+        b.arrays.insert(DATA, Arc::new(data));
         b
     }
 
     /// A batch of these keys and no column yet.
     fn with_keys(keys: Vec<String>) -> Batch {
         Batch {
-            keys: Arc::new(keys),
+            keys: Arc::from(keys),
             arrays: ColumnMap::new(),
-            values: ColumnMap::new(),
-            lazy: ColumnMap::new(),
+            values: SparseColumnMap::new(),
+            lazy: SparseColumnMap::new(),
             failures: Failures::default(),
             sets: None,
         }

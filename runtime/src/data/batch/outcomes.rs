@@ -42,12 +42,12 @@ impl Batch {
         for row in 0..n {
             let mut attributes = Attributes::new();
             for (name, col) in self.values.iter() {
-                attributes.insert(name.clone(), col[row].clone());
+                attributes.insert(name.to_string(), col[row].clone());
             }
             for (name, a) in self.arrays.iter() {
                 if name != DATA {
                     attributes.insert(
-                        name.clone(),
+                        name.to_string(),
                         Value::Array(a.index_axis(Axis(0), row).to_owned()),
                     );
                 }

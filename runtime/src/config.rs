@@ -90,6 +90,11 @@ pub struct RuntimeConfig {
     /// further ones are closed unanswered until a place frees up, so
     /// unauthenticated peers cannot hold more than this many buffers.
     pub max_pending_handshakes: usize,
+    /// Threads that serve the scheduler's ends of the worker connections (default:
+    /// one per core). Connections share them, so a thousand workers cost a few
+    /// threads rather than a thousand, and a message to a worker wakes a thread
+    /// that is usually awake already.
+    pub connection_threads: usize,
     /// A connection that has not finished its handshake in this time is closed
     /// (default 10 s).
     pub handshake_timeout: Duration,
@@ -149,6 +154,7 @@ impl RuntimeConfig {
             bind: "127.0.0.1:0".to_string(),
             wire_encryption: WireEncryption::BeyondLoopback,
             max_pending_handshakes: 64,
+            connection_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             handshake_timeout: Duration::from_secs(10),
             dashboard: DashboardSetting::Default,
             dashboard_token: true,

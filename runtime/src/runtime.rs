@@ -159,6 +159,7 @@ impl Runtime {
             max_message: self.config.max_message,
             traffic: self.traffic.clone(),
             send_group_bytes: self.config.send_group_bytes,
+            connection_threads: self.config.connection_threads,
         };
         // The listener and the handshakes run on an arbiter of their own, never
         // on the scheduler's.

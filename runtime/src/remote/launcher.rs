@@ -36,12 +36,15 @@ pub struct Admission {
     pub traffic: std::sync::Arc<crate::wire::traffic::Traffic>,
     /// Bytes of data per message of tasks (`RuntimeConfig::send_group_bytes`).
     pub send_group_bytes: u64,
+    /// Threads the admitted connections share (`RuntimeConfig::connection_threads`).
+    pub connection_threads: usize,
 }
 
 /// Accepts worker connections on `listener` forever (on the listener's own
 /// arbiter, never the scheduler's): each one is admitted by the handshake (a
 /// refused or broken one is logged and closed; the others go on) and gets its
-/// own [`RemoteWorker`] on its own arbiter. At most `max_pending` handshakes run
+/// own [`RemoteWorker`], on one of `connection_threads` arbiters that the
+/// connections share in turn. At most `max_pending` handshakes run
 /// at once (further connections are closed unanswered); a failing `accept` (out
 /// of file descriptors, say) backs off instead of spinning, logged once per burst.
 pub async fn accept_workers(
@@ -50,6 +53,7 @@ pub async fn accept_workers(
     admission: Admission,
 ) {
     let counter = Arc::new(AtomicU32::new(0));
+    let arbiters = ConnectionArbiters::new(admission.connection_threads);
     let pending = Arc::new(tokio::sync::Semaphore::new(admission.max_pending));
     let mut backoff = AcceptBackoff::default();
     loop {
@@ -72,8 +76,12 @@ pub async fn accept_workers(
             drop(stream);
             continue;
         };
-        let (scheduler, admission, counter) =
-            (scheduler.clone(), admission.clone(), counter.clone());
+        let (scheduler, admission, counter, arbiters) = (
+            scheduler.clone(),
+            admission.clone(),
+            counter.clone(),
+            arbiters.clone(),
+        );
         actix_rt::spawn(async move {
             let admitted = admit(stream, peer, &admission, &counter).await;
             drop(permit);
@@ -81,7 +89,7 @@ pub async fn accept_workers(
                 return;
             };
             tracing::info!(%peer, worker = %admitted.identity.name, sealed = admitted.channel.outbound.is_sealed(), "worker admitted");
-            let arbiter = Arbiter::new();
+            let arbiter = arbiters.next();
             let heartbeat_timeout = admission.heartbeat_timeout;
             let traffic = admission.traffic.clone();
             let group = admission.send_group_bytes;
@@ -90,8 +98,34 @@ pub async fn accept_workers(
                     .counting_into(traffic)
                     .sending_groups_of(group)
             };
-            RemoteWorker::start_in_arbiter(&arbiter.handle(), |_| proxy());
+            RemoteWorker::start_in_arbiter(&arbiter, |_| proxy());
         });
+    }
+}
+
+/// The arbiters (threads) that the scheduler's ends of the worker connections
+/// share, handed out in turn; they stop with the runtime's system.
+#[derive(Clone)]
+struct ConnectionArbiters {
+    handles: Arc<Vec<ArbiterHandle>>,
+    next: Arc<AtomicU32>,
+}
+
+impl ConnectionArbiters {
+    fn new(threads: usize) -> Self {
+        let handles = (0..threads.max(1))
+            .map(|_| Arbiter::new().handle())
+            .collect();
+        Self {
+            handles: Arc::new(handles),
+            next: Arc::new(AtomicU32::new(0)),
+        }
+    }
+
+    /// The arbiter for the next connection.
+    fn next(&self) -> ArbiterHandle {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) as usize;
+        self.handles[i % self.handles.len()].clone()
     }
 }
 

@@ -270,10 +270,6 @@ impl Actor for RemoteWorker {
             })
             .wait(ctx);
     }
-
-    fn stopped(&mut self, _ctx: &mut Context<Self>) {
-        actix::Arbiter::current().stop();
-    }
 }
 
 impl Handler<RunTasks> for RemoteWorker {

@@ -3,7 +3,9 @@
 //! each job it runs, a worker inside this process that speaks the real protocol
 //! over loopback TCP (handshake, secret file, frames). It measures:
 //!
-//! - the dispatch rate of N one-sample tasks (a no-op step) over those workers;
+//! - the dispatch rate of N one-sample tasks (a no-op step) over those workers,
+//!   and the CPU time of the scheduler's thread for them against the whole
+//!   process's (the simulated workers share the same cores);
 //! - this process's memory per connected worker (both ends of each connection
 //!   live here) and per task;
 //! - the time of one adaptive round at that many jobs (gather the backlog, the
@@ -15,7 +17,7 @@
 
 use clap::Parser;
 use gridpipe_estimators::{FunctionTransformer, Identity, Pipeline};
-use gridpipe_examples::bench::{peak_rss_mib, rss_mib, timed};
+use gridpipe_examples::bench::{peak_rss_mib, process_cpu_s, rss_mib, thread_cpu_s, timed};
 use gridpipe_examples::failure::Failure;
 use gridpipe_runtime::remote::worker_process::{parse_resources, serve_worker};
 use gridpipe_runtime::wire::auth::Secret;
@@ -29,6 +31,11 @@ use ndarray::ArrayD;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The thread the scheduler actor runs on.
+const SCHEDULER_THREAD: &str = "gridpipe-runtime";
+/// The threads of the scheduler's ends of the connections (its arbiters).
+const CONNECTION_THREADS: &str = "actix-rt|system";
 
 /// Simulated-grid benchmark.
 #[derive(Parser, Debug)]
@@ -213,9 +220,15 @@ fn main() -> Result<(), Failure> {
     let rss_idle = rss_mib();
     eprintln!("bench_grid_sim: running {} tasks", args.tasks);
     let pipeline = Pipeline::new().add("noop", FunctionTransformer::new(Identity));
+    // The scheduler's own thread (its actor and the connections' ends) against
+    // the whole process, whose simulated workers share the same two cores.
+    let scheduler_side = || thread_cpu_s(SCHEDULER_THREAD) + thread_cpu_s(CONNECTION_THREADS);
+    let (scheduler_cpu_before, cpu_before) = (scheduler_side(), process_cpu_s());
     let started = Instant::now();
     let out = pipeline.transform(cluster.runtime(), bag)?;
     let wall_s = started.elapsed().as_secs_f64();
+    let scheduler_cpu_s = scheduler_side() - scheduler_cpu_before;
+    let cpu_s = process_cpu_s() - cpu_before;
     assert_eq!(out.bag.len(), args.tasks, "every sample came back");
     let used: std::collections::BTreeSet<u32> = out.report.tasks.iter().map(|t| t.worker).collect();
     let peak = peak_rss_mib();
@@ -233,6 +246,9 @@ fn main() -> Result<(), Failure> {
         "connect_s": connect_s,
         "wall_s": wall_s,
         "tasks_per_s": args.tasks as f64 / wall_s,
+        "scheduler_cpu_s": scheduler_cpu_s,
+        "scheduler_tasks_per_cpu_s": args.tasks as f64 / scheduler_cpu_s.max(1e-9),
+        "process_cpu_s": cpu_s,
         "us_per_task": wall_s * 1e6 / args.tasks.max(1) as f64,
         "kib_per_worker": per_worker_kib,
         "bytes_per_task": (peak - rss_idle).max(0.0) * 1048576.0 / args.tasks.max(1) as f64,

@@ -19,6 +19,27 @@ pub fn frame_length(len: usize, max: u64) -> Result<u32, WireError> {
     Ok(size as u32)
 }
 
+/// Writes `msg` as every message after the handshake is written: MessagePack
+/// with structs as arrays of their fields, in order. Both ends run the same build
+/// and protocol version (the handshake checks both), so field names would only
+/// cost bytes and time; the decoder reads either form.
+pub fn write_body<W: std::io::Write + ?Sized, T: Serialize + ?Sized>(
+    w: &mut W,
+    msg: &T,
+) -> Result<(), WireError> {
+    rmp_serde::encode::write(w, msg).map_err(|e| WireError::Garbage(e.to_string()))
+}
+
+/// Encodes a handshake message as one frame: with field names, so that a peer
+/// of another version still reads what it needs to say so.
+pub fn encode_self_describing<T: Serialize>(msg: &T) -> Result<Vec<u8>, WireError> {
+    let mut out = vec![0u8; 4];
+    rmp_serde::encode::write_named(&mut out, msg).map_err(|e| WireError::Garbage(e.to_string()))?;
+    let len = frame_length(out.len() - 4, DEFAULT_MAX_FRAME)?;
+    out[..4].copy_from_slice(&len.to_le_bytes());
+    Ok(out)
+}
+
 /// Encodes a message as one frame (length prefix included); a message above
 /// [`DEFAULT_MAX_FRAME`] is an error here, at the sender, never a frame the
 /// receiver must refuse.
@@ -29,7 +50,7 @@ pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, WireError> {
 /// Like [`encode`], with the limit `max`.
 pub fn encode_limited<T: Serialize>(msg: &T, max: u64) -> Result<Vec<u8>, WireError> {
     let mut out = vec![0u8; 4];
-    rmp_serde::encode::write_named(&mut out, msg).map_err(|e| WireError::Garbage(e.to_string()))?;
+    write_body(&mut out, msg)?;
     let len = frame_length(out.len() - 4, max)?;
     out[..4].copy_from_slice(&len.to_le_bytes());
     Ok(out)
@@ -40,7 +61,7 @@ pub fn encode_limited<T: Serialize>(msg: &T, max: u64) -> Result<Vec<u8>, WireEr
 /// (any size up to `max`, beyond a frame's 4 GiB too).
 pub fn encode_message<T: Serialize + ?Sized>(msg: &T, max: u64) -> Result<Vec<u8>, WireError> {
     let mut out = vec![0u8; 4];
-    rmp_serde::encode::write_named(&mut out, msg).map_err(|e| WireError::Garbage(e.to_string()))?;
+    write_body(&mut out, msg)?;
     let size = (out.len() - 4) as u64;
     if size > max {
         return Err(WireError::Oversized { size, limit: max });
@@ -103,12 +124,12 @@ pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, WireError> {
     rmp_serde::from_slice(payload).map_err(|e| WireError::Garbage(e.to_string()))
 }
 
-/// Writes one message as a frame.
+/// Writes one handshake message as a frame ([`encode_self_describing`]).
 pub async fn write_msg<W: AsyncWrite + Unpin, T: Serialize>(
     w: &mut W,
     msg: &T,
 ) -> Result<(), WireError> {
-    let bytes = encode(msg)?;
+    let bytes = encode_self_describing(msg)?;
     w.write_all(&bytes).await?;
     w.flush().await?;
     Ok(())

@@ -22,7 +22,7 @@
 //! scheduler beyond loopback.
 
 use super::auth::{random_bytes, Secret};
-use super::frame::{encode, read_msg, write_msg};
+use super::frame::{encode_self_describing, read_msg, write_msg};
 use super::session::{is_loopback, Inbound, Outbound, SessionKeys};
 use super::{WireError, PROTOCOL_VERSION};
 use crate::resources::Resources;
@@ -127,7 +127,7 @@ async fn send<S: AsyncWrite + Unpin, T: Serialize>(
     out: &mut Outbound,
     msg: &T,
 ) -> Result<(), WireError> {
-    let mut frame = encode(msg)?;
+    let mut frame = encode_self_describing(msg)?;
     out.protect(&mut frame)?;
     stream.write_all(&frame).await?;
     stream.flush().await?;

@@ -18,7 +18,7 @@ pub mod traffic;
 use thiserror::Error;
 
 /// The wire protocol version; both sides must speak the same one.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// Something went wrong on a connection; the connection is closed, nothing else.
 #[derive(Debug, Error)]

@@ -17,7 +17,7 @@
 //! ```
 
 use super::blocks::{capturing, BlockRef};
-use super::frame::{decode, encode_message};
+use super::frame::{decode, encode_message, write_body};
 use super::session::{Inbound, Outbound};
 use super::stream::{read_length, write_all_vectored, BLOCKS, CHUNK, ENCODE_IN_PLACE, LAST, MORE};
 use super::WireError;
@@ -40,12 +40,11 @@ pub struct Beating<'a> {
     pub heartbeat: &'a (dyn Fn() -> Result<Vec<u8>, WireError> + Sync),
 }
 
-/// The size of `msg` encoded (rmp-serde with field names, as every message),
-/// found without keeping any of its bytes: a raw array counts its length.
+/// The size of `msg` encoded (as every message, [`write_body`]), found without
+/// keeping any of its bytes: a raw array counts its length.
 pub fn encoded_size<T: Serialize + ?Sized>(msg: &T) -> Result<u64, WireError> {
     let mut counter = Counter(0);
-    rmp_serde::encode::write_named(&mut counter, msg)
-        .map_err(|e| WireError::Garbage(e.to_string()))?;
+    write_body(&mut counter, msg)?;
     Ok(counter.0)
 }
 
@@ -126,8 +125,8 @@ fn encode_in_pieces<T: Serialize + ?Sized>(
         return Err(WireError::Oversized { size, limit: max });
     }
     let mut sink = PieceSink::new(to_writer);
-    let (encoded, blocks) = capturing(|| rmp_serde::encode::write_named(&mut sink, msg));
-    encoded.map_err(|e| WireError::Garbage(e.to_string()))?;
+    let (encoded, blocks) = capturing(|| write_body(&mut sink, msg));
+    encoded?;
     sink.hand_over(true, blocks)?;
     Ok(())
 }

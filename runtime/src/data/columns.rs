@@ -99,6 +99,11 @@ impl<T> ColumnMap<T> {
         self.0.is_empty()
     }
 
+    /// The same names with each column made by `f`, in order.
+    pub fn map_values<U>(self, mut f: impl FnMut(T) -> U) -> ColumnMap<U> {
+        ColumnMap(self.0.into_iter().map(|(k, v)| (k, f(v))).collect())
+    }
+
     /// How many columns there are.
     pub fn len(&self) -> usize {
         self.0.len()
@@ -126,10 +131,32 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for MapVisitor<T> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
         let mut out = ColumnMap::new();
-        while let Some((k, v)) = a.next_entry::<Cow<'de, str>, T>()? {
-            out.insert(&k, v);
+        while let Some((NameKey(k), v)) = a.next_entry::<NameKey, T>()? {
+            out.insert_name(k, v);
         }
         Ok(out)
+    }
+}
+
+/// A column's name as read: made with [`column_name`] straight from the text
+/// (no string is allocated for `data`).
+struct NameKey(ColumnName);
+
+impl<'de> Deserialize<'de> for NameKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct NameVisitor;
+        impl Visitor<'_> for NameVisitor {
+            type Value = NameKey;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a column name")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<NameKey, E> {
+                Ok(NameKey(column_name(v)))
+            }
+        }
+        d.deserialize_str(NameVisitor)
     }
 }
 

@@ -4,7 +4,6 @@
 use crate::columns::ColumnMap;
 use ndarray::{ArrayD, IxDyn};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 #[derive(Serialize, Deserialize)]
@@ -149,16 +148,18 @@ pub mod array_map {
         map.end()
     }
 
-    /// Reads a map written by [`serialize`].
+    /// Reads a map written by [`serialize`], each array straight into its place
+    /// (no map or name of its own per batch on the way).
     pub fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<ColumnMap<Arc<ArrayD<f64>>>, D::Error> {
-        let raw: BTreeMap<String, Raw<'de>> = BTreeMap::deserialize(d)?;
-        let mut out = ColumnMap::new();
-        for (k, r) in raw {
-            out.insert(&k, Arc::new(from_raw::<D::Error>(r)?));
+        struct Shared(Arc<ArrayD<f64>>);
+        impl<'de> Deserialize<'de> for Shared {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                Ok(Shared(Arc::new(from_raw(Raw::deserialize(d)?)?)))
+            }
         }
-        Ok(out)
+        Ok(ColumnMap::<Shared>::deserialize(d)?.map_values(|s| s.0))
     }
 }
 

@@ -501,12 +501,17 @@ mod tests {
         }
     }
 
+    /// `n` samples of `dim` values, sample `i` all `i`.
+    fn rows(n: usize, dim: usize) -> Batch {
+        let samples = (0..n)
+            .map(|i| Sample::new(i.to_string(), ArrayD::from_elem(IxDyn(&[dim]), i as f64)))
+            .collect();
+        Batch::from_samples(samples).unwrap()
+    }
+
     #[test]
     fn a_gather_fits_rows_are_the_partitions_own_column_when_every_row_is_valid() {
-        let samples = (0..4)
-            .map(|i| Sample::new(i.to_string(), ArrayD::from_elem(IxDyn(&[3]), i as f64)))
-            .collect();
-        let batch = Batch::from_samples(samples).unwrap();
+        let batch = rows(4, 3);
         let out = run_chain(Arc::new(batch), &feeding_gather());
         let Some(Contribution::Data { x, .. }) = &out.contribution else {
             panic!("rows for the fit: {:?}", out.contribution)
@@ -536,10 +541,7 @@ mod tests {
 
     #[test]
     fn a_chain_writes_its_output_into_the_inputs_holders_unless_the_input_is_shared() {
-        let samples = (0..3)
-            .map(|i| Sample::new(i.to_string(), ArrayD::from_elem(IxDyn(&[2]), i as f64)))
-            .collect();
-        let input = Arc::new(Batch::from_samples(samples).unwrap());
+        let input = Arc::new(rows(3, 2));
         let want = input.array(crate::batch::DATA).unwrap().mapv(|v| v + 1.0);
 
         let shared = input.clone();

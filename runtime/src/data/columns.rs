@@ -52,18 +52,22 @@ impl<T> ColumnMap<T> {
 
     /// Sets `name`, replacing the old column.
     pub fn insert(&mut self, name: &str, value: T) {
-        match self.0.iter_mut().find(|(k, _)| k == name) {
-            Some(slot) => slot.1 = value,
+        match self.get_mut(name) {
+            Some(slot) => *slot = value,
             None => self.push(column_name(name), value),
         }
     }
 
     /// Sets `name` (a name already made), replacing the old column.
     pub fn insert_name(&mut self, name: ColumnName, value: T) {
-        match self.0.iter_mut().find(|(k, _)| *k == name) {
-            Some(slot) => slot.1 = value,
+        match self.get_mut(&name) {
+            Some(slot) => *slot = value,
             None => self.push(name, value),
         }
+    }
+
+    fn get_mut(&mut self, name: &str) -> Option<&mut T> {
+        self.0.iter_mut().find(|(k, _)| k == name).map(|(_, v)| v)
     }
 
     fn push(&mut self, name: ColumnName, value: T) {

@@ -344,12 +344,7 @@ impl Batch {
         new_failures: Vec<(usize, Failure)>,
     ) -> Batch {
         let mut out = self.clone();
-        out.lazy.remove(name);
-        out.values.remove(name);
-        out.arrays.insert(name, Arc::new(array));
-        if !new_failures.is_empty() {
-            out.failures.make_mut().extend(new_failures);
-        }
+        out.set_output(name, array, new_failures);
         out
     }
 

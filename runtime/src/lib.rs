@@ -41,6 +41,7 @@ pub use bag::{Bag, FailedSample, Partitioning, Stacked};
 pub use batch::{Batch, Column, Failure, DATA};
 pub use checkpoint::{Checkpoint, OnChange};
 pub use config::{RuntimeConfig, WireEncryption, WorkerMode, WorkerSpec};
+pub use data::key_list::KeyList;
 pub use error::{DataError, EstimatorError, LoadError, RunError};
 pub use estimator::{accuracy, Estimator, Extra, PartialFit, Transformed};
 pub use plan::OpKind;

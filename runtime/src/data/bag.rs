@@ -227,7 +227,7 @@ impl Bag {
         let mut out = Vec::new();
         let mut push = |p: &Batch| {
             for (row, f) in p.failures() {
-                out.push(failed(p.keys()[*row].clone(), f.clone()));
+                out.push(failed(p.keys()[*row].to_string(), f.clone()));
             }
         };
         for p in &self.partitions {
@@ -277,10 +277,7 @@ fn check_batch_keys(partitions: &[Batch]) -> Result<(), DataError> {
         let k = starts.partition_point(|&s| s <= i) - 1;
         format!("partition {} row {}", plain[k].0, i - starts[k])
     };
-    let keys: Vec<&str> = plain
-        .iter()
-        .flat_map(|(_, b)| b.keys().iter().map(|k| k.as_str()))
-        .collect();
+    let keys: Vec<&str> = plain.iter().flat_map(|(_, b)| b.keys().iter()).collect();
     check_unique(keys.into_iter(), position)?;
     let sets: Vec<(usize, usize, &str)> = partitions
         .iter()
@@ -299,7 +296,7 @@ fn check_batch_keys(partitions: &[Batch]) -> Result<(), DataError> {
     for (p, b) in partitions.iter().enumerate() {
         let Some(layout) = b.sets() else { continue };
         for (i, range) in layout.ranges().enumerate() {
-            check_unique(b.keys()[range].iter().map(|k| k.as_str()), |j| {
+            check_unique(range.map(|r| &b.keys()[r]), |j| {
                 format!("partition {p} set {i} ({:?}) sample {j}", layout.keys[i])
             })?;
         }

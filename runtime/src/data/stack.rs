@@ -40,7 +40,7 @@ impl Bag {
                 None => row_shape = Some(shape),
                 Some(s) if *s != shape => {
                     return Err(DataError::ShapeMismatch {
-                        key: p.keys()[0].clone(),
+                        key: p.keys()[0].to_string(),
                         what: column.into(),
                         expected: s.clone(),
                         found: shape,
@@ -60,7 +60,7 @@ impl Bag {
         let mut rest = &mut buf[..];
         for p in parts {
             for (row, f) in p.failures() {
-                left_out.push(failed(p.keys()[*row].clone(), f.clone()));
+                left_out.push(failed(p.keys()[*row].to_string(), f.clone()));
             }
             if !contributes(&p) {
                 continue;

@@ -378,7 +378,7 @@ pub fn run_chain(mut input: Arc<Batch>, stage: &StageExec) -> ChainOutput {
         .filter(|(row, _)| failed_before.binary_search(row).is_err())
         .take(FAILED_SAMPLES_SHOWN)
         .map(|(row, f)| FailedSample {
-            key: batch.keys()[*row].clone(),
+            key: batch.keys()[*row].to_string(),
             step: f.step.clone(),
             reason: f.reason.clone(),
         })

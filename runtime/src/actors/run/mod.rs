@@ -276,7 +276,7 @@ impl RunState {
             .and_then(|s| s.as_ref())
             .map(|b| b.keys());
         match keys {
-            Some(k) if k.len() > 3 => format!("keys {:?}, {:?}, {:?}, ...", k[0], k[1], k[2]),
+            Some(k) if k.len() > 3 => format!("keys {:?}, {:?}, {:?}, ...", &k[0], &k[1], &k[2]),
             Some(k) => format!("keys {k:?}"),
             None => "keys unknown".to_string(),
         }

@@ -293,7 +293,7 @@ impl Scheduler {
                         .iter()
                         .take(crate::exec::FAILED_SAMPLES_SHOWN)
                         .map(|key| crate::bag::FailedSample {
-                            key: key.clone(),
+                            key: key.to_string(),
                             step: "-".into(),
                             reason: reason.clone(),
                         })

@@ -11,6 +11,7 @@
 
 use crate::columns::{ColumnMap, SparseColumnMap};
 use crate::data::error::DataError;
+use crate::data::key_list::KeyList;
 use crate::sample::{Attributes, Loader, SampleSet};
 use crate::value::Value;
 use ndarray::{ArrayD, Axis};
@@ -79,7 +80,7 @@ fn no_rows() -> ArrayD<f64> {
 /// lazily loaded columns, failures and (for sample sets) the set layout.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Batch {
-    keys: Arc<[String]>,
+    keys: KeyList,
     #[serde(with = "crate::wire::raw::array_map")]
     arrays: ColumnMap<Arc<ArrayD<f64>>>,
     values: SparseColumnMap<Arc<Vec<Value>>>,
@@ -113,7 +114,7 @@ impl Batch {
     }
 
     /// The sample keys, in order.
-    pub fn keys(&self) -> &[String] {
+    pub fn keys(&self) -> &KeyList {
         &self.keys
     }
 
@@ -220,7 +221,7 @@ impl Batch {
             return Ok(Column::Values(pick(v)));
         }
         if name == "key" {
-            let keys: Vec<Value> = self.keys.iter().map(|k| Value::Str(k.clone())).collect();
+            let keys: Vec<Value> = self.keys.iter().map(|k| Value::Str(k.into())).collect();
             return Ok(Column::Values(pick(&keys)));
         }
         Err(self.unknown(name, step))
@@ -325,9 +326,8 @@ impl Batch {
     /// A batch of nothing that costs no allocation (what a holder keeps while
     /// its batch is rewritten).
     fn vacant() -> Self {
-        static NO_KEYS: std::sync::OnceLock<Arc<[String]>> = std::sync::OnceLock::new();
         Self {
-            keys: NO_KEYS.get_or_init(|| Arc::from(Vec::new())).clone(),
+            keys: KeyList::empty(),
             arrays: ColumnMap::new(),
             values: SparseColumnMap::new(),
             lazy: SparseColumnMap::new(),
@@ -398,7 +398,7 @@ impl Batch {
     /// A batch of these keys and no column yet.
     fn with_keys(keys: Vec<String>) -> Batch {
         Batch {
-            keys: Arc::from(keys),
+            keys: KeyList::from(keys),
             arrays: ColumnMap::new(),
             values: SparseColumnMap::new(),
             lazy: SparseColumnMap::new(),

@@ -58,7 +58,7 @@ impl Batch {
                 .map(|a| a.index_axis(Axis(0), row).to_owned())
                 .unwrap_or_else(|| ArrayD::zeros(IxDyn(&[0])));
             let s = Sample {
-                key: self.keys[row].clone(),
+                key: self.keys[row].to_string(),
                 data,
                 attributes,
             };

@@ -1,0 +1,254 @@
+//! [`KeyList`]: a partition's sample keys in one shared allocation.
+//!
+//! A million one-sample partitions have a million key lists: as an
+//! `Arc<[String]>` each costs two allocations (the slice and the string, 80
+//! bytes with the allocator's rounding); here it is one (32 bytes for a short
+//! key), and a list of many keys is still one allocation with O(1) indexing.
+//!
+//! Layout of the bytes: a tag byte, then
+//! - tag [`ONE`]: the key's UTF-8 text;
+//! - tag [`MANY`]: the count `n` (u32, little-endian), the `n` end offsets of
+//!   the keys in the text (u32 each), then the keys' texts back to back.
+
+use serde::de::{DeserializeSeed, SeqAccess, Visitor};
+use serde::ser::SerializeSeq;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+const ONE: u8 = 0;
+const MANY: u8 = 1;
+const WORD: usize = std::mem::size_of::<u32>();
+
+/// A partition's sample keys, in row order (cheap to clone: shared).
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyList(Arc<[u8]>);
+
+impl KeyList {
+    /// The list of these keys, in order.
+    ///
+    /// Panics when the keys' texts together exceed 4 GiB (a partition's keys are
+    /// far smaller: each sample's key names one checkpoint file).
+    pub fn new<S: AsRef<str>>(keys: &[S]) -> Self {
+        let mut text = KeyText::default();
+        for key in keys {
+            text.push(key.as_ref())
+                .expect("a partition's keys take under 4 GiB");
+        }
+        text.finish()
+    }
+
+    /// The empty list (one shared allocation for all of them).
+    pub fn empty() -> Self {
+        static EMPTY: OnceLock<KeyList> = OnceLock::new();
+        EMPTY.get_or_init(|| KeyList::new::<&str>(&[])).clone()
+    }
+
+    /// How many keys there are.
+    pub fn len(&self) -> usize {
+        match self.0[0] {
+            ONE => 1,
+            _ => self.read_word(1),
+        }
+    }
+
+    /// Whether there is no key.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The key of row `row`, if there is such a row.
+    pub fn get(&self, row: usize) -> Option<&str> {
+        let bytes = match self.0[0] {
+            ONE if row == 0 => &self.0[1..],
+            ONE => return None,
+            _ => {
+                let n = self.read_word(1);
+                if row >= n {
+                    return None;
+                }
+                let ends = 1 + WORD;
+                let start = match row {
+                    0 => 0,
+                    r => self.read_word(ends + WORD * (r - 1)),
+                };
+                let end = self.read_word(ends + WORD * row);
+                let text = ends + WORD * n;
+                &self.0[text + start..text + end]
+            }
+        };
+        Some(std::str::from_utf8(bytes).expect("keys are stored from text"))
+    }
+
+    /// The keys in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &str> + Clone + '_ {
+        (0..self.len()).map(|row| &self[row])
+    }
+
+    /// The keys as owned strings.
+    pub fn to_vec(&self) -> Vec<String> {
+        self.iter().map(str::to_string).collect()
+    }
+
+    /// The keys joined with `sep` between them.
+    pub fn join(&self, sep: &str) -> String {
+        self.iter().collect::<Vec<_>>().join(sep)
+    }
+
+    fn read_word(&self, at: usize) -> usize {
+        let w: [u8; WORD] = self.0[at..at + WORD].try_into().expect("a word");
+        u32::from_le_bytes(w) as usize
+    }
+}
+
+fn word(n: usize) -> u32 {
+    u32::try_from(n).expect("a partition has under 4 billion keys")
+}
+
+impl std::ops::Index<usize> for KeyList {
+    type Output = str;
+
+    fn index(&self, row: usize) -> &str {
+        match self.get(row) {
+            Some(key) => key,
+            None => panic!("row {row} out of {} keys", self.len()),
+        }
+    }
+}
+
+impl From<Vec<String>> for KeyList {
+    fn from(keys: Vec<String>) -> Self {
+        Self::new(&keys)
+    }
+}
+
+impl fmt::Debug for KeyList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl<S: AsRef<str>> PartialEq<[S]> for KeyList {
+    fn eq(&self, other: &[S]) -> bool {
+        self.len() == other.len() && self.iter().zip(other).all(|(a, b)| a == b.as_ref())
+    }
+}
+
+impl Serialize for KeyList {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.len()))?;
+        for key in self.iter() {
+            seq.serialize_element(key)?;
+        }
+        seq.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for KeyList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> Visitor<'de> for Keys {
+            type Value = KeyList;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of sample keys")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<KeyList, A::Error> {
+                // Each key goes straight into one text buffer: no string per key.
+                let mut into = KeyText::default();
+                while seq.next_element_seed(&mut into)?.is_some() {}
+                Ok(into.finish())
+            }
+        }
+        d.deserialize_seq(Keys)
+    }
+}
+
+/// Keys read so far: their texts back to back and where each ends.
+#[derive(Default)]
+struct KeyText {
+    text: Vec<u8>,
+    ends: Vec<u32>,
+}
+
+impl KeyText {
+    fn push(&mut self, key: &str) -> Result<(), &'static str> {
+        self.text.extend_from_slice(key.as_bytes());
+        let end = u32::try_from(self.text.len()).map_err(|_| "a partition's keys exceed 4 GiB")?;
+        self.ends.push(end);
+        Ok(())
+    }
+
+    fn finish(self) -> KeyList {
+        if let [_] = self.ends[..] {
+            let mut bytes = Vec::with_capacity(1 + self.text.len());
+            bytes.push(ONE);
+            bytes.extend_from_slice(&self.text);
+            return KeyList(Arc::from(bytes));
+        }
+        let mut bytes = Vec::with_capacity(1 + WORD * (1 + self.ends.len()) + self.text.len());
+        bytes.push(MANY);
+        bytes.extend_from_slice(&word(self.ends.len()).to_le_bytes());
+        for end in &self.ends {
+            bytes.extend_from_slice(&end.to_le_bytes());
+        }
+        bytes.extend_from_slice(&self.text);
+        KeyList(Arc::from(bytes))
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for &mut KeyText {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for &mut KeyText {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a sample key (a string)")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<(), E> {
+        self.push(key).map_err(E::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_many_and_no_keys_read_back_in_order() {
+        for keys in [vec![], vec!["only"], vec!["a", "", "ccc", "dé"]] {
+            let list = KeyList::new(&keys);
+            assert_eq!(list.len(), keys.len());
+            assert_eq!(list.iter().collect::<Vec<_>>(), keys);
+            assert_eq!(list.get(keys.len()), None);
+            assert!(list == *keys.as_slice());
+        }
+        assert_eq!(KeyList::new(&["a", "b"]).join(", "), "a, b");
+        assert!(KeyList::empty().is_empty());
+    }
+
+    #[test]
+    fn one_short_key_takes_one_small_allocation() {
+        // The tag and the key: what a million one-sample partitions hold each.
+        assert_eq!(KeyList::new(&["123456"]).0.len(), 7);
+    }
+
+    #[test]
+    fn travels_as_a_list_of_strings() {
+        let list = KeyList::new(&["x", "yy"]);
+        let bytes = rmp_serde::to_vec(&list).unwrap();
+        assert_eq!(bytes, rmp_serde::to_vec(&vec!["x", "yy"]).unwrap());
+        let back: KeyList = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(back, list);
+        let one: KeyList = rmp_serde::from_slice(&rmp_serde::to_vec(&["k"]).unwrap()).unwrap();
+        assert_eq!(one, KeyList::new(&["k"]));
+    }
+}

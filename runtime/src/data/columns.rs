@@ -8,19 +8,66 @@ use crate::batch::DATA;
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
 /// A column's name. The usual one ([`DATA`]) is not allocated per batch: a
 /// million one-sample partitions would spend a million small allocations on it.
-pub type ColumnName = Cow<'static, str>;
+/// Two words wide, so that a column entry of a one-sample batch takes one small
+/// allocation slot.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ColumnName(Option<Box<str>>);
+
+impl ColumnName {
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        self.0.as_deref().unwrap_or(DATA)
+    }
+}
+
+impl std::ops::Deref for ColumnName {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for ColumnName {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq<str> for ColumnName {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for ColumnName {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl fmt::Debug for ColumnName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl Serialize for ColumnName {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
 
 /// The [`ColumnName`] of `name`.
 pub fn column_name(name: &str) -> ColumnName {
     match name {
-        DATA => Cow::Borrowed(DATA),
-        other => Cow::Owned(other.to_string()),
+        DATA => ColumnName(None),
+        other => ColumnName(Some(other.into())),
     }
 }
 
@@ -250,6 +297,15 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for SparseColumnMap<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_column_name_is_two_words_and_data_is_not_allocated() {
+        assert_eq!(std::mem::size_of::<ColumnName>(), 16);
+        assert!(column_name(DATA).0.is_none());
+        assert_eq!(column_name(DATA), DATA);
+        assert_eq!(column_name("score").as_str(), "score");
+        assert_ne!(column_name("score"), column_name(DATA));
+    }
 
     #[test]
     fn behaves_like_a_map() {

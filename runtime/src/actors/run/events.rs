@@ -70,7 +70,7 @@ impl RunState {
             started_s: times.started_s,
             finished_s: times.finished_s,
             failed_samples,
-            error,
+            error: error.map(String::into_boxed_str),
         });
     }
 

@@ -7,7 +7,7 @@ use super::suspects::Suspects;
 use super::{Scheduler, TaskRef, WorkerSlot};
 use crate::error::RunError;
 use crate::resources::Resources;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 
 /// What decides where a task's output stays.
 #[derive(Clone, Copy, Debug)]
@@ -403,9 +403,7 @@ impl Scheduler {
         };
         match queues.get_mut(shape) {
             Some(q) => q.push_back(t),
-            None => {
-                queues.insert(shape.clone(), VecDeque::from([t]));
-            }
+            None => queues.entry(shape.clone()).or_default().push_back(t),
         }
     }
 }

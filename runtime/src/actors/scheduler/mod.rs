@@ -22,6 +22,7 @@ mod in_hand;
 mod kept;
 mod memory;
 mod queries;
+mod ready_queue;
 mod submit;
 mod suspects;
 mod workers;
@@ -40,6 +41,7 @@ use crate::report::WorkerInfo;
 use crate::resources::Resources;
 use actix::prelude::*;
 use in_hand::TasksInHand;
+use ready_queue::ReadyQueue;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Instant;
 
@@ -89,9 +91,9 @@ pub struct Scheduler {
     cluster_offers: Vec<submit::Offer>,
     runs: HashMap<u32, RunState>,
     next_run: u32,
-    ready: BTreeMap<Resources, VecDeque<TaskRef>>,
+    ready: BTreeMap<Resources, ReadyQueue>,
     /// Ready tasks suspected of killing a worker: each runs alone on a worker.
-    suspect_ready: BTreeMap<Resources, VecDeque<TaskRef>>,
+    suspect_ready: BTreeMap<Resources, ReadyQueue>,
     in_flight: BTreeMap<Resources, usize>,
     avg_task_s: f64,
     /// Tasks suspected of killing their worker, and the kills known.

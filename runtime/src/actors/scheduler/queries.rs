@@ -59,19 +59,19 @@ impl Handler<GetBacklog> for Scheduler {
             e.waiting_for_holder += held;
             e.in_flight += in_flight;
         }
-        let ready_tasks = self
+        let ready_groups = self
             .ready
             .iter()
             .chain(&self.suspect_ready)
-            .flat_map(|(shape, q)| q.iter().map(move |t| (shape, t)));
-        for (shape, t) in ready_tasks {
+            .flat_map(|(shape, q)| q.groups().map(move |g| (shape, g)));
+        for (shape, (t, n)) in ready_groups {
             let (Some(e), Some(run)) = (shapes.get_mut(shape), self.runs.get(&t.run)) else {
                 continue;
             };
             let label = run.label_of(t.task);
             match run.label_time.get(label) {
-                Some(&(sum, n)) if n > 0 => e.ready_work_s += sum / n as f64,
-                _ => e.ready_unknown += 1,
+                Some(&(sum, count)) if count > 0 => e.ready_work_s += n as f64 * sum / count as f64,
+                _ => e.ready_unknown += n,
             }
             let at = run.started + Duration::from_secs_f64(t.ready_s.max(0.0));
             e.oldest_ready = Some(e.oldest_ready.map_or(at, |o| o.min(at)));

@@ -4,7 +4,7 @@
 use super::super::estimator_actor::EstimatorActor;
 use super::super::messages::*;
 use super::super::run::{NewRun, RunOutbox, RunState};
-use super::{Scheduler, TaskRef};
+use super::Scheduler;
 use crate::checkpoint::decide::{plan_touches_files, resolve_saved_fits};
 use crate::error::RunError;
 use crate::estimator::Estimator;
@@ -147,17 +147,10 @@ impl Scheduler {
         // checkpoint decisions run, they wait for it.
         if std::mem::take(&mut outbox.all_ready) {
             let shape = state.plan.stages[0].resources.clone();
-            let q = self.ready.entry(shape).or_default();
-            for p in 0..npart as u32 {
-                q.push_back(TaskRef {
-                    run,
-                    task: TaskKind::Chain {
-                        stage: 0,
-                        partition: p,
-                    },
-                    ready_s: 0.0,
-                });
-            }
+            self.ready
+                .entry(shape)
+                .or_default()
+                .push_chains(run, 0, 0..npart as u32, 0.0);
         }
         self.runs.insert(run, state);
         self.deliver(run, outbox, 0.0);
@@ -172,7 +165,7 @@ impl Scheduler {
             if q.is_empty() || self.servable(shape).is_ok() {
                 continue;
             }
-            for t in q {
+            for (t, _) in q.groups() {
                 doomed.push((t.run, shape.clone()));
             }
         }

@@ -6,8 +6,8 @@
 //! key), and a list of many keys is still one allocation with O(1) indexing.
 //!
 //! Layout of the bytes: a tag byte, then
-//! - tag [`ONE`]: the key's UTF-8 text;
-//! - tag [`MANY`]: the count `n` (u32, little-endian), the `n` end offsets of
+//! - tag `ONE` (0): the key's UTF-8 text;
+//! - tag `MANY` (1): the count `n` (u32, little-endian), the `n` end offsets of
 //!   the keys in the text (u32 each), then the keys' texts back to back.
 
 use serde::de::{DeserializeSeed, SeqAccess, Visitor};

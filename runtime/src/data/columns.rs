@@ -15,8 +15,14 @@ use std::marker::PhantomData;
 /// million one-sample partitions would spend a million small allocations on it.
 /// Two words wide, so that a column entry of a one-sample batch takes one small
 /// allocation slot.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Eq)]
 pub struct ColumnName(Option<Box<str>>);
+
+impl PartialEq for ColumnName {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
 
 impl ColumnName {
     /// The name as text.

@@ -52,6 +52,32 @@ fn marking_pids(dir: &Path) -> Vec<u32> {
     pids
 }
 
+/// Opens the gate of a [`gated`] pipeline (the file `open` in its folder) when
+/// dropped, unless already open: a test that fails while the gated partition
+/// waits fails instead of waiting for it forever (a panic inside
+/// `std::thread::scope` waits for the run's thread before it unwinds).
+pub struct GateOpener(std::path::PathBuf);
+
+impl GateOpener {
+    /// The opener of the gate of the pipeline [`gated`] made for `dir`.
+    pub fn new(dir: &Path) -> Self {
+        Self(dir.join("open"))
+    }
+
+    /// Opens the gate now.
+    pub fn open(&self) {
+        std::fs::write(&self.0, "").unwrap();
+    }
+}
+
+impl Drop for GateOpener {
+    fn drop(&mut self) {
+        if !self.0.exists() {
+            let _ = std::fs::write(&self.0, "");
+        }
+    }
+}
+
 /// `gate` (holding the partition of key "0" until the file `open` exists in
 /// `dir`) then `mean`, a gathered fit.
 pub fn gated(dir: &Path) -> Pipeline {
@@ -135,12 +161,13 @@ pub fn kill_the_rows_keeper(
 ) {
     let mut p = gated(dir);
     let (out, victims_share) = std::thread::scope(|s| {
+        let gate = GateOpener::new(dir);
         let run = s.spawn(|| p.fit_transform(rt, data(240, 3)).unwrap());
         let (victim, share) = other_worker_done(dir);
         may_kill(victim);
         kill9(victim);
         std::thread::sleep(Duration::from_millis(300));
-        std::fs::write(dir.join("open"), "").unwrap();
+        gate.open();
         (run.join().unwrap(), share)
     });
     assert!(close(&out.bag.stack(DATA).unwrap().array, reference));

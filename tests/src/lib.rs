@@ -363,7 +363,11 @@ impl Estimator for Gate {
         };
         let pid = std::process::id();
         if keys.contains(&self.key) {
-            let _ = std::fs::write(self.marks.join("held"), pid.to_string());
+            // Written whole and then named, so that a reader never sees it
+            // half written.
+            let held = self.marks.join("held");
+            let _ = std::fs::write(held.with_extension("part"), pid.to_string())
+                .and_then(|()| std::fs::rename(held.with_extension("part"), &held));
             while !self.gate.exists() {
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }

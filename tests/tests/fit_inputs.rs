@@ -7,6 +7,7 @@ use gridpipe_estimators::{Pca, Pipeline};
 use gridpipe_runtime::{Runtime, RuntimeConfig, DATA};
 use gridpipe_tests::gated::{
     close, data, gate_tasks, gated, gated_reference, kill_the_rows_keeper, other_worker_done,
+    GateOpener,
 };
 use gridpipe_tests::unique;
 use std::time::Duration;
@@ -76,6 +77,8 @@ fn retiring_a_worker_waits_until_the_fit_has_fetched_its_rows() {
     let rt = processes(2);
     let pids = rt.worker_pids();
     let out = std::thread::scope(|s| {
+        // Opens the gate if anything below fails, so the test fails, not hangs.
+        let _gate = GateOpener::new(&dir);
         let run = s.spawn(|| p.fit_transform(&rt, data(240, 3)).unwrap());
         let (keeper, _) = other_worker_done(&dir);
         let name = format!("local-{}", pids.iter().position(|&p| p == keeper).unwrap());
@@ -88,6 +91,7 @@ fn retiring_a_worker_waits_until_the_fit_has_fetched_its_rows() {
             .id;
         let drained = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|d| {
+            let gate = GateOpener::new(&dir);
             d.spawn(|| {
                 futures::executor::block_on(rt.scheduler().send(Drain(id))).unwrap();
                 drained.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -97,7 +101,7 @@ fn retiring_a_worker_waits_until_the_fit_has_fetched_its_rows() {
                 !drained.load(std::sync::atomic::Ordering::SeqCst),
                 "retired while its rows were still to be fetched"
             );
-            std::fs::write(dir.join("open"), "").unwrap();
+            gate.open();
         });
         assert!(drained.load(std::sync::atomic::Ordering::SeqCst));
         run.join().unwrap()
@@ -105,4 +109,34 @@ fn retiring_a_worker_waits_until_the_fit_has_fetched_its_rows() {
     let _ = std::fs::remove_dir_all(&base);
     assert!(close(&out.bag.stack(DATA).unwrap().array, &reference));
     assert_eq!(gate_tasks(&out), 12, "no rows were made again");
+}
+
+/// Failing before (it hung, and so, once in a few dozen runs, did the two tests
+/// above, when a check failed while the gated partition waited): a check that
+/// fails while the gate is shut fails its test, because the gate opens as the
+/// failure unwinds and the run's thread, which the scope waits for, ends.
+#[test]
+fn a_check_failing_while_the_gate_is_shut_fails_the_test_instead_of_hanging_it() {
+    let dir = std::env::temp_dir().join(unique(&format!("gridpipe-gate-{}", std::process::id())));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let test_dir = dir.clone();
+    std::thread::spawn(move || {
+        let dir = test_dir;
+        let mut p = gated(&dir);
+        let rt = Runtime::in_process(2).unwrap();
+        let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            std::thread::scope(|s| {
+                let _gate = GateOpener::new(&dir);
+                s.spawn(|| p.fit_transform(&rt, data(240, 3)).unwrap());
+                while !dir.join("marks").join("held").exists() {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                panic!("a check failed while the gated partition waited");
+            })
+        }));
+        let _ = tx.send(failed.is_err());
+    });
+    let ended = rx.recv_timeout(Duration::from_secs(60));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(ended, Ok(true), "the failing test hung instead of failing");
 }

@@ -280,6 +280,13 @@ impl Loader for CountingLoader {
     }
 }
 
+/// Removes a test's features folder and the lock file the runtime keeps beside
+/// it (`<dir>.gridpipe-lock`), so that test runs leave nothing behind.
+pub fn remove_features_folder(dir: &std::path::Path) {
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_file(gridpipe_runtime::checkpoint::lock::lock_path(dir));
+}
+
 /// A process-wide counter, for tests that need unique tags.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);

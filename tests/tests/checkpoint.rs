@@ -15,7 +15,7 @@ fn tmp(name: &str) -> PathBuf {
         "gridpipe-ck-{name}-{}",
         std::process::id()
     )));
-    let _ = fs::remove_dir_all(&d);
+    remove_features_folder(&d);
     d
 }
 
@@ -72,7 +72,7 @@ fn stateless_step_writes_features_no_model_and_outputs_carry_their_data() {
     fs::remove_dir_all(d.join("features")).unwrap();
     let third = p.transform(&rt, bag(10, 3)).unwrap();
     assert_eq!(third.report.checkpoints["plus1"].computed, 10);
-    let _ = fs::remove_dir_all(&d);
+    remove_features_folder(&d);
 }
 
 #[test]
@@ -106,7 +106,7 @@ fn no_paths_just_works_and_hash_buckets_bound_the_folders() {
             .unwrap();
         assert!(bucket < 7);
     }
-    let _ = fs::remove_dir_all(&d);
+    remove_features_folder(&d);
 }
 
 #[test]
@@ -145,7 +145,7 @@ fn fitted_step_saves_its_model_and_loads_it_instead_of_fitting() {
         .unwrap();
     assert_eq!(out.report.checkpoints["dummy"].computed, 10);
     assert!(out.bag.stack(DATA).unwrap().iter().all(|&v| v == 4.0));
-    let _ = fs::remove_dir_all(&d);
+    remove_features_folder(&d);
 }
 
 #[test]
@@ -161,7 +161,7 @@ fn force_recomputes_everything_with_the_same_results() {
         assert_eq!(out.report.checkpoint_computed(), 16);
         assert!(out.bag.stack(DATA).unwrap().iter().all(|&v| v == 3.0));
     }
-    let _ = fs::remove_dir_all(&d);
+    remove_features_folder(&d);
 }
 
 #[test]
@@ -186,7 +186,7 @@ fn failed_samples_are_never_written_and_are_retried() {
         "only the failed ones"
     );
     assert_eq!(again.bag.failed().len(), 5);
-    let _ = fs::remove_dir_all(&d);
+    remove_features_folder(&d);
 }
 
 #[test]
@@ -234,7 +234,7 @@ fn sample_sets_checkpoint_each_inner_sample() {
         .unwrap();
     assert_eq!(again.report.checkpoint_computed(), 0);
     assert_eq!(again.bag.sample_sets().unwrap(), got);
-    let _ = fs::remove_dir_all(&d);
+    remove_features_folder(&d);
 }
 
 #[test]
@@ -290,7 +290,7 @@ fn a_changed_configuration_is_refused_naming_the_step_or_recomputed_on_request()
         .transform(&rt, bag(6, 2))
         .unwrap();
     assert_eq!(out.report.checkpoints["shift"].cached, 6);
-    let _ = fs::remove_dir_all(&d);
+    remove_features_folder(&d);
 }
 
 #[test]
@@ -320,7 +320,7 @@ fn truncated_and_corrupted_files_are_detected_and_recomputed() {
     );
     assert_eq!(out.bag.stack(DATA).unwrap(), first, "never loaded as data");
     assert_eq!(fs::read(&f5).unwrap().len(), bytes.len());
-    let _ = fs::remove_dir_all(&d);
+    remove_features_folder(&d);
 }
 
 #[test]
@@ -341,7 +341,7 @@ fn keys_that_escape_the_folder_fail_their_sample_only() {
     assert_eq!(failed.len(), 1);
     assert!(failed[0].reason.contains("\"../escape\"") && failed[0].reason.contains(".."));
     assert_eq!(npy_files(&d).len(), 2);
-    let _ = fs::remove_dir_all(&d);
+    remove_features_folder(&d);
 }
 
 #[test]
@@ -376,7 +376,7 @@ fn numpy_reads_the_feature_files() {
         String::from_utf8_lossy(&out.stdout).trim(),
         "float64 (2, 2) [[2.5, 3.0], [4.0, -3.25]]"
     );
-    let _ = fs::remove_dir_all(&d);
+    remove_features_folder(&d);
 }
 
 #[test]
@@ -415,7 +415,7 @@ fn concurrent_writers_of_one_folder_never_corrupt_it() {
             .contains(".tmp-")
     });
     assert_eq!(leftovers.count(), 0, "no temporary left behind");
-    let _ = fs::remove_dir_all(&d);
+    remove_features_folder(&d);
 }
 
 /// Runs `p` on `n` samples of `width` values (2.0 each, keys "0".."n-1").
@@ -457,7 +457,7 @@ fn large_files_that_fail_their_checksum_or_are_cut_short_are_recomputed_not_drop
         gridpipe_runtime::checkpoint::store::probe(&corrupt),
         gridpipe_runtime::checkpoint::store::Probe::Valid(_)
     ));
-    let _ = fs::remove_dir_all(&d);
+    remove_features_folder(&d);
 }
 
 #[test]
@@ -548,5 +548,5 @@ fn a_key_the_file_system_refuses_fails_that_sample_only() {
     );
     assert!(d.join("ok1.npy").exists() && d.join("ok2.npy").exists());
     assert_eq!(out.bag.stack(DATA).unwrap().shape(), &[2, 2]);
-    let _ = fs::remove_dir_all(&d);
+    remove_features_folder(&d);
 }

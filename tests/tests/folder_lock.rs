@@ -75,7 +75,7 @@ fn tmp(name: &str) -> PathBuf {
         "gridpipe-lock-{name}-{}",
         std::process::id()
     )));
-    let _ = fs::remove_dir_all(&d);
+    remove_features_folder(&d);
     d
 }
 
@@ -114,7 +114,7 @@ fn a_run_of_another_configuration_fails_naming_the_holder_in_another_process() {
         .unwrap();
     assert_eq!(out.report.checkpoints["plus"].computed, 8);
     assert!(out.bag.stack(DATA).unwrap().iter().all(|&v| v == 4.0));
-    let _ = fs::remove_dir_all(&d);
+    remove_features_folder(&d);
 }
 
 #[test]
@@ -140,7 +140,7 @@ fn runs_of_one_process_are_kept_apart_too() {
         "{msg}"
     );
     holder.join().unwrap();
-    let _ = fs::remove_dir_all(&d);
+    remove_features_folder(&d);
 }
 
 #[test]
@@ -162,7 +162,7 @@ fn what_a_killed_run_left_is_swept_by_the_next_run() {
     assert!(!d.join(".gridpipe-tmp-99999-1").exists());
     assert!(!d.join("sub/.gridpipe-tmp-99999-2").exists());
     assert_eq!(records(&d), 0, "the killed run's record is gone too");
-    let _ = fs::remove_dir_all(&d);
+    remove_features_folder(&d);
 }
 
 /// Another program changes the folder (it holds the lock file exclusively): the run
@@ -201,5 +201,5 @@ fn a_run_waiting_for_its_folder_holds_up_no_other_run() {
     other_program.unlock().unwrap();
     let out = waiting.join().unwrap().unwrap();
     assert!(out.bag.stack(DATA).unwrap().iter().all(|&v| v == 3.0));
-    let _ = fs::remove_dir_all(&d);
+    remove_features_folder(&d);
 }

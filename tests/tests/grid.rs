@@ -240,7 +240,7 @@ fn checkpointed_outputs_come_back_from_the_jobs_with_their_data() {
             assert_eq!(out.report.checkpoints["plus2"].cached, 40);
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    gridpipe_tests::remove_features_folder(&dir);
     close(cluster, "ckpt");
 }
 

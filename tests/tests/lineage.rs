@@ -10,7 +10,6 @@ use gridpipe_runtime::{
 };
 use gridpipe_tests::*;
 use ndarray::Array2;
-use std::fs;
 use std::path::{Path, PathBuf};
 
 fn tmp(name: &str) -> PathBuf {
@@ -18,7 +17,7 @@ fn tmp(name: &str) -> PathBuf {
         "gridpipe-lineage-{name}-{}",
         std::process::id()
     )));
-    let _ = fs::remove_dir_all(&d);
+    remove_features_folder(&d);
     d
 }
 
@@ -123,7 +122,7 @@ fn a_changed_fitted_step_is_refused_or_refitted_whatever_it_keeps() {
         // The new configuration is now the recorded one.
         let later = run(&rt, pipeline(&d, kept, 1.0, 2, OnChange::Refuse)).unwrap();
         assert_eq!(later.bag.stack(DATA).unwrap().array, y, "{kept:?}");
-        let _ = fs::remove_dir_all(&d);
+        remove_features_folder(&d);
     }
 }
 
@@ -138,7 +137,7 @@ fn a_changed_step_upstream_of_a_checkpoint_counts_as_a_change() {
         assert!(msg.contains("upstream steps hash"), "{kept:?}: {msg}");
         let out = run(&rt, pipeline(&d, kept, 5.0, 3, OnChange::Recompute)).unwrap();
         assert_eq!(out.bag.stack(DATA).unwrap().array, fresh(&rt, 5.0, 3));
-        let _ = fs::remove_dir_all(&d);
+        remove_features_folder(&d);
     }
 }
 
@@ -159,7 +158,7 @@ fn a_stateless_checkpointed_step_sees_its_upstream_too() {
     assert_eq!(out.report.checkpoints["plus1"].computed, 40);
     let after = out.bag.stack(DATA).unwrap().array;
     assert!(after.iter().zip(before.iter()).all(|(a, b)| *a == b + 1.0));
-    let _ = fs::remove_dir_all(&d);
+    remove_features_folder(&d);
 }
 
 #[test]
@@ -177,5 +176,5 @@ fn transform_and_predict_never_share_a_features_folder() {
     p.transform(&rt, input()).unwrap();
     let msg = refused(p.predict(&rt, input()).unwrap_err());
     assert!(msg.contains("operation: transform -> predict"), "{msg}");
-    let _ = fs::remove_dir_all(&d);
+    remove_features_folder(&d);
 }

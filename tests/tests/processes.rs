@@ -427,7 +427,7 @@ fn checkpointed_outputs_come_back_with_their_data_and_never_reread_the_folder() 
         assert_eq!(stacked.array, expected, "{round}");
         std::fs::rename(dir.with_extension("moved"), &dir).unwrap();
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    gridpipe_tests::remove_features_folder(&dir);
 }
 
 #[test]
@@ -531,7 +531,7 @@ fn a_killed_holders_partitions_are_rebuilt_from_the_nearest_checkpoint_in_one_ta
         kill9(victim);
         run.join().unwrap()
     });
-    let _ = std::fs::remove_dir_all(&dir);
+    gridpipe_tests::remove_features_folder(&dir);
 
     assert_eq!(out.bag.stack(DATA).unwrap().array, reference);
     assert_eq!(out.report.workers_lost, 1);

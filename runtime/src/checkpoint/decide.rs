@@ -203,6 +203,7 @@ mod tests {
         assert!(dir.join(super::super::manifest::MANIFEST_FILE).exists());
         drop(d);
         let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_file(super::super::lock::lock_path(&dir));
     }
 
     #[test]

@@ -182,19 +182,12 @@ impl KeyText {
 
     fn finish(self) -> KeyList {
         if let [_] = self.ends[..] {
-            let mut bytes = Vec::with_capacity(1 + self.text.len());
-            bytes.push(ONE);
-            bytes.extend_from_slice(&self.text);
-            return KeyList(Arc::from(bytes));
+            return KeyList(std::iter::once(ONE).chain(self.text).collect());
         }
-        let mut bytes = Vec::with_capacity(1 + WORD * (1 + self.ends.len()) + self.text.len());
-        bytes.push(MANY);
-        bytes.extend_from_slice(&word(self.ends.len()).to_le_bytes());
-        for end in &self.ends {
-            bytes.extend_from_slice(&end.to_le_bytes());
-        }
-        bytes.extend_from_slice(&self.text);
-        KeyList(Arc::from(bytes))
+        let count = word(self.ends.len()).to_le_bytes();
+        let ends = self.ends.iter().flat_map(|end| end.to_le_bytes());
+        let header = std::iter::once(MANY).chain(count).chain(ends);
+        KeyList(header.chain(self.text).collect())
     }
 }
 

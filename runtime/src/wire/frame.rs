@@ -33,9 +33,19 @@ pub fn write_body<W: std::io::Write + ?Sized, T: Serialize + ?Sized>(
 /// Encodes a handshake message as one frame: with field names, so that a peer
 /// of another version still reads what it needs to say so.
 pub fn encode_self_describing<T: Serialize>(msg: &T) -> Result<Vec<u8>, WireError> {
+    framed(DEFAULT_MAX_FRAME, |out| {
+        rmp_serde::encode::write_named(out, msg).map_err(|e| WireError::Garbage(e.to_string()))
+    })
+}
+
+/// One frame of at most `max` bytes: a length prefix, then what `write` writes.
+fn framed(
+    max: u64,
+    write: impl FnOnce(&mut Vec<u8>) -> Result<(), WireError>,
+) -> Result<Vec<u8>, WireError> {
     let mut out = vec![0u8; 4];
-    rmp_serde::encode::write_named(&mut out, msg).map_err(|e| WireError::Garbage(e.to_string()))?;
-    let len = frame_length(out.len() - 4, DEFAULT_MAX_FRAME)?;
+    write(&mut out)?;
+    let len = frame_length(out.len() - 4, max)?;
     out[..4].copy_from_slice(&len.to_le_bytes());
     Ok(out)
 }
@@ -49,11 +59,7 @@ pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, WireError> {
 
 /// Like [`encode`], with the limit `max`.
 pub fn encode_limited<T: Serialize>(msg: &T, max: u64) -> Result<Vec<u8>, WireError> {
-    let mut out = vec![0u8; 4];
-    write_body(&mut out, msg)?;
-    let len = frame_length(out.len() - 4, max)?;
-    out[..4].copy_from_slice(&len.to_le_bytes());
-    Ok(out)
+    framed(max, |out| write_body(out, msg))
 }
 
 /// Encodes a message of at most `max` bytes for [`super::session::Outbound::write_message`],

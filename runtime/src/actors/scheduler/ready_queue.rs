@@ -39,15 +39,17 @@ impl Entry {
                 stage,
                 partitions,
                 ready_s,
-            } => TaskRef {
-                run: *run,
-                task: TaskKind::Chain {
-                    stage: *stage,
-                    partition: partitions.start,
-                },
-                ready_s: *ready_s,
-            },
+            } => chain_task(*run, *stage, partitions.start, *ready_s),
         }
+    }
+}
+
+/// The task of stage `stage` of `partition`.
+fn chain_task(run: u32, stage: u16, partition: u32, ready_s: f64) -> TaskRef {
+    TaskRef {
+        run,
+        task: TaskKind::Chain { stage, partition },
+        ready_s,
     }
 }
 
@@ -138,14 +140,7 @@ impl ReadyQueue {
             };
             let mut start = partitions.start;
             for p in partitions.clone() {
-                let t = Entry::Chains {
-                    run,
-                    stage,
-                    partitions: p..p + 1,
-                    ready_s,
-                }
-                .first();
-                if !keep(&t) {
+                if !keep(&chain_task(run, stage, p, ready_s)) {
                     push_range(&mut kept, run, stage, start..p, ready_s);
                     start = p + 1;
                 }
@@ -168,11 +163,7 @@ mod tests {
     use super::*;
 
     fn chain(run: u32, stage: u16, partition: u32) -> TaskRef {
-        TaskRef {
-            run,
-            task: TaskKind::Chain { stage, partition },
-            ready_s: 0.0,
-        }
+        chain_task(run, stage, partition, 0.0)
     }
 
     fn order(q: &mut ReadyQueue) -> Vec<(u32, u16, u32)> {

@@ -313,6 +313,14 @@ mod tests {
         assert_ne!(column_name("score"), column_name(DATA));
     }
 
+    /// Failing before: names compared their inner option, so `data` spelled out
+    /// differed from `data` made by `column_name`.
+    #[test]
+    fn equal_names_are_equal_however_they_were_made() {
+        assert_eq!(ColumnName(Some(DATA.into())), column_name(DATA));
+        assert_ne!(ColumnName(Some("x".into())), column_name(DATA));
+    }
+
     #[test]
     fn behaves_like_a_map() {
         let mut m = ColumnMap::new();

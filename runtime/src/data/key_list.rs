@@ -95,10 +95,65 @@ impl KeyList {
         self.iter().collect::<Vec<_>>().join(sep)
     }
 
+    /// The list's bytes in its layout (see the module text), for a compact
+    /// form on the wire ([`KeyList::from_bytes`] reads them back).
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The list whose bytes are `bytes` (as [`KeyList::as_bytes`] gave them),
+    /// checked whole: a tag, a count and end offsets that fit, ends in order,
+    /// and every key UTF-8 text. Bytes from the wire are never trusted.
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Result<KeyList, String> {
+        let Some((&tag, rest)) = bytes.split_first() else {
+            return Err("a key list without its tag byte".into());
+        };
+        match tag {
+            ONE => {
+                std::str::from_utf8(rest).map_err(|e| format!("a sample key is not text: {e}"))?;
+            }
+            MANY => check_many(rest)?,
+            other => return Err(format!("a key list with the unknown tag {other}")),
+        }
+        Ok(KeyList(Arc::from(bytes)))
+    }
+
     fn read_word(&self, at: usize) -> usize {
         let w: [u8; WORD] = self.0[at..at + WORD].try_into().expect("a word");
         u32::from_le_bytes(w) as usize
     }
+}
+
+/// Checks the body of a `MANY` key list: its count, its ends (in order, within
+/// the text, the last one at the text's end) and each key's text.
+fn check_many(body: &[u8]) -> Result<(), String> {
+    let read = |at: usize| -> Option<usize> {
+        let w: [u8; WORD] = body.get(at..at + WORD)?.try_into().ok()?;
+        Some(u32::from_le_bytes(w) as usize)
+    };
+    let n = read(0).ok_or("a key list without its count")?;
+    let text_at = n
+        .checked_mul(WORD)
+        .and_then(|e| e.checked_add(WORD))
+        .filter(|&at| at <= body.len())
+        .ok_or_else(|| format!("a key list of {n} keys in {} bytes", body.len()))?;
+    let text = &body[text_at..];
+    let mut start = 0;
+    for row in 0..n {
+        let end = read(WORD * (row + 1)).expect("within the checked header");
+        let key = text
+            .get(start..end)
+            .ok_or_else(|| format!("key {row} of a key list ends outside its text"))?;
+        std::str::from_utf8(key).map_err(|e| format!("sample key {row} is not text: {e}"))?;
+        start = end;
+    }
+    if start != text.len() {
+        return Err(format!(
+            "a key list's text has {} bytes after its last key",
+            text.len() - start
+        ));
+    }
+    Ok(())
 }
 
 fn word(n: usize) -> u32 {
@@ -214,6 +269,34 @@ impl Visitor<'_> for &mut KeyText {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bytes_read_back_as_the_same_list_and_bad_bytes_are_refused() {
+        for keys in [vec![], vec!["only"], vec!["a", "", "ccc", "dé"]] {
+            let list = KeyList::new(&keys);
+            assert_eq!(KeyList::from_bytes(list.as_bytes()).unwrap(), list);
+        }
+        let good = KeyList::new(&["ab", "c"]);
+        let bytes = good.as_bytes().to_vec();
+        let refused = |b: &[u8]| KeyList::from_bytes(b).unwrap_err();
+        assert!(refused(&[]).contains("tag"));
+        assert!(refused(&[7, b'a']).contains("unknown tag 7"));
+        assert!(refused(&[ONE, 0xff]).contains("not text"));
+        assert!(refused(&bytes[..bytes.len() - 1]).contains("outside its text"));
+        let mut longer = bytes.clone();
+        longer.push(b'x');
+        assert!(refused(&longer).contains("after its last key"));
+        let mut count = bytes.clone();
+        count[1..5].copy_from_slice(&1000u32.to_le_bytes());
+        assert!(refused(&count).contains("1000 keys"));
+        let mut backwards = bytes.clone();
+        backwards[5..9].copy_from_slice(&3u32.to_le_bytes());
+        backwards[9..13].copy_from_slice(&2u32.to_le_bytes());
+        assert!(refused(&backwards).contains("outside its text"));
+        let mut split_char = KeyList::new(&["é", ""]).as_bytes().to_vec();
+        split_char[5..9].copy_from_slice(&1u32.to_le_bytes());
+        assert!(refused(&split_char).contains("not text"));
+    }
 
     #[test]
     fn one_many_and_no_keys_read_back_in_order() {

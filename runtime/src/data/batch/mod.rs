@@ -21,9 +21,11 @@ use std::sync::Arc;
 
 mod build;
 mod column;
+mod compact;
 mod failures;
 mod lazy;
 mod outcomes;
+mod wire_form;
 
 use build::join_names;
 pub use column::{ArrayViewOrOwned, Column};
@@ -78,10 +80,9 @@ fn no_rows() -> ArrayD<f64> {
 
 /// One partition's samples in columns: keys, dense arrays, scalar attributes,
 /// lazily loaded columns, failures and (for sample sets) the set layout.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 pub struct Batch {
     keys: KeyList,
-    #[serde(with = "crate::wire::raw::array_map")]
     arrays: ColumnMap<Arc<ArrayD<f64>>>,
     values: SparseColumnMap<Arc<Vec<Value>>>,
     lazy: SparseColumnMap<Arc<Vec<Arc<dyn Loader>>>>,

@@ -3,11 +3,12 @@
 //! every task it handed over until the worker reports it, so a lost worker's tasks
 //! go back to the scheduler to run elsewhere.
 
+use super::in_flight::InFlight;
 use super::protocol::{group_by_bytes, outcome_from_wire, FromWorker, ToWorker};
 use super::sending::{send_tasks, TooBig};
 use crate::actors::messages::{
-    ForgetWorker, PartitionsReturned, ReleaseHeld, RunTasks, TaskEnvelope, TaskKind, TaskOutcome,
-    TaskResult, TasksDone,
+    ForgetWorker, PartitionsReturned, ReleaseHeld, RunTasks, TaskEnvelope, TaskOutcome, TaskResult,
+    TasksDone,
 };
 use crate::actors::scheduler::{AddWorker, FitInputsFetched, Scheduler, WorkerLost};
 use crate::wire::frame::encode;
@@ -19,7 +20,6 @@ fn too_large_outcome(e: TaskEnvelope, size: u64, limit: u64) -> TaskOutcome {
 use crate::wire::handshake::{Admitted, Channel, WorkerIdentity};
 use crate::wire::traffic::{Counted, Traffic};
 use actix::prelude::*;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,7 +31,7 @@ pub struct RemoteWorker {
     scheduler: Addr<Scheduler>,
     id: Option<u32>,
     out: Option<tokio::sync::mpsc::UnboundedSender<Outgoing>>,
-    in_flight: HashMap<(u32, TaskKind), TaskEnvelope>,
+    in_flight: InFlight,
     last_seen: Instant,
     heartbeat_timeout: Duration,
     lost: bool,
@@ -87,7 +87,7 @@ impl RemoteWorker {
             scheduler,
             id: None,
             out: None,
-            in_flight: HashMap::new(),
+            in_flight: InFlight::default(),
             last_seen: Instant::now(),
             heartbeat_timeout,
             lost: false,
@@ -134,7 +134,7 @@ impl RemoteWorker {
         if let Some(id) = self.id {
             self.scheduler.do_send(WorkerLost {
                 worker: id,
-                unfinished: self.in_flight.drain().map(|(_, e)| e).collect(),
+                unfinished: self.in_flight.take_all(),
                 ran: true,
                 reason,
             });
@@ -291,7 +291,7 @@ impl Handler<RunTasks> for RemoteWorker {
         // Kept until the worker reports them; encoded and sent by the writer.
         let tasks: Vec<TaskEnvelope> = msg.0.to_vec();
         for e in msg.0 {
-            self.in_flight.insert((e.run, e.task), e);
+            self.in_flight.push(e);
         }
         if let Some(out) = &self.out {
             let _ = out.send(Outgoing::Tasks(tasks));
@@ -309,7 +309,7 @@ impl Handler<Oversized> for RemoteWorker {
             .0
             .into_iter()
             .filter_map(|(key, size)| {
-                let e = self.in_flight.remove(&key)?;
+                let e = self.in_flight.take(key.0, key.1)?;
                 Some(too_large_outcome(e, size, self.max_message))
             })
             .collect();
@@ -332,7 +332,7 @@ impl Handler<FromConn> for RemoteWorker {
                 let mut done = Vec::with_capacity(outcomes.len());
                 for o in outcomes {
                     // Only tasks this worker still holds count: never a duplicate.
-                    if let Some(env) = self.in_flight.remove(&(o.run, o.task)) {
+                    if let Some(env) = self.in_flight.take(o.run, o.task) {
                         let mut outcome = outcome_from_wire(o);
                         if let Some(id) = self.id {
                             outcome.name_holder(id);

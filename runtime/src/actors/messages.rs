@@ -135,7 +135,7 @@ impl TaskEnvelope {
 #[derive(Debug)]
 pub enum TaskResult {
     /// A chain's output.
-    Chain(Box<ChainOutput>),
+    Chain(ChainOutput),
     /// A fitted model, or why the fit failed.
     Fit(Result<Arc<dyn Estimator>, String>),
     /// The task's input or result was bigger than a frame of the wire may be, so

@@ -54,7 +54,7 @@ pub fn execute(env: TaskEnvelope) -> TaskOutcome {
             input: ChainInput::Here(input),
             stage,
             ..
-        } => TaskResult::Chain(Box::new(run_chain(input, &stage))),
+        } => TaskResult::Chain(run_chain(input, &stage)),
         TaskPayload::Chain {
             input: ChainInput::Held | ChainInput::Peer { .. },
             ..

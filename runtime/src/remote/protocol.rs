@@ -145,7 +145,7 @@ pub struct WireOutcome {
 #[derive(Debug, Serialize, Deserialize)]
 pub enum WireResult {
     /// A chain's output.
-    Chain(Box<ChainOutput>),
+    Chain(ChainOutput),
     /// A fitted model, or why the fit failed.
     Fit(Result<Arc<dyn Estimator>, String>),
     /// The result was bigger than a frame may be, so it was not sent.
@@ -420,14 +420,14 @@ mod tests {
             resources: Resources::none(),
             ready_s: 0.5,
             run_s: 0.25,
-            result: WireResult::Chain(Box::new(ChainOutput {
+            result: WireResult::Chain(ChainOutput {
                 batch: Arc::new(Batch::empty()),
                 new_failures: 0,
                 first_failed: Vec::new(),
                 held: true,
                 checkpoints: vec![("s".into(), OpStats::default())],
                 contribution: None,
-            })),
+            }),
         }
     }
 

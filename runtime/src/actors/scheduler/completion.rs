@@ -70,7 +70,7 @@ impl Scheduler {
             };
             match (o.task, o.result) {
                 (TaskKind::Chain { stage, partition }, TaskResult::Chain(out)) => {
-                    if let Err(e) = run.on_chain_done(worker, stage, partition, *out, times, outbox)
+                    if let Err(e) = run.on_chain_done(worker, stage, partition, out, times, outbox)
                     {
                         tracing::error!(%e, "partition protocol violation");
                         continue;

@@ -312,14 +312,14 @@ impl Scheduler {
                         resources: env.resources,
                         started: now,
                         finished: now,
-                        result: TaskResult::Chain(Box::new(crate::exec::ChainOutput {
+                        result: TaskResult::Chain(crate::exec::ChainOutput {
                             held: false,
                             new_failures: failed.len(),
                             first_failed,
                             batch: std::sync::Arc::new(failed),
                             contribution: None,
                             checkpoints: Vec::new(),
-                        })),
+                        }),
                     };
                     self.on_done(w, vec![outcome]);
                     return;

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod blocks;
+pub(crate) mod compact;
 pub mod frame;
 pub mod handshake;
 pub mod raw;
@@ -18,7 +19,7 @@ pub mod traffic;
 use thiserror::Error;
 
 /// The wire protocol version; both sides must speak the same one.
-pub const PROTOCOL_VERSION: u32 = 7;
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// Something went wrong on a connection; the connection is closed, nothing else.
 #[derive(Debug, Error)]

@@ -22,7 +22,9 @@ use crate::batch::DATA;
 use crate::columns::{column_name, ColumnMap, SparseColumnMap};
 use crate::data::key_list::KeyList;
 use crate::wire::blocks::BLOCK_MIN;
+use crate::wire::compact::{ByteReader, Compact};
 use ndarray::{ArrayD, IxDyn};
+use serde::{Deserializer, Serializer};
 use std::sync::Arc;
 
 /// The form's version byte.
@@ -30,11 +32,31 @@ const VERSION: u8 = 1;
 /// The name length that stands for [`DATA`].
 const DATA_NAME: u16 = u16::MAX;
 
-/// The compact form of `batch`, written into `out`, when the batch is plain and
-/// small: only keys and arrays, together under [`BLOCK_MIN`] bytes (a larger
-/// array goes as a block beside its message, where the fields form is cheap).
-/// Returns whether it wrote; `out` is untouched when not.
-pub(super) fn encode(batch: &Batch, out: &mut Vec<u8>) -> bool {
+impl Compact for Batch {
+    const NAME: &'static str = "batch";
+
+    /// The compact form, when the batch is plain and small: only keys and
+    /// arrays, together under [`BLOCK_MIN`] bytes (a larger array goes as a
+    /// block beside its message, where the fields form is cheap).
+    fn write_compact(&self, out: &mut Vec<u8>) -> bool {
+        encode(self, out)
+    }
+
+    fn read_compact(bytes: &[u8]) -> Result<Self, String> {
+        decode(bytes)
+    }
+
+    fn serialize_fields<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        Batch::serialize(self, s)
+    }
+
+    fn deserialize_fields<'de, D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Batch::deserialize(d)
+    }
+}
+
+/// Appends the compact form of `batch` to `out` when it has one.
+fn encode(batch: &Batch, out: &mut Vec<u8>) -> bool {
     if !is_plain(batch) {
         return false;
     }
@@ -86,21 +108,15 @@ fn is_plain(batch: &Batch) -> bool {
 }
 
 /// Reads a batch written by [`encode`].
-pub(super) fn decode(bytes: &[u8]) -> Result<Batch, String> {
-    let mut r = Reader { bytes, at: 0 };
-    let version = r.byte()?;
-    if version != VERSION {
-        return Err(format!(
-            "a compact batch of form {version} (this build reads form {VERSION})"
-        ));
-    }
-    let keys_len = r.u32()? as usize;
+fn decode(bytes: &[u8]) -> Result<Batch, String> {
+    let mut r = ByteReader::new(bytes, Batch::NAME);
+    r.version(VERSION)?;
+    let keys_len = r.u32("the keys' length")? as usize;
     let keys = KeyList::from_bytes(r.take(keys_len, "its keys")?)?;
-    let count = r.byte()?;
+    let count = r.u8("the number of columns")?;
     let mut arrays = ColumnMap::new();
     for _ in 0..count {
-        let name_len = u16::from_le_bytes(r.array("a column name's length")?);
-        let name = match name_len {
+        let name = match r.u16("a column name's length")? {
             DATA_NAME => column_name(DATA),
             n => {
                 let text = r.take(usize::from(n), "a column name")?;
@@ -109,10 +125,10 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Batch, String> {
                 column_name(text)
             }
         };
-        let ndim = usize::from(r.byte()?);
+        let ndim = usize::from(r.u8("a number of axes")?);
         let mut shape = Vec::with_capacity(ndim);
         for _ in 0..ndim {
-            shape.push(r.u32()? as usize);
+            shape.push(r.u32("an axis")? as usize);
         }
         let count = shape
             .iter()
@@ -129,12 +145,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Batch, String> {
         let array = ArrayD::from_shape_vec(IxDyn(&shape), values).map_err(|e| e.to_string())?;
         arrays.insert_name(name, Arc::new(array));
     }
-    if r.at != bytes.len() {
-        return Err(format!(
-            "a compact batch has {} bytes after its last column",
-            bytes.len() - r.at
-        ));
-    }
+    r.finish()?;
     Ok(Batch {
         keys,
         arrays,
@@ -143,39 +154,6 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Batch, String> {
         failures: Failures::default(),
         sets: None,
     })
-}
-
-/// Reads numbers and byte runs in order, each checked against what is left.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
-        let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len());
-        let Some(end) = end else {
-            return Err(format!(
-                "a compact batch ends inside {what} ({n} bytes wanted, {} left)",
-                self.bytes.len() - self.at
-            ));
-        };
-        let run = &self.bytes[self.at..end];
-        self.at = end;
-        Ok(run)
-    }
-
-    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], String> {
-        Ok(self.take(N, what)?.try_into().expect("N bytes"))
-    }
-
-    fn byte(&mut self) -> Result<u8, String> {
-        Ok(self.array::<1>("a count")?[0])
-    }
-
-    fn u32(&mut self) -> Result<u32, String> {
-        Ok(u32::from_le_bytes(self.array("a length")?))
-    }
 }
 
 #[cfg(test)]
@@ -301,12 +279,10 @@ mod tests {
         }
         let mut longer = bytes.clone();
         longer.push(0);
-        assert!(decode(&longer)
-            .unwrap_err()
-            .contains("after its last column"));
+        assert!(decode(&longer).unwrap_err().contains("after its end"));
         let mut version = bytes.clone();
         version[0] = 9;
-        assert!(decode(&version).unwrap_err().contains("form 9"));
+        assert!(decode(&version).unwrap_err().contains("batch of form 9"));
         // One key, then a column whose shape overflows.
         let mut huge = vec![VERSION];
         let keys = KeyList::new(&["k"]);

@@ -80,9 +80,12 @@ fn no_rows() -> ArrayD<f64> {
 
 /// One partition's samples in columns: keys, dense arrays, scalar attributes,
 /// lazily loaded columns, failures and (for sample sets) the set layout.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+// The derived form is the fields form; `wire_form` decides which form is used.
+#[serde(remote = "Self")]
 pub struct Batch {
     keys: KeyList,
+    #[serde(with = "crate::wire::raw::array_map")]
     arrays: ColumnMap<Arc<ArrayD<f64>>>,
     values: SparseColumnMap<Arc<Vec<Value>>>,
     lazy: SparseColumnMap<Arc<Vec<Arc<dyn Loader>>>>,

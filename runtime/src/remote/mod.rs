@@ -1,6 +1,7 @@
 //! Worker processes: the application's own binary in worker mode, connected to the
 //! scheduler over the authenticated wire, and the scheduler-side proxy of each.
 
+pub(crate) mod compact_tasks;
 pub(crate) mod in_flight;
 pub mod launcher;
 pub mod peer;

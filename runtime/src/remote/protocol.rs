@@ -76,8 +76,10 @@ impl FromWorker {
     }
 }
 
-/// One task on the wire.
+/// One task on the wire (a tiny chain task in its compact form:
+/// [`super::compact_tasks`]).
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct WireTask {
     /// The run.
     pub run: u32,
@@ -124,8 +126,10 @@ pub enum WirePayload {
     },
 }
 
-/// One finished task on the wire.
+/// One finished task on the wire (a tiny chain's result in its compact form:
+/// [`super::compact_tasks`]).
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct WireOutcome {
     /// The run.
     pub run: u32,
@@ -157,6 +161,30 @@ pub enum WireResult {
     },
     /// A fit could not fetch its inputs: per holder, why.
     InputsLost(Vec<(u32, String)>),
+}
+
+impl Serialize for WireTask {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        crate::wire::compact::serialize(self, s)
+    }
+}
+
+impl<'de> Deserialize<'de> for WireTask {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        crate::wire::compact::deserialize(d)
+    }
+}
+
+impl Serialize for WireOutcome {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        crate::wire::compact::serialize(self, s)
+    }
+}
+
+impl<'de> Deserialize<'de> for WireOutcome {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        crate::wire::compact::deserialize(d)
+    }
 }
 
 /// [`FromWorker`] by reference, to encode part of a message without copying it.

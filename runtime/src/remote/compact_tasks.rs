@@ -34,12 +34,64 @@ const HOLD: u8 = 1;
 const KEEP_FIT_INPUT: u8 = 2;
 const INPUT_HELD: u8 = 4;
 
+/// What a compact task and its result both begin with (after the version).
+struct Head {
+    run: u32,
+    stage: u16,
+    partition: u32,
+    ready_s: f64,
+}
+
+impl Head {
+    /// Appends the version and the head of a chain task `task` (a fit writes
+    /// nothing: it has no compact form); returns where it began.
+    fn write(out: &mut Vec<u8>, run: u32, task: TaskKind, ready_s: f64) -> usize {
+        let start = out.len();
+        if let TaskKind::Chain { stage, partition } = task {
+            out.push(VERSION);
+            out.extend_from_slice(&run.to_le_bytes());
+            out.extend_from_slice(&stage.to_le_bytes());
+            out.extend_from_slice(&partition.to_le_bytes());
+            out.extend_from_slice(&ready_s.to_le_bytes());
+        }
+        start
+    }
+
+    fn read(r: &mut ByteReader<'_>) -> Result<Head, String> {
+        r.version(VERSION)?;
+        Ok(Head {
+            run: r.u32("its run")?,
+            stage: r.u16("its stage")?,
+            partition: r.u32("its partition")?,
+            ready_s: r.f64("its ready time")?,
+        })
+    }
+
+    fn task(&self) -> TaskKind {
+        TaskKind::Chain {
+            stage: self.stage,
+            partition: self.partition,
+        }
+    }
+}
+
+/// Appends `batch`'s compact form, the last part of a compact task or result;
+/// a batch without one leaves `out` as it was at `start` (the value then goes
+/// as fields).
+fn ends_with_batch(out: &mut Vec<u8>, start: usize, batch: &Batch) -> bool {
+    if batch.write_compact(out) {
+        return true;
+    }
+    out.truncate(start);
+    false
+}
+
 impl Compact for WireTask {
     const NAME: &'static str = "task";
 
     fn write_compact(&self, out: &mut Vec<u8>) -> bool {
         let (
-            TaskKind::Chain { stage, partition },
+            TaskKind::Chain { .. },
             WirePayload::Chain {
                 input,
                 stage: stage_index,
@@ -59,12 +111,7 @@ impl Compact for WireTask {
         if !self.resources.is_empty() {
             return false;
         }
-        let start = out.len();
-        out.push(VERSION);
-        out.extend_from_slice(&self.run.to_le_bytes());
-        out.extend_from_slice(&stage.to_le_bytes());
-        out.extend_from_slice(&partition.to_le_bytes());
-        out.extend_from_slice(&self.ready_s.to_le_bytes());
+        let start = Head::write(out, self.run, self.task, self.ready_s);
         out.extend_from_slice(&stage_index.to_le_bytes());
         let flag = |on: bool, bit: u8| if on { bit } else { 0 };
         let flags = flag(*hold, HOLD)
@@ -72,22 +119,15 @@ impl Compact for WireTask {
             | flag(batch.is_none(), INPUT_HELD);
         out.push(flags);
         out.extend_from_slice(&hold_min_bytes.to_le_bytes());
-        if let Some(batch) = batch {
-            if !batch.write_compact(out) {
-                out.truncate(start);
-                return false;
-            }
+        match batch {
+            Some(batch) => ends_with_batch(out, start, batch),
+            None => true,
         }
-        true
     }
 
     fn read_compact(bytes: &[u8]) -> Result<Self, String> {
         let mut r = ByteReader::new(bytes, Self::NAME);
-        r.version(VERSION)?;
-        let run = r.u32("its run")?;
-        let stage = r.u16("its stage")?;
-        let partition = r.u32("its partition")?;
-        let ready_s = r.f64("its ready time")?;
+        let head = Head::read(&mut r)?;
         let stage_index = r.u32("its stage's index")?;
         let flags = r.u8("its flags")?;
         let hold_min_bytes = r.u64("its fewest bytes to hold")?;
@@ -102,10 +142,10 @@ impl Compact for WireTask {
         };
         r.finish()?;
         Ok(WireTask {
-            run,
-            task: TaskKind::Chain { stage, partition },
+            run: head.run,
+            task: head.task(),
             resources: Resources::none(),
-            ready_s,
+            ready_s: head.ready_s,
             payload: WirePayload::Chain {
                 input,
                 stage: stage_index,
@@ -129,9 +169,7 @@ impl Compact for WireOutcome {
     const NAME: &'static str = "task result";
 
     fn write_compact(&self, out: &mut Vec<u8>) -> bool {
-        let (TaskKind::Chain { stage, partition }, WireResult::Chain(c)) =
-            (self.task, &self.result)
-        else {
+        let (TaskKind::Chain { .. }, WireResult::Chain(c)) = (self.task, &self.result) else {
             return false;
         };
         let plain = self.resources.is_empty()
@@ -141,29 +179,16 @@ impl Compact for WireOutcome {
         let Some(new_failures) = u32::try_from(c.new_failures).ok().filter(|_| plain) else {
             return false;
         };
-        let start = out.len();
-        out.push(VERSION);
-        out.extend_from_slice(&self.run.to_le_bytes());
-        out.extend_from_slice(&stage.to_le_bytes());
-        out.extend_from_slice(&partition.to_le_bytes());
-        out.extend_from_slice(&self.ready_s.to_le_bytes());
+        let start = Head::write(out, self.run, self.task, self.ready_s);
         out.extend_from_slice(&self.run_s.to_le_bytes());
         out.extend_from_slice(&new_failures.to_le_bytes());
         out.push(u8::from(c.held));
-        if !c.batch.write_compact(out) {
-            out.truncate(start);
-            return false;
-        }
-        true
+        ends_with_batch(out, start, &c.batch)
     }
 
     fn read_compact(bytes: &[u8]) -> Result<Self, String> {
         let mut r = ByteReader::new(bytes, Self::NAME);
-        r.version(VERSION)?;
-        let run = r.u32("its run")?;
-        let stage = r.u16("its stage")?;
-        let partition = r.u32("its partition")?;
-        let ready_s = r.f64("its ready time")?;
+        let head = Head::read(&mut r)?;
         let run_s = r.f64("its running time")?;
         let new_failures = r.u32("its failed samples")? as usize;
         let held = match r.u8("whether it stayed")? {
@@ -174,10 +199,10 @@ impl Compact for WireOutcome {
         let batch = Arc::new(Batch::read_compact(r.rest())?);
         r.finish()?;
         Ok(WireOutcome {
-            run,
-            task: TaskKind::Chain { stage, partition },
+            run: head.run,
+            task: head.task(),
             resources: Resources::none(),
-            ready_s,
+            ready_s: head.ready_s,
             run_s,
             result: WireResult::Chain(ChainOutput {
                 batch,

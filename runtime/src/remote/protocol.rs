@@ -77,7 +77,7 @@ impl FromWorker {
 }
 
 /// One task on the wire (a tiny chain task in its compact form:
-/// [`super::compact_tasks`]).
+/// `remote/compact_tasks.rs`).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(remote = "Self")]
 pub struct WireTask {
@@ -127,7 +127,7 @@ pub enum WirePayload {
 }
 
 /// One finished task on the wire (a tiny chain's result in its compact form:
-/// [`super::compact_tasks`]).
+/// `remote/compact_tasks.rs`).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(remote = "Self")]
 pub struct WireOutcome {
@@ -163,29 +163,7 @@ pub enum WireResult {
     InputsLost(Vec<(u32, String)>),
 }
 
-impl Serialize for WireTask {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        crate::wire::compact::serialize(self, s)
-    }
-}
-
-impl<'de> Deserialize<'de> for WireTask {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        crate::wire::compact::deserialize(d)
-    }
-}
-
-impl Serialize for WireOutcome {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        crate::wire::compact::serialize(self, s)
-    }
-}
-
-impl<'de> Deserialize<'de> for WireOutcome {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        crate::wire::compact::deserialize(d)
-    }
-}
+crate::wire::compact::serde_by_form!(WireTask, WireOutcome);
 
 /// [`FromWorker`] by reference, to encode part of a message without copying it.
 /// Its variants mirror [`FromWorker`]'s, in the same order, so the bytes are the

@@ -31,6 +31,25 @@ pub(crate) trait Compact: Sized {
     fn deserialize_fields<'de, D: Deserializer<'de>>(d: D) -> Result<Self, D::Error>;
 }
 
+/// Implements `Serialize` and `Deserialize` for types with a compact form
+/// ([`Compact`]): the compact form where it applies, else the fields.
+macro_rules! serde_by_form {
+    ($($t:ty),* $(,)?) => {$(
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                $crate::wire::compact::serialize(self, s)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                $crate::wire::compact::deserialize(d)
+            }
+        }
+    )*};
+}
+pub(crate) use serde_by_form;
+
 thread_local! {
     /// The buffer a compact form is written into before it is handed to the
     /// serializer (kept, so a value costs no allocation of its own for it).

@@ -15,7 +15,8 @@
 //!   (u32), then its values (f64).
 //!
 //! All numbers are little-endian. Reading checks every length against the
-//! bytes there are; nothing read is trusted.
+//! bytes there are; nothing read is trusted. Every other batch, and every
+//! batch in a human-readable format, goes as its fields (the derived form).
 
 use super::{Batch, Failures};
 use crate::batch::DATA;
@@ -31,6 +32,8 @@ use std::sync::Arc;
 const VERSION: u8 = 1;
 /// The name length that stands for [`DATA`].
 const DATA_NAME: u16 = u16::MAX;
+
+crate::wire::compact::serde_by_form!(Batch);
 
 impl Compact for Batch {
     const NAME: &'static str = "batch";

@@ -25,7 +25,6 @@ mod compact;
 mod failures;
 mod lazy;
 mod outcomes;
-mod wire_form;
 
 use build::join_names;
 pub use column::{ArrayViewOrOwned, Column};
@@ -81,7 +80,7 @@ fn no_rows() -> ArrayD<f64> {
 /// One partition's samples in columns: keys, dense arrays, scalar attributes,
 /// lazily loaded columns, failures and (for sample sets) the set layout.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-// The derived form is the fields form; `wire_form` decides which form is used.
+// The derived form is the fields form; `compact` decides which form is used.
 #[serde(remote = "Self")]
 pub struct Batch {
     keys: KeyList,

@@ -66,14 +66,24 @@ pub(crate) fn serialize<T: Compact, S: Serializer>(value: &T, s: S) -> Result<S:
     // fields form finds the cell empty and allocates its own.
     let mut scratch = SCRATCH.with(|c| std::mem::take(&mut *c.borrow_mut()));
     scratch.clear();
-    if value.write_compact(&mut scratch) {
+    let compact = value.write_compact(&mut scratch);
+    let give_back = |scratch: Vec<u8>| {
+        // A rare large one (a batch of many keys) is not kept for ever.
+        if scratch.capacity() <= SCRATCH_KEPT {
+            SCRATCH.with(|c| *c.borrow_mut() = scratch);
+        }
+    };
+    if compact {
         let written = s.serialize_bytes(&scratch);
-        SCRATCH.with(|c| *c.borrow_mut() = scratch);
+        give_back(scratch);
         return written;
     }
-    SCRATCH.with(|c| *c.borrow_mut() = scratch);
+    give_back(scratch);
     value.serialize_fields(s)
 }
+
+/// The largest scratch buffer a thread keeps (1 MiB).
+const SCRATCH_KEPT: usize = 1 << 20;
 
 /// Reads a value in either form: bytes (compact), or its fields as a list (in
 /// order) or a map (by name); a human-readable format has the fields only.

@@ -354,6 +354,55 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Arbitrary bytes never panic the readers: a value or an error. Bytes
+        /// that begin like a real task or result (its version byte, a valid
+        /// head) reach the batch reader too.
+        #[test]
+        fn arbitrary_bytes_give_a_value_or_an_error(
+            mut bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
+            real_head in proptest::prelude::any::<bool>(),
+        ) {
+            let mut t = Vec::new();
+            task(ChainInput::Held, Resources::none()).write_compact(&mut t);
+            if real_head && bytes.len() >= t.len() {
+                bytes[..t.len()].copy_from_slice(&t);
+                bytes[t.len() - 9] &= !INPUT_HELD;
+            }
+            let _ = WireTask::read_compact(&bytes);
+            let _ = WireOutcome::read_compact(&bytes);
+            let _ = Batch::read_compact(&bytes);
+        }
+
+        /// Tasks and results of any plain small batch read back as written.
+        #[test]
+        fn any_plain_small_task_and_result_reads_back(
+            rows in 0usize..5,
+            width in 0usize..5,
+            run in proptest::prelude::any::<u32>(),
+            partition in proptest::prelude::any::<u32>(),
+            ready_s in proptest::prelude::any::<f64>(),
+            hold in proptest::prelude::any::<bool>(),
+        ) {
+            let mut t = task(ChainInput::Here(batch(rows, width)), Resources::none());
+            t.run = run;
+            t.task = TaskKind::Chain { stage: 1, partition };
+            t.ready_s = ready_s;
+            if let WirePayload::Chain { hold: h, .. } = &mut t.payload {
+                *h = hold;
+            }
+            let (bytes, compact) = wire(&t);
+            proptest::prop_assert!(compact);
+            reads_back(&t, &bytes);
+            let mut o = outcome(output(batch(rows, width)));
+            o.run = run;
+            o.ready_s = ready_s;
+            let (bytes, compact) = wire(&o);
+            proptest::prop_assert!(compact);
+            reads_back(&o, &bytes);
+        }
+    }
+
     #[test]
     fn damaged_compact_tasks_and_results_are_refused_with_a_reason() {
         let mut t = Vec::new();

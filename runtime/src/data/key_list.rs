@@ -10,6 +10,7 @@
 //! - tag `MANY` (1): the count `n` (u32, little-endian), the `n` end offsets of
 //!   the keys in the text (u32 each), then the keys' texts back to back.
 
+use crate::wire::compact::Compact;
 use serde::de::{DeserializeSeed, SeqAccess, Visitor};
 use serde::ser::SerializeSeq;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -137,14 +138,21 @@ fn check_many(body: &[u8]) -> Result<(), String> {
         .and_then(|e| e.checked_add(WORD))
         .filter(|&at| at <= body.len())
         .ok_or_else(|| format!("a key list of {n} keys in {} bytes", body.len()))?;
-    let text = &body[text_at..];
+    // The text is checked once; a key between two character boundaries of
+    // valid text is valid text.
+    let text = std::str::from_utf8(&body[text_at..])
+        .map_err(|e| format!("a key list's text is not text: {e}"))?;
     let mut start = 0;
     for row in 0..n {
         let end = read(WORD * (row + 1)).expect("within the checked header");
-        let key = text
-            .get(start..end)
-            .ok_or_else(|| format!("key {row} of a key list ends outside its text"))?;
-        std::str::from_utf8(key).map_err(|e| format!("sample key {row} is not text: {e}"))?;
+        if end < start || end > text.len() {
+            return Err(format!("key {row} of a key list ends outside its text"));
+        }
+        if !text.is_char_boundary(end) {
+            return Err(format!(
+                "sample key {row} is not text: it ends inside a character"
+            ));
+        }
         start = end;
     }
     if start != text.len() {
@@ -189,18 +197,47 @@ impl<S: AsRef<str>> PartialEq<[S]> for KeyList {
     }
 }
 
+/// In a binary format (the wire) a key list travels as its bytes, checked
+/// whole when read ([`KeyList::from_bytes`]): one run, where a list of
+/// strings cost a call per key each way (125,000 keys per partition of a
+/// million samples in eight). In a text format, and read from either, it is a
+/// list of strings.
 impl Serialize for KeyList {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match s.is_human_readable() {
+            true => self.serialize_fields(s),
+            false => s.serialize_bytes(self.as_bytes()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for KeyList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        crate::wire::compact::deserialize(d)
+    }
+}
+
+impl Compact for KeyList {
+    const NAME: &'static str = "key list";
+
+    fn write_compact(&self, out: &mut Vec<u8>) -> bool {
+        out.extend_from_slice(self.as_bytes());
+        true
+    }
+
+    fn read_compact(bytes: &[u8]) -> Result<Self, String> {
+        KeyList::from_bytes(bytes)
+    }
+
+    fn serialize_fields<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(self.len()))?;
         for key in self.iter() {
             seq.serialize_element(key)?;
         }
         seq.end()
     }
-}
 
-impl<'de> Deserialize<'de> for KeyList {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+    fn deserialize_fields<'de, D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct Keys;
         impl<'de> Visitor<'de> for Keys {
             type Value = KeyList;
@@ -237,12 +274,19 @@ impl KeyText {
 
     fn finish(self) -> KeyList {
         if let [_] = self.ends[..] {
-            return KeyList(std::iter::once(ONE).chain(self.text).collect());
+            let mut bytes = Vec::with_capacity(1 + self.text.len());
+            bytes.push(ONE);
+            bytes.extend_from_slice(&self.text);
+            return KeyList(Arc::from(bytes));
         }
-        let count = word(self.ends.len()).to_le_bytes();
-        let ends = self.ends.iter().flat_map(|end| end.to_le_bytes());
-        let header = std::iter::once(MANY).chain(count).chain(ends);
-        KeyList(header.chain(self.text).collect())
+        let mut bytes = Vec::with_capacity(1 + WORD * (1 + self.ends.len()) + self.text.len());
+        bytes.push(MANY);
+        bytes.extend_from_slice(&word(self.ends.len()).to_le_bytes());
+        for end in &self.ends {
+            bytes.extend_from_slice(&end.to_le_bytes());
+        }
+        bytes.extend_from_slice(&self.text);
+        KeyList(Arc::from(bytes))
     }
 }
 
@@ -318,13 +362,25 @@ mod tests {
     }
 
     #[test]
-    fn travels_as_a_list_of_strings() {
+    fn travels_as_its_bytes_and_reads_a_list_of_strings_too() {
         let list = KeyList::new(&["x", "yy"]);
         let bytes = rmp_serde::to_vec(&list).unwrap();
-        assert_eq!(bytes, rmp_serde::to_vec(&vec!["x", "yy"]).unwrap());
+        let mut expected = vec![0xc4, list.as_bytes().len() as u8];
+        expected.extend_from_slice(list.as_bytes());
+        assert_eq!(bytes, expected, "one MessagePack byte string");
         let back: KeyList = rmp_serde::from_slice(&bytes).unwrap();
         assert_eq!(back, list);
+        let from_strings: KeyList =
+            rmp_serde::from_slice(&rmp_serde::to_vec(&vec!["x", "yy"]).unwrap()).unwrap();
+        assert_eq!(from_strings, list);
         let one: KeyList = rmp_serde::from_slice(&rmp_serde::to_vec(&["k"]).unwrap()).unwrap();
         assert_eq!(one, KeyList::new(&["k"]));
+        let text = serde_json::to_string(&list).unwrap();
+        assert_eq!(text, r#"["x","yy"]"#);
+        assert_eq!(serde_json::from_str::<KeyList>(&text).unwrap(), list);
+        let mut damaged = bytes.clone();
+        damaged[7] = 9; // the first key's end, past the text
+        let e = rmp_serde::from_slice::<KeyList>(&damaged).unwrap_err();
+        assert!(e.to_string().contains("ends outside its text"), "{e}");
     }
 }

@@ -198,10 +198,12 @@ impl<S: AsRef<str>> PartialEq<[S]> for KeyList {
 }
 
 /// In a binary format (the wire) a key list travels as its bytes, checked
-/// whole when read ([`KeyList::from_bytes`]): one run, where a list of
+/// whole when read (`KeyList::from_bytes`): one run, where a list of
 /// strings cost a call per key each way (125,000 keys per partition of a
-/// million samples in eight). In a text format, and read from either, it is a
-/// list of strings.
+/// million samples in eight). In a text format it is a list of strings, and a
+/// list of strings is read from either. (Written here, not through the shared
+/// compact glue: its compact form is its own bytes, so there is nothing to
+/// put together first.)
 impl Serialize for KeyList {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match s.is_human_readable() {

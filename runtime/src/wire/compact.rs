@@ -3,7 +3,8 @@
 //! hand, instead of a serde call per field. A million tiny tasks cross the
 //! wire twice each, and the per-field decoding was most of what a tiny task
 //! cost. Any other value, and every value in a human-readable format, keeps
-//! its fields form; a reader takes either.
+//! its fields form; a reader takes either. (A key list's compact form is its
+//! own bytes, at any size: `data/key_list.rs` writes it itself.)
 
 use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde::{Deserializer, Serializer};

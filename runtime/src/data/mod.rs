@@ -5,6 +5,7 @@ pub mod bag;
 pub mod batch;
 pub mod columns;
 pub mod error;
+pub mod fresh;
 pub mod key_list;
 pub mod keys;
 pub mod sample;

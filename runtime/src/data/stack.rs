@@ -52,7 +52,8 @@ impl Bag {
         }
         let row_shape = row_shape.unwrap_or_default();
         let width: usize = row_shape.iter().product();
-        // Zeroed memory this large comes from the system unwritten.
+        // Zeroed memory this large comes from the system unwritten (each
+        // copy maps its own part).
         let mut buf = vec![0f64; rows * width];
         let mut left_out = Vec::new();
         // Each contributing partition with the part of the result it fills.
@@ -149,6 +150,8 @@ fn copy_in_parallel(copies: Vec<(&mut [f64], Arc<Batch>)>, column: &str, threads
 
 /// Copies `p`'s rows of `column` that did not fail into `dst`, then frees `p`.
 fn copy_rows(dst: &mut [f64], p: Arc<Batch>, column: &str) {
+    // The result is fresh memory: its part is mapped by the thread that fills it.
+    crate::data::fresh::populate(dst);
     let a = p.array(column).expect("checked before the copy");
     match (p.failures().is_empty(), a.as_slice()) {
         (true, Some(s)) => dst.copy_from_slice(s),

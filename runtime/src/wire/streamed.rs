@@ -276,8 +276,8 @@ impl Inbound {
             if len % 8 != 0 {
                 return Err(WireError::Garbage(format!("a block of {len} bytes")));
             }
-            // Zeroed memory from the system is mapped lazily: no pass over it.
-            let mut values = vec![0f64; (len / 8) as usize];
+            // Mapped in one call, not a page fault per page as it is read into.
+            let mut values = crate::data::fresh::zeroed_f64((len / 8) as usize);
             let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut values);
             let mut at = 0;
             loop {

@@ -29,24 +29,26 @@ pub fn populate(values: &mut [f64]) {
     populate_range(values.as_mut_ptr().cast(), bytes);
 }
 
+/// The whole 4 KiB pages inside `len` bytes from `start`, as the first page's
+/// address and the bytes they span (what `madvise` and `mincore` take).
 #[cfg(target_os = "linux")]
-fn populate_range(start: *mut u8, len: usize) {
+fn whole_pages(start: *const u8, len: usize) -> Option<(usize, usize)> {
     const PAGE: usize = 4096;
-    // madvise wants a page-aligned start: the whole pages inside the range.
     let first = (start as usize).next_multiple_of(PAGE);
     let end = (start as usize + len) / PAGE * PAGE;
-    if end <= first {
+    (end > first).then_some((first, end - first))
+}
+
+#[cfg(target_os = "linux")]
+fn populate_range(start: *mut u8, len: usize) {
+    let Some((first, bytes)) = whole_pages(start, len) else {
         return;
-    }
+    };
     // SAFETY: the range lies inside `values`, which is writable and ours;
     // populating only maps its pages (zeroed, as they already read), it does
     // not change what they hold.
     unsafe {
-        libc::madvise(
-            first as *mut libc::c_void,
-            end - first,
-            libc::MADV_POPULATE_WRITE,
-        );
+        libc::madvise(first as *mut libc::c_void, bytes, libc::MADV_POPULATE_WRITE);
     }
 }
 
@@ -73,20 +75,13 @@ mod tests {
     /// How many of the whole pages inside `values` are mapped.
     #[cfg(target_os = "linux")]
     fn mapped_pages(values: &[f64]) -> (usize, usize) {
-        const PAGE: usize = 4096;
-        let start = (values.as_ptr() as usize).next_multiple_of(PAGE);
-        let end = (values.as_ptr() as usize + std::mem::size_of_val(values)) / PAGE * PAGE;
-        let pages = (end - start) / PAGE;
+        let (first, bytes) =
+            whole_pages(values.as_ptr().cast(), std::mem::size_of_val(values)).expect("pages");
+        let pages = bytes / 4096;
         let mut resident = vec![0u8; pages];
         // SAFETY: the range is whole pages of a live allocation; `resident` has
         // one byte per page.
-        let r = unsafe {
-            libc::mincore(
-                start as *mut libc::c_void,
-                end - start,
-                resident.as_mut_ptr(),
-            )
-        };
+        let r = unsafe { libc::mincore(first as *mut libc::c_void, bytes, resident.as_mut_ptr()) };
         assert_eq!(r, 0, "mincore");
         (resident.iter().filter(|&&b| b & 1 == 1).count(), pages)
     }

@@ -43,17 +43,27 @@ struct Head {
 }
 
 impl Head {
-    /// Appends the version and the head of a chain task `task` (a fit writes
-    /// nothing: it has no compact form); returns where it began.
-    fn write(out: &mut Vec<u8>, run: u32, task: TaskKind, ready_s: f64) -> usize {
-        let start = out.len();
-        if let TaskKind::Chain { stage, partition } = task {
-            out.push(VERSION);
-            out.extend_from_slice(&run.to_le_bytes());
-            out.extend_from_slice(&stage.to_le_bytes());
-            out.extend_from_slice(&partition.to_le_bytes());
-            out.extend_from_slice(&ready_s.to_le_bytes());
+    /// The head of a chain task of `run` (a fit has no compact form).
+    fn of(run: u32, task: TaskKind, ready_s: f64) -> Option<Head> {
+        match task {
+            TaskKind::Chain { stage, partition } => Some(Head {
+                run,
+                stage,
+                partition,
+                ready_s,
+            }),
+            TaskKind::Fit { .. } => None,
         }
+    }
+
+    /// Appends the version and the head; returns where it began.
+    fn write(&self, out: &mut Vec<u8>) -> usize {
+        let start = out.len();
+        out.push(VERSION);
+        out.extend_from_slice(&self.run.to_le_bytes());
+        out.extend_from_slice(&self.stage.to_le_bytes());
+        out.extend_from_slice(&self.partition.to_le_bytes());
+        out.extend_from_slice(&self.ready_s.to_le_bytes());
         start
     }
 
@@ -91,7 +101,7 @@ impl Compact for WireTask {
 
     fn write_compact(&self, out: &mut Vec<u8>) -> bool {
         let (
-            TaskKind::Chain { .. },
+            Some(head),
             WirePayload::Chain {
                 input,
                 stage: stage_index,
@@ -99,7 +109,7 @@ impl Compact for WireTask {
                 hold_min_bytes,
                 keep_fit_input,
             },
-        ) = (self.task, &self.payload)
+        ) = (Head::of(self.run, self.task, self.ready_s), &self.payload)
         else {
             return false;
         };
@@ -111,7 +121,7 @@ impl Compact for WireTask {
         if !self.resources.is_empty() {
             return false;
         }
-        let start = Head::write(out, self.run, self.task, self.ready_s);
+        let start = head.write(out);
         out.extend_from_slice(&stage_index.to_le_bytes());
         let flag = |on: bool, bit: u8| if on { bit } else { 0 };
         let flags = flag(*hold, HOLD)
@@ -169,7 +179,9 @@ impl Compact for WireOutcome {
     const NAME: &'static str = "task result";
 
     fn write_compact(&self, out: &mut Vec<u8>) -> bool {
-        let (TaskKind::Chain { .. }, WireResult::Chain(c)) = (self.task, &self.result) else {
+        let (Some(head), WireResult::Chain(c)) =
+            (Head::of(self.run, self.task, self.ready_s), &self.result)
+        else {
             return false;
         };
         let plain = self.resources.is_empty()
@@ -179,7 +191,7 @@ impl Compact for WireOutcome {
         let Some(new_failures) = u32::try_from(c.new_failures).ok().filter(|_| plain) else {
             return false;
         };
-        let start = Head::write(out, self.run, self.task, self.ready_s);
+        let start = head.write(out);
         out.extend_from_slice(&self.run_s.to_le_bytes());
         out.extend_from_slice(&new_failures.to_le_bytes());
         out.push(u8::from(c.held));

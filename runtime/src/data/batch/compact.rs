@@ -137,10 +137,11 @@ fn decode(bytes: &[u8]) -> Result<Batch, String> {
             .iter()
             .try_fold(1usize, |n, &axis| n.checked_mul(axis))
             .ok_or_else(|| format!("column {} has the impossible shape {shape:?}", &*name))?;
-        let raw = r.take(
-            count.saturating_mul(8),
-            &format!("the values of column {}", &*name),
-        )?;
+        // The column is named only when its values are short (no text made
+        // per column on the way).
+        let raw = r
+            .take(count.saturating_mul(8), "the values")
+            .map_err(|e| format!("{e} (column {})", &*name))?;
         let values: Vec<f64> = raw
             .chunks_exact(8)
             .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
